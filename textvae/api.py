@@ -1,0 +1,181 @@
+"""`textvae.load(run_dir)`: a trained model and its tokenizer behind one object, on the right device.
+
+Every method takes plain sentences (a string or a list of strings); unknown words become <unk>.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerFast
+from transformers.utils import logging as hf_logging
+
+from .config import RunConfig
+from .data import collate, iterate_batches, load_corpus, prepare_split, prepare_texts
+from .errors import TextVAEError
+from .evaluation import evaluate_elbo, noise_generator, unigram_nll
+from .generation import STRATEGIES, decode, linear_path, prior_sample
+from .modeling import TextVAE
+from .tokenization import decode_ids, encode_texts, special_ids
+from .training import TRAIN_CONFIG, resumed_config, select_device
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """Fail with one line when `run_dir` is not a trained run."""
+    if not run_dir.is_dir():
+        raise TextVAEError(f"run dir not found: {run_dir}; train one with: textvae train --out {run_dir}")
+    for name, hint in (("config.json", "model config"), ("model.safetensors", "model weights"),
+                       ("tokenizer.json", "tokenizer")):
+        if not (run_dir / name).is_file():
+            raise TextVAEError(f"run dir {run_dir} has no {name} ({hint}); is training finished? "
+                               f"(textvae train --out {run_dir} --resume continues it)")
+
+
+def as_sentences(sentences: str | list[str], what: str = "sentences") -> list[str]:
+    """A list of non-empty strings, from one string or a list, with the bad position named."""
+    if isinstance(sentences, str):
+        sentences = [sentences]
+    if not isinstance(sentences, (list, tuple)) or not sentences:
+        raise TextVAEError(f"{what}: expected a sentence or a non-empty list of sentences")
+    for position, sentence in enumerate(sentences):
+        if not isinstance(sentence, str):
+            raise TextVAEError(f"{what}[{position}]: expected a string, got {type(sentence).__name__}")
+        if not sentence.strip():
+            raise TextVAEError(f"{what}[{position}] is empty; give at least one word")
+    return list(sentences)
+
+
+class TextVAEPipeline:
+    """A trained TextVAE with its tokenizer: sample, reconstruct, interpolate, encode, evaluate."""
+
+    def __init__(self, model: TextVAE, tokenizer: PreTrainedTokenizerFast, run_config: RunConfig | None = None,
+                 run_dir: Path | None = None):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.run_config = run_config
+        self.run_dir = run_dir
+        self.special = special_ids(tokenizer)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def require_latent(self, what: str) -> None:
+        if not self.model.config.has_latent:
+            raise TextVAEError(f"{what} needs a latent space, but this run is a language model (model_type: lm)")
+
+    def batches(self, sentences: list[str], batch_size: int = 256):
+        """Sentences as padded batches, in their given order."""
+        encoded = encode_texts(self.tokenizer, sentences)
+        for start in range(0, len(encoded), batch_size):
+            chunk = encoded[start: start + batch_size]
+            yield collate(chunk, list(range(start, start + len(chunk))), self.special["bos_token_id"],
+                          self.special["eos_token_id"], self.special["pad_token_id"])
+
+    @torch.no_grad()
+    def posterior(self, sentences: str | list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior means and log-variances (n, latent) of the sentences, in order."""
+        self.require_latent("encoding")
+        sentences = as_sentences(sentences)
+        means, logvars = [], []
+        for batch in self.batches(sentences):
+            mean, logvar = self.model.encode(batch.token_ids.to(self.device), batch.lengths)
+            means.append(mean)
+            logvars.append(logvar)
+        return torch.cat(means), torch.cat(logvars)
+
+    def encode(self, sentences: str | list[str], sample: bool = False, seed: int = 0,
+               return_tensors: str = "np") -> np.ndarray | torch.Tensor:
+        """Latent vectors of the sentences: posterior means, or one posterior sample each with sample=True."""
+        mean, logvar = self.posterior(sentences)
+        z = mean
+        if sample:
+            noise = torch.randn(mean.shape, generator=noise_generator(self.device, seed), device=self.device)
+            z = mean + noise * torch.exp(0.5 * logvar)
+        if return_tensors == "pt":
+            return z.cpu()
+        if return_tensors == "np":
+            return z.cpu().numpy()
+        raise TextVAEError(f"return_tensors: '{return_tensors}' is not one of np, pt")
+
+    def decode_latents(self, z: torch.Tensor | None, count: int | None = None, strategy: str = "greedy",
+                       temperature: float = 1.0, max_length: int = 50, seed: int | None = None) -> list[str]:
+        """Sentences decoded from latent codes (or `count` LM samples)."""
+        if strategy not in STRATEGIES:
+            raise TextVAEError(f"strategy: '{strategy}' is not one of {', '.join(STRATEGIES)}")
+        if not isinstance(max_length, int) or max_length <= 0:
+            raise TextVAEError(f"max_length: must be a positive whole number, got {max_length!r}")
+        generator = noise_generator(self.device, seed) if seed is not None else None
+        ids = decode(self.model, z, count, strategy, temperature, max_length, generator)
+        return [decode_ids(self.tokenizer, row) for row in ids]
+
+    def sample(self, n: int = 5, strategy: str = "greedy", temperature: float = 1.0, max_length: int = 50,
+               seed: int | None = None) -> list[str]:
+        """`n` sentences from the prior (z ~ N(0, I)), or from the LM for a language-model run."""
+        if not isinstance(n, int) or n <= 0:
+            raise TextVAEError(f"n: must be a positive whole number, got {n!r}")
+        generator = noise_generator(self.device, seed) if seed is not None else None
+        z = prior_sample(self.model, n, generator) if self.model.config.has_latent else None
+        return self.decode_latents(z, n, strategy, temperature, max_length, None if seed is None else seed + 1)
+
+    def reconstruct(self, sentences: str | list[str], strategy: str = "greedy", max_length: int = 50,
+                    seed: int | None = None) -> list[str]:
+        """Each sentence encoded to its posterior mean and decoded back."""
+        mean, _ = self.posterior(sentences)
+        return self.decode_latents(mean, strategy=strategy, max_length=max_length, seed=seed)
+
+    def interpolate(self, first: str, second: str, steps: int = 7, max_length: int = 50) -> list[str]:
+        """The homotopy of Bowman et al. 2016: greedy decodes along the line between two posterior means."""
+        if not isinstance(steps, int) or steps < 2:
+            raise TextVAEError(f"steps: must be a whole number >= 2 (the two ends included), got {steps!r}")
+        mean, _ = self.posterior(as_sentences([first, second], "interpolate"))
+        return self.decode_latents(linear_path(mean[0], mean[1], steps), max_length=max_length)
+
+    def evaluate(self, split: str = "test", sentences: list[str] | str | Path | None = None,
+                 batch_size: int = 128, seed: int = 0) -> dict[str, Any]:
+        """Corpus scores on a split of the run's corpus, or on given sentences / a text file (see README)."""
+        data = self.run_config.data if self.run_config else None
+        max_length = data.max_length if data else 10_000
+        policy = data.length_policy if data else "truncate"
+        baseline = None
+        if sentences is not None:
+            if isinstance(sentences, (str, Path)) and Path(sentences).is_file():
+                from .data import check_text_file
+                check_text_file(Path(sentences), "evaluate")
+                sentences = Path(sentences).read_text(encoding="utf-8").splitlines()
+            target = prepare_texts(as_sentences(sentences), self.tokenizer, max_length, policy)
+        else:
+            if data is None:
+                raise TextVAEError(f"this run has no {TRAIN_CONFIG}, so its corpus is unknown; pass sentences=")
+            corpus = load_corpus(data)
+            if split not in corpus:
+                raise TextVAEError(f"split '{split}' not in the run's corpus (splits: {', '.join(corpus)})")
+            target = prepare_split(corpus[split], self.tokenizer, data)
+            train = prepare_split(corpus["train"], self.tokenizer, data)
+            baseline = unigram_nll(train, target, len(self.tokenizer), self.special["eos_token_id"])
+        results = evaluate_elbo(self.model, target, batch_size, seed)
+        results["split"] = "sentences" if sentences is not None else split
+        if baseline is not None:
+            results["unigram_nll"] = baseline
+        return results
+
+
+def load(run_dir: str | Path, device: str = "auto") -> TextVAEPipeline:
+    """The model and tokenizer of a run dir, ready on `device` ('auto' = CUDA when present)."""
+    run_dir = Path(run_dir)
+    check_run_dir(run_dir)
+    hf_logging.disable_progress_bar()
+    try:
+        model = TextVAE.from_pretrained(str(run_dir))
+    except (OSError, ValueError, RuntimeError) as error:
+        raise TextVAEError(f"run dir {run_dir}: the model cannot be loaded ({str(error).splitlines()[0][:160]})") from None
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(run_dir))
+    if len(tokenizer) != model.config.vocab_size:
+        raise TextVAEError(f"run dir {run_dir}: tokenizer has {len(tokenizer)} entries but the model expects "
+                           f"{model.config.vocab_size}; the tokenizer files belong to another run")
+    run_config = resumed_config(run_dir, ()) if (run_dir / TRAIN_CONFIG).is_file() else None
+    return TextVAEPipeline(model.to(select_device(device)), tokenizer, run_config, run_dir)

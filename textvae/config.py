@@ -1,0 +1,238 @@
+"""Run settings: dataclasses for data, tokenizer and training, read from YAML with `--set` overrides.
+
+The model's own settings live in `TextVAEConfig` (a transformers config, saved with the model);
+the `model:` section is kept as a plain mapping here and checked by `modeling.configuration`.
+Every check raises `TextVAEError` with one line that names the key, the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import TextVAEError
+
+
+@dataclass
+class DataConfig:
+    """Where the sentences come from and how long they may be."""
+
+    source: str | None = None  # folder with train/valid/test.txt, a save_to_disk folder, or a hub name; None = embedded corpus
+    train_file: str | None = None  # explicit text files (one sentence a line) instead of `source`
+    valid_file: str | None = None
+    test_file: str | None = None
+    text_column: str = "text"  # column holding the sentences in a saved or hub dataset
+    hub_config: str | None = None  # configuration name of a hub dataset, if it has several
+    max_length: int = 64  # most tokens a sentence may have, <bos>/<eos> not counted
+    length_policy: str = "drop"  # what to do with longer sentences: drop | truncate
+    synthetic_seed: int = 0  # seed of the embedded corpus (used when no source is given)
+
+
+@dataclass
+class TokenizerConfig:
+    """How text becomes ids: a word-level or BPE vocabulary trained on the train split, or a given file."""
+
+    kind: str = "word"  # word | bpe | file
+    vocab_size: int = 10000  # the most entries, special tokens included
+    min_frequency: int = 1  # rarer words/merges are left out (words become <unk>)
+    path: str | None = None  # a tokenizer.json, for kind: file
+    lowercase: bool = False  # lowercase text before tokenizing (also applied to sentences typed later)
+
+
+@dataclass
+class TrainConfig:
+    """The optimisation recipe: optimizer, schedule of the KL weight, anti-collapse tricks, evaluation."""
+
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    max_epochs: int = 10
+    max_steps: int = 0  # 0 = no step limit (max_epochs decides)
+    optimizer: str = "adam"  # adam | adamw | sgd
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.0  # for sgd
+    grad_clip: float = 5.0  # max global gradient norm; 0 = off
+    lr_decay_factor: float = 0.5  # multiply the LR by this when validation loss stops improving
+    lr_decay_patience: int = 2  # evaluations without improvement before the LR decays
+    min_lr: float = 1e-5
+    eval_every: int = 0  # steps between evaluations; 0 = once per epoch
+    early_stopping_patience: int = 0  # evaluations without improvement before stopping; 0 = off
+    kl_schedule: str = "linear"  # constant | linear | logistic | cyclical
+    kl_max_weight: float = 1.0  # beta at the end of annealing (beta-VAE weight)
+    kl_start_weight: float = 0.0  # beta at step 0 (linear)
+    kl_anneal_steps: int = 10000  # length of the warm-up (linear, logistic) or of all cycles (cyclical)
+    kl_logistic_rate: float = 0.0025  # steepness of the logistic curve (Bowman et al. 2016)
+    kl_cycles: int = 4  # number of cycles (cyclical)
+    kl_cycle_rise_ratio: float = 0.5  # share of each cycle spent rising from 0 to kl_max_weight (cyclical)
+    word_dropout: float = 0.0  # probability of replacing a decoder input word by <unk> (Bowman et al. 2016)
+    free_bits: float = 0.0  # per-dimension KL floor in nats (Kingma et al. 2016); 0 = off
+    log_every: int = 50  # steps between train lines in metrics.jsonl
+    progress_bar: bool = True
+    num_threads: int = 0  # torch CPU threads; 0 = torch's default
+
+
+SCHEDULES = ("constant", "linear", "logistic", "cyclical")
+CHOICES = {
+    ("data", "length_policy"): ("drop", "truncate"),
+    ("tokenizer", "kind"): ("word", "bpe", "file"),
+    ("train", "optimizer"): ("adam", "adamw", "sgd"),
+    ("train", "kl_schedule"): SCHEDULES,
+}
+POSITIVE = {("data", "max_length"), ("tokenizer", "vocab_size"), ("tokenizer", "min_frequency"),
+            ("train", "batch_size"), ("train", "eval_batch_size"), ("train", "lr"), ("train", "log_every"),
+            ("train", "kl_cycles"), ("train", "kl_anneal_steps")}
+PROBABILITIES = {("train", "word_dropout"), ("train", "kl_cycle_rise_ratio"), ("train", "lr_decay_factor")}
+
+
+@dataclass
+class RunConfig:
+    """Everything a training run needs; saved as train_config.yaml in the run dir."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: dict[str, Any] = field(default_factory=dict)  # TextVAEConfig keyword arguments
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+SECTIONS = {"data": DataConfig, "tokenizer": TokenizerConfig, "train": TrainConfig}
+
+
+def nearest(word: str, candidates: list[str]) -> str:
+    """' (did you mean X?)' for the closest candidate, or a list of the valid ones."""
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.5)
+    if close:
+        return f" (did you mean '{close[0]}'?)"
+    return f" (valid keys: {', '.join(sorted(candidates))})"
+
+
+def check_value(where: str, value: Any, default: Any, annotation: str) -> Any:
+    """Coerce `value` to the type of the field (int→float allowed) or raise naming the key."""
+    optional = "None" in annotation
+    if value is None:
+        if optional:
+            return None
+        raise TextVAEError(f"config key {where}: must not be empty; give a value like {default!r}")
+    if "bool" in annotation or isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        raise TextVAEError(f"config key {where}: expected true or false, got {value!r}")
+    if "float" in annotation or isinstance(default, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise TextVAEError(f"config key {where}: expected a number, got {value!r}")
+    if "int" in annotation or isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise TextVAEError(f"config key {where}: expected a whole number, got {value!r}")
+    if "str" in annotation or isinstance(default, str):
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise TextVAEError(f"config key {where}: expected text, got {value!r}")
+    return value
+
+
+def build_section(name: str, values: dict[str, Any]) -> Any:
+    """One dataclass section from a dict, with unknown keys, types, choices and ranges checked."""
+    cls = SECTIONS[name]
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    checked = {}
+    for key, value in values.items():
+        if key not in known:
+            raise TextVAEError(f"unknown config key '{name}.{key}'{nearest(key, list(known))}")
+        spec = known[key]
+        checked[key] = check_value(f"{name}.{key}", value, spec.default, str(spec.type))
+        choices = CHOICES.get((name, key))
+        if choices and checked[key] not in choices:
+            raise TextVAEError(
+                f"config key {name}.{key}: '{checked[key]}' is not one of {', '.join(choices)}")
+    section = cls(**checked)
+    for key in known:
+        value = getattr(section, key)
+        if (name, key) in POSITIVE and value is not None and value <= 0:
+            raise TextVAEError(f"config key {name}.{key}: must be > 0, got {value}")
+        if (name, key) in PROBABILITIES and not 0.0 <= value <= 1.0:
+            raise TextVAEError(f"config key {name}.{key}: must be between 0 and 1, got {value}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+            raise TextVAEError(f"config key {name}.{key}: must not be negative, got {value}")
+    return section
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'train.lr=3e-4' → (['train', 'lr'], 0.0003); the value is read as YAML so types come out right."""
+    if "=" not in text:
+        raise TextVAEError(f"--set {text!r}: expected SECTION.KEY=VALUE, e.g. --set model.latent_size=32")
+    dotted, raw = text.split("=", 1)
+    path = dotted.strip().split(".")
+    if len(path) != 2 or not all(path):
+        raise TextVAEError(f"--set {text!r}: the key must be SECTION.KEY, e.g. train.lr or model.latent_size")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return path, value
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping from a file, with missing files and syntax errors reported on one line."""
+    path = Path(path)
+    if not path.is_file():
+        raise TextVAEError(f"config file not found: {path}; pass an existing YAML file, e.g. configs/demo.yaml")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise TextVAEError(f"config file {path}{where}: not valid YAML ({getattr(error, 'problem', error)})") from None
+    except UnicodeDecodeError:
+        raise TextVAEError(f"config file {path}: not UTF-8 text; save it as UTF-8") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise TextVAEError(f"config file {path}: expected a mapping of sections (data, tokenizer, model, train)")
+    return loaded
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """The run config from an optional YAML file plus `SECTION.KEY=VALUE` overrides, fully checked."""
+    raw = read_yaml(path) if path else {}
+    return config_from_dict(raw, overrides)
+
+
+def config_from_dict(raw: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Like `load_config`, from an already-parsed mapping."""
+    valid_sections = [*SECTIONS, "model"]
+    sections: dict[str, dict[str, Any]] = {name: {} for name in valid_sections}
+    for name, values in raw.items():
+        if name not in sections:
+            raise TextVAEError(f"unknown config section '{name}'{nearest(str(name), valid_sections)}")
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise TextVAEError(f"config section '{name}': expected a mapping of keys, got {values!r}")
+        sections[name].update(values)
+    for text in overrides:
+        (name, key), value = parse_override(text)
+        if name not in sections:
+            raise TextVAEError(f"--set {text!r}: unknown section '{name}'{nearest(name, valid_sections)}")
+        sections[name][key] = value
+    return RunConfig(
+        data=build_section("data", sections["data"]),
+        tokenizer=build_section("tokenizer", sections["tokenizer"]),
+        model=sections["model"],
+        train=build_section("train", sections["train"]),
+    )
+
+
+def save_config(config: RunConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML (every key, defaults included)."""
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")

@@ -1,0 +1,59 @@
+"""Autoregressive decoders conditioned on z; always left-to-right, so a decoder never sees the future."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .configuration import TextVAEConfig
+
+LSTMState = tuple[torch.Tensor, torch.Tensor]
+
+
+class LSTMDecoder(nn.Module):
+    """A unidirectional LSTM language model whose state and/or inputs carry z (Bowman et al. 2016).
+
+    'init' maps z through a linear layer to the initial hidden and cell state of every layer;
+    'input' concatenates z to every input embedding (as in He et al. 2019); 'both' does the two.
+    Without a latent (the LM baseline) it is a plain LSTM language model.
+    """
+
+    def __init__(self, config: TextVAEConfig):
+        super().__init__()
+        self.layers = config.decoder_layers
+        self.hidden_size = config.decoder_hidden_size
+        self.z_at_input = config.has_latent and config.z_conditioning in ("input", "both")
+        self.z_at_init = config.has_latent and config.z_conditioning in ("init", "both")
+        input_size = config.embedding_size + (config.latent_size if self.z_at_input else 0)
+        self.embedding = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
+        self.embedding_dropout = nn.Dropout(config.embedding_dropout)
+        self.lstm = nn.LSTM(input_size, config.decoder_hidden_size, num_layers=config.decoder_layers,
+                            batch_first=True)
+        self.z_to_state = (nn.Linear(config.latent_size, 2 * config.decoder_layers * config.decoder_hidden_size)
+                           if self.z_at_init else None)
+        self.output_dropout = nn.Dropout(config.decoder_dropout)
+        self.output = nn.Linear(config.decoder_hidden_size, config.vocab_size)
+
+    def initial_state(self, z: torch.Tensor | None) -> LSTMState | None:
+        """The (h0, c0) that z sets, or None (zeros) when z does not enter through the state."""
+        if self.z_to_state is None or z is None:
+            return None
+        batch = z.size(0)
+        state = self.z_to_state(z).view(batch, 2, self.layers, self.hidden_size).permute(1, 2, 0, 3)
+        return state[0].contiguous(), state[1].contiguous()
+
+    def forward(self, input_ids: torch.Tensor, z: torch.Tensor | None,
+                state: LSTMState | None = None) -> tuple[torch.Tensor, LSTMState]:
+        """Hidden states (batch, steps, hidden) for teacher-forced `input_ids`; pass `state` to continue."""
+        embedded = self.embedding_dropout(self.embedding(input_ids))
+        if self.z_at_input:
+            z_steps = z.to(embedded.dtype).unsqueeze(1).expand(-1, input_ids.size(1), -1)
+            embedded = torch.cat([embedded, z_steps], dim=-1)
+        if state is None:
+            state = self.initial_state(z)
+        hidden, state = self.lstm(embedded, state)
+        return hidden, state
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Vocabulary scores for hidden states of any leading shape."""
+        return self.output(self.output_dropout(hidden))

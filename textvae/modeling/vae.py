@@ -1,0 +1,98 @@
+"""TextVAE: encoder → Gaussian posterior → z → autoregressive decoder, as a transformers PreTrainedModel.
+
+Sentences arrive as <bos> w1 .. wn <eos> <pad>...; the encoder reads w1 .. wn <eos>, the decoder reads
+<bos> w1 .. wn and predicts w1 .. wn <eos>. Only real (non-padding) positions are projected to the
+vocabulary, so padding costs nothing in the output layer and can never change the loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from transformers import PreTrainedModel
+from transformers.utils import ModelOutput
+
+from .configuration import TextVAEConfig
+from .decoders import LSTMDecoder, LSTMState
+from .encoders import LSTMEncoder
+from .posterior import GaussianPosterior, kl_per_dimension, reparameterize
+
+
+@dataclass
+class TextVAEOutput(ModelOutput):
+    """Per-sentence pieces of the ELBO; the objective turns them into a loss.
+
+    rec_nll: (batch,) −log p(x|z) in nats, summed over predicted tokens (words and <eos>).
+    kl: (batch, latent) KL(q(z|x) || p(z)) per dimension; None for the LM baseline.
+    token_counts: (batch,) predicted tokens per sentence.
+    """
+
+    rec_nll: torch.Tensor | None = None
+    kl: torch.Tensor | None = None
+    mean: torch.Tensor | None = None
+    logvar: torch.Tensor | None = None
+    z: torch.Tensor | None = None
+    token_counts: torch.Tensor | None = None
+
+
+class TextVAE(PreTrainedModel):
+    """A sentence VAE (Bowman et al. 2016), or with model_variant='lm' the same decoder without z."""
+
+    config_class = TextVAEConfig
+    base_model_prefix = "textvae"
+    main_input_name = "token_ids"
+
+    def __init__(self, config: TextVAEConfig):
+        super().__init__(config)
+        self.encoder = LSTMEncoder(config) if config.has_latent else None
+        self.posterior = GaussianPosterior(self.encoder.summary_size, config.latent_size) if config.has_latent else None
+        self.decoder = LSTMDecoder(config)
+        self.post_init()
+
+    def _init_weights(self, module: torch.nn.Module) -> None:
+        """Keep PyTorch's default initialisation of each layer."""
+
+    def encode(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior mean and log-variance (batch, latent) of sentences given as <bos> ... <eos> <pad>."""
+        if self.encoder is None:
+            raise ValueError("a language model (model_variant='lm') has no encoder or latent space")
+        summary = self.encoder(token_ids[:, 1:], lengths - 1)
+        return self.posterior(summary)
+
+    def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor, decoder_input_ids: torch.Tensor | None = None,
+                z: torch.Tensor | None = None, sample_z: bool = True,
+                generator: torch.Generator | None = None) -> TextVAEOutput:
+        """The ELBO's pieces for a batch. `decoder_input_ids` overrides the teacher-forced inputs (word
+        dropout); `z` overrides the latent code; `sample_z=False` decodes from the posterior mean;
+        `generator` supplies the posterior noise (evaluation keeps training's random stream untouched)."""
+        mean = logvar = kl = None
+        if self.config.has_latent:
+            mean, logvar = self.encode(token_ids, lengths)
+            kl = kl_per_dimension(mean, logvar)
+            if z is None:
+                z = reparameterize(mean, logvar, generator=generator) if sample_z else mean
+        inputs = token_ids[:, :-1] if decoder_input_ids is None else decoder_input_ids
+        hidden, _ = self.decoder(inputs, z)
+        rec_nll, token_counts = self.sequence_nll(hidden, token_ids[:, 1:], lengths - 1)
+        return TextVAEOutput(rec_nll=rec_nll, kl=kl, mean=mean, logvar=logvar, z=z, token_counts=token_counts)
+
+    def sequence_nll(self, hidden: torch.Tensor, targets: torch.Tensor,
+                     target_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sentence −log p(targets) from decoder states, projecting only the real positions."""
+        target_lengths = target_lengths.to(hidden.device)
+        positions = torch.arange(targets.size(1), device=hidden.device)
+        real = positions.unsqueeze(0) < target_lengths.unsqueeze(1)
+        logits = self.decoder.logits(hidden[real])
+        token_nll = F.cross_entropy(logits.float(), targets[real], reduction="none")
+        sentence_of_token = real.nonzero()[:, 0]
+        rec_nll = torch.zeros(targets.size(0), device=hidden.device, dtype=token_nll.dtype)
+        rec_nll.index_add_(0, sentence_of_token, token_nll)
+        return rec_nll, target_lengths
+
+    def decode_step(self, token_ids: torch.Tensor, z: torch.Tensor | None,
+                    state: LSTMState | None) -> tuple[torch.Tensor, LSTMState]:
+        """Next-token logits (batch, vocab) after feeding `token_ids` (batch,), and the new state."""
+        hidden, state = self.decoder(token_ids.unsqueeze(1), z, state)
+        return self.decoder.logits(hidden[:, -1]).float(), state

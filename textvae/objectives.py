@@ -1,0 +1,81 @@
+"""The training objective: KL-weight schedules, word dropout, free bits, and the ELBO loss they shape."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .config import TrainConfig
+from .modeling import TextVAEOutput
+
+
+def kl_weight(step: int, settings: TrainConfig) -> float:
+    """The KL weight beta at a training step under the configured schedule.
+
+    constant: kl_max_weight throughout.
+    linear: from kl_start_weight to kl_max_weight over kl_anneal_steps, then flat.
+    logistic: kl_max_weight / (1 + exp(-rate (step - kl_anneal_steps / 2))) (Bowman et al. 2016).
+    cyclical: kl_cycles cycles over kl_anneal_steps; each rises linearly from 0 to kl_max_weight over the
+      first kl_cycle_rise_ratio of the cycle and then holds (Fu et al. 2019); flat after the last cycle.
+    """
+    top = settings.kl_max_weight
+    total = settings.kl_anneal_steps
+    if settings.kl_schedule == "constant":
+        return top
+    if settings.kl_schedule == "linear":
+        progress = min(step / total, 1.0)
+        return settings.kl_start_weight + (top - settings.kl_start_weight) * progress
+    if settings.kl_schedule == "logistic":
+        exponent = -settings.kl_logistic_rate * (step - total / 2)
+        return top / (1.0 + math.exp(min(exponent, 700.0)))
+    if settings.kl_schedule == "cyclical":
+        if step >= total:
+            return top
+        cycle_length = total / settings.kl_cycles
+        position = (step % cycle_length) / cycle_length
+        return top * min(position / settings.kl_cycle_rise_ratio, 1.0)
+    raise ValueError(f"unknown KL schedule {settings.kl_schedule!r}")
+
+
+def word_dropout(input_ids: torch.Tensor, probability: float, unk_id: int, spared_ids: tuple[int, ...]) -> torch.Tensor:
+    """Replace decoder input tokens by <unk> with `probability`, sparing `spared_ids` (<bos>, <pad>).
+
+    Bowman et al. 2016: weakening the decoder's view of the history pushes information into z.
+    Call it only in training; it draws from torch's global generator so seeds reproduce it.
+    """
+    if probability <= 0.0:
+        return input_ids
+    drop = torch.rand(input_ids.shape, device=input_ids.device) < probability
+    for token_id in spared_ids:
+        drop &= input_ids != token_id
+    return input_ids.masked_fill(drop, unk_id)
+
+
+def kl_term(kl: torch.Tensor, free_bits: float) -> torch.Tensor:
+    """The KL to penalise, averaged over the batch; with free bits, each dimension's batch-mean KL
+    counts as at least `free_bits` nats, so below that floor it gets no gradient (Kingma et al. 2016)."""
+    if free_bits > 0.0:
+        return torch.clamp(kl.mean(0), min=free_bits).sum()
+    return kl.sum(-1).mean()
+
+
+@dataclass
+class Loss:
+    """The scalar to minimise and its parts (per-sentence means) for logging."""
+
+    loss: torch.Tensor
+    rec: torch.Tensor
+    kl: torch.Tensor
+    kl_weight: float
+
+
+def elbo_loss(output: TextVAEOutput, weight: float, free_bits: float = 0.0) -> Loss:
+    """Per-sentence negative ELBO averaged over the batch: rec + beta * KL (free bits applied to the KL)."""
+    rec = output.rec_nll.mean()
+    if output.kl is None:  # LM baseline: no latent, the loss is the NLL
+        zero = torch.zeros((), device=rec.device)
+        return Loss(rec, rec.detach(), zero, 0.0)
+    kl = output.kl.sum(-1).mean()
+    return Loss(rec + weight * kl_term(output.kl, free_bits), rec.detach(), kl.detach(), weight)

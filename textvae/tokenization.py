@@ -1,0 +1,102 @@
+"""Tokenizers built with `tokenizers`: word-level or BPE trained on the train split, or a given tokenizer.json.
+
+Every tokenizer carries the four special tokens the model relies on; trained ones put them first,
+so <pad>=0, <bos>=1, <eos>=2, <unk>=3. Tokenizers are wrapped in a transformers fast tokenizer so
+that they save beside the model and load back with `from_pretrained`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+from .config import TokenizerConfig
+from .errors import TextVAEError
+
+PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
+SPECIAL_TOKENS = [PAD, BOS, EOS, UNK]
+
+
+def wrap(tokenizer: Tokenizer) -> PreTrainedTokenizerFast:
+    """A transformers fast tokenizer around a `tokenizers.Tokenizer`, special tokens named."""
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token=PAD, bos_token=BOS, eos_token=EOS,
+                                   unk_token=UNK)
+
+
+def new_tokenizer(kind: str, lowercase: bool) -> Tokenizer:
+    """An untrained word-level (whitespace-separated words) or BPE (Metaspace, reversible) tokenizer."""
+    if kind == "word":
+        tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
+        tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    else:
+        tokenizer = Tokenizer(models.BPE(unk_token=UNK))
+        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+        tokenizer.decoder = decoders.Metaspace()
+    if lowercase:
+        tokenizer.normalizer = normalizers.Lowercase()
+    return tokenizer
+
+
+def train_tokenizer(texts: Iterable[str], settings: TokenizerConfig) -> PreTrainedTokenizerFast:
+    """Learn a vocabulary from `texts` (the train split) with the settings' size and frequency limits."""
+    tokenizer = new_tokenizer(settings.kind, settings.lowercase)
+    if settings.kind == "word":
+        trainer = trainers.WordLevelTrainer(vocab_size=settings.vocab_size, min_frequency=settings.min_frequency,
+                                            special_tokens=SPECIAL_TOKENS, show_progress=False)
+    else:
+        trainer = trainers.BpeTrainer(vocab_size=settings.vocab_size, min_frequency=settings.min_frequency,
+                                      special_tokens=SPECIAL_TOKENS, show_progress=False)
+    tokenizer.train_from_iterator(texts, trainer)
+    if tokenizer.get_vocab_size() <= len(SPECIAL_TOKENS):
+        raise TextVAEError("the train split yielded no vocabulary (every word rarer than "
+                           f"tokenizer.min_frequency={settings.min_frequency}?); lower min_frequency or add text")
+    return wrap(tokenizer)
+
+
+def load_tokenizer_file(path: str | Path) -> PreTrainedTokenizerFast:
+    """A tokenizer from a tokenizer.json, with any missing special token added at the end of its vocabulary."""
+    path = Path(path)
+    if not path.is_file():
+        raise TextVAEError(f"tokenizer file not found: {path}; set tokenizer.path to a tokenizer.json "
+                           "or use tokenizer.kind: word|bpe to train one")
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as error:  # tokenizers raises a bare Exception for unreadable files
+        raise TextVAEError(f"tokenizer file {path}: not a valid tokenizer.json ({str(error).splitlines()[0]})") from None
+    tokenizer.add_special_tokens([token for token in SPECIAL_TOKENS if tokenizer.token_to_id(token) is None])
+    return wrap(tokenizer)
+
+
+def build_tokenizer(settings: TokenizerConfig, train_texts: Iterable[str]) -> PreTrainedTokenizerFast:
+    """The tokenizer a run asks for: trained on `train_texts`, or read from settings.path."""
+    if settings.kind == "file":
+        if not settings.path:
+            raise TextVAEError("tokenizer.kind is 'file' but tokenizer.path is empty; set it to a tokenizer.json")
+        return load_tokenizer_file(settings.path)
+    return train_tokenizer(train_texts, settings)
+
+
+def special_ids(tokenizer: PreTrainedTokenizerFast) -> dict[str, int]:
+    """The ids of <pad> <bos> <eos> <unk>, keyed as TextVAEConfig names them."""
+    return {"pad_token_id": tokenizer.pad_token_id, "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id, "unk_token_id": tokenizer.unk_token_id}
+
+
+def encode_texts(tokenizer: PreTrainedTokenizerFast, texts: list[str]) -> list[list[int]]:
+    """Token ids of each text, without <bos>/<eos> (the data pipeline adds those)."""
+    encodings = tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False) if texts else []
+    return [encoding.ids for encoding in encodings]
+
+
+def decode_ids(tokenizer: PreTrainedTokenizerFast, ids: list[int]) -> str:
+    """Text of generated ids, stopping at <eos> and dropping <pad>/<bos>; <unk> is kept visible."""
+    kept = []
+    for token_id in ids:
+        if token_id == tokenizer.eos_token_id:
+            break
+        if token_id not in (tokenizer.pad_token_id, tokenizer.bos_token_id):
+            kept.append(token_id)
+    return tokenizer.decode(kept, skip_special_tokens=False).strip()

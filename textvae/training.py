@@ -1,0 +1,306 @@
+"""The training loop, readable top to bottom: data → model → steps → evaluation → checkpoints.
+
+A run dir holds what users load (config.json + model.safetensors of the best model, tokenizer files,
+train_config.yaml) plus what resuming needs (checkpoint.pt: weights, optimizer, scheduler, counters,
+random states). Every file is written to a temporary name and renamed, so a run killed at any moment
+leaves the previous good files in place; `resume` continues exactly as an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerFast
+from transformers.utils import logging as hf_logging
+
+from .config import RunConfig, TrainConfig, config_from_dict, read_yaml, save_config
+from .data import TokenizedSplit, iterate_batches, load_corpus, prepare_split
+from .errors import TextVAEError
+from .evaluation import evaluate_elbo
+from .modeling import TextVAE, build_model_config, check_model_section
+from .objectives import elbo_loss, kl_weight, word_dropout
+from .tokenization import build_tokenizer, special_ids
+
+logger = logging.getLogger("textvae")
+CHECKPOINT = "checkpoint.pt"
+TRAIN_CONFIG = "train_config.yaml"
+METRICS = "metrics.jsonl"
+
+
+@dataclass
+class TrainerState:
+    """Counters that place a run in time; saved in every checkpoint."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    best_valid: float = float("inf")
+    evals_since_best: int = 0
+    finished: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)  # validation results, in order
+
+
+# ---- setup ----------------------------------------------------------------------------------------
+
+def select_device(name: str) -> torch.device:
+    """'auto' picks CUDA when present, else CPU; anything else is checked before use."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise TextVAEError(f"train.device: '{name}' asked for, but no CUDA GPU is available; use auto or cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise TextVAEError(f"train.device: '{name}' is not a device; use auto, cpu, cuda or cuda:N") from None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_optimizer(model: torch.nn.Module, settings: TrainConfig) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if settings.optimizer == "adam":
+        return torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    if settings.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    return torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
+
+
+def load_splits(config: RunConfig, tokenizer: PreTrainedTokenizerFast | None) -> tuple[PreTrainedTokenizerFast, dict[str, TokenizedSplit]]:
+    """Load the corpus, build (or reuse) the tokenizer, and tokenize every split under the length policy."""
+    corpus = load_corpus(config.data)
+    if tokenizer is None:
+        tokenizer = build_tokenizer(config.tokenizer, corpus["train"].select_columns(["text"]).to_dict()["text"])
+    splits = {name: prepare_split(split, tokenizer, config.data) for name, split in corpus.items()}
+    for name, split in splits.items():
+        logger.info(split.report.describe(name))
+    if len(splits["train"]) == 0:
+        raise TextVAEError("the train split has no usable sentences (all blank or longer than "
+                           f"data.max_length={config.data.max_length}); check the file or raise max_length")
+    if "valid" not in splits or len(splits["valid"]) == 0:
+        splits["valid"] = hold_out(splits["train"])
+        logger.info(f"no valid split given: held out the last {len(splits['valid'])} train sentences")
+    return tokenizer, splits
+
+
+def hold_out(train: TokenizedSplit, share: float = 0.05) -> TokenizedSplit:
+    """Move the last `share` of train (at least one sentence) into a validation split."""
+    count = max(1, int(len(train) * share))
+    if count >= len(train):
+        raise TextVAEError("the corpus is too small to hold out validation sentences; give a valid split")
+    held = TokenizedSplit(train.texts[-count:], train.token_ids[-count:],
+                          {k: v[-count:] for k, v in train.labels.items()})
+    del train.texts[-count:], train.token_ids[-count:]
+    for values in train.labels.values():
+        del values[-count:]
+    return held
+
+
+# ---- files of the run dir -------------------------------------------------------------------------
+
+def replace_atomically(write, target: Path) -> None:
+    """Call write(tmp_path), flush it to disk, then rename over `target`; the old file survives a crash."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise TextVAEError(f"could not write {target} ({error.strerror or error}); free disk space or choose "
+                           "another --out; the previous file is kept") from None
+
+
+def save_model(model: TextVAE, out_dir: Path) -> None:
+    """save_pretrained into a scratch folder, then move each file into the run dir atomically."""
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".save-") as scratch:
+        model.save_pretrained(scratch)
+        for name in os.listdir(scratch):
+            replace_atomically(lambda tmp, name=name: shutil.copyfile(Path(scratch) / name, tmp), out_dir / name)
+
+
+def save_checkpoint(out_dir: Path, model: TextVAE, optimizer, scheduler, state: TrainerState) -> None:
+    payload = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "state": asdict(state),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "python_rng": random.getstate(),
+    }
+    replace_atomically(lambda tmp: torch.save(payload, tmp), out_dir / CHECKPOINT)
+
+
+def load_checkpoint(out_dir: Path, model: TextVAE, optimizer, scheduler) -> TrainerState:
+    path = out_dir / CHECKPOINT
+    try:
+        payload = torch.load(path, map_location=model.device, weights_only=False)
+        model.load_state_dict(payload["model"])
+    except (RuntimeError, EOFError, KeyError, OSError) as error:
+        raise TextVAEError(f"checkpoint {path} cannot be read or does not fit this model "
+                           f"({str(error).splitlines()[0][:120]}); start a new run with another --out") from None
+    optimizer.load_state_dict(payload["optimizer"])
+    scheduler.load_state_dict(payload["scheduler"])
+    torch.set_rng_state(payload["torch_rng"].cpu())
+    if payload["cuda_rng"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(payload["cuda_rng"])
+    random.setstate(payload["python_rng"])
+    return TrainerState(**payload["state"])
+
+
+class MetricsLog:
+    """metrics.jsonl: one JSON object a line; on resume, lines after the checkpoint's step are dropped."""
+
+    def __init__(self, path: Path, resume_step: int | None = None):
+        self.path = path
+        if resume_step is not None and path.exists():
+            kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+                    if line.strip() and json.loads(line)["step"] <= resume_step]
+            path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+def prepare_out_dir(out_dir: Path, resume: bool) -> None:
+    if resume:
+        if not (out_dir / CHECKPOINT).exists():
+            raise TextVAEError(f"--resume: {out_dir} has no {CHECKPOINT}; train into it first without --resume")
+        return
+    if (out_dir / CHECKPOINT).exists() or (out_dir / "model.safetensors").exists():
+        raise TextVAEError(f"--out {out_dir} already holds a run; pass --resume to continue it, or choose a new --out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def resumed_config(out_dir: Path, overrides: list[str] | tuple[str, ...]) -> RunConfig:
+    """The config a run was started with (its train_config.yaml), plus any new overrides."""
+    return config_from_dict(read_yaml(out_dir / TRAIN_CONFIG), overrides)
+
+
+# ---- the loop -------------------------------------------------------------------------------------
+
+def train(config: RunConfig, out_dir: str | Path, resume: bool = False) -> dict[str, Any]:
+    """Train a model as `config` says, writing the run dir; returns the best validation results."""
+    out_dir = Path(out_dir)
+    settings = config.train
+    check_model_section(config.model)  # fail on a typo before any data is read
+    prepare_out_dir(out_dir, resume)
+    hf_logging.disable_progress_bar()
+    if settings.num_threads:
+        torch.set_num_threads(settings.num_threads)
+    seed_everything(settings.seed)
+    device = select_device(settings.device)
+
+    saved_tokenizer = PreTrainedTokenizerFast.from_pretrained(str(out_dir)) if resume else None
+    tokenizer, splits = load_splits(config, saved_tokenizer)
+    special = special_ids(tokenizer)
+    model = TextVAE(build_model_config(config.model, len(tokenizer), special)).to(device)
+    optimizer = build_optimizer(model, settings)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, factor=settings.lr_decay_factor, patience=settings.lr_decay_patience, min_lr=settings.min_lr)
+
+    if resume:
+        state = load_checkpoint(out_dir, model, optimizer, scheduler)
+        state.finished = False  # the resumed run's own limits decide when it ends
+        logger.info(f"resumed at step {state.step} (epoch {state.epoch}, batch {state.batch_in_epoch})")
+    else:
+        state = TrainerState()
+        tokenizer.save_pretrained(str(out_dir))
+        save_config(config, out_dir / TRAIN_CONFIG)
+        model.config.save_pretrained(str(out_dir))
+    if not resume:
+        (out_dir / METRICS).unlink(missing_ok=True)  # left by a run that died before its first checkpoint
+    metrics = MetricsLog(out_dir / METRICS, state.step if resume else None)
+
+    batches_per_epoch = -(-len(splits["train"]) // settings.batch_size)
+    total_steps = settings.max_steps or settings.max_epochs * batches_per_epoch
+    if settings.max_steps:
+        total_steps = min(total_steps, settings.max_epochs * batches_per_epoch)
+    spared = (special["bos_token_id"], special["pad_token_id"])
+    bar = tqdm(total=total_steps, initial=state.step, disable=not settings.progress_bar, desc="train",
+               dynamic_ncols=True)
+
+    def evaluate_and_checkpoint() -> None:
+        """Score the valid split, keep the best model, adapt the LR, decide on early stopping, checkpoint."""
+        results = evaluate_elbo(model, splits["valid"], settings.eval_batch_size, seed=settings.seed)
+        results.pop("kl_per_dim", None)
+        record = {"step": state.step, "epoch": state.epoch, "split": "valid", "loss": results["neg_elbo"],
+                  "rec": results["rec"], "kl": results["kl"], "kl_weight": kl_weight(state.step, settings),
+                  "ppl_bound": results["ppl_bound"]}
+        metrics.write(record)
+        state.history.append(record)
+        if results["neg_elbo"] < state.best_valid:
+            state.best_valid, state.evals_since_best = results["neg_elbo"], 0
+            save_model(model, out_dir)
+        else:
+            state.evals_since_best += 1
+        scheduler.step(results["neg_elbo"])
+        if settings.early_stopping_patience and state.evals_since_best >= settings.early_stopping_patience:
+            logger.info(f"early stop at step {state.step}: no improvement in {state.evals_since_best} evaluations")
+            state.finished = True
+        save_checkpoint(out_dir, model, optimizer, scheduler, state)
+
+    window_tokens, window_start = 0, time.perf_counter()
+    while not state.finished and state.epoch < settings.max_epochs:
+        model.train()
+        for batch in iterate_batches(splits["train"], settings.batch_size, special, shuffle=True,
+                                     seed=settings.seed, epoch=state.epoch, skip=state.batch_in_epoch):
+            token_ids = batch.token_ids.to(device)
+            decoder_inputs = word_dropout(token_ids[:, :-1], settings.word_dropout, special["unk_token_id"], spared)
+            output = model(token_ids, batch.lengths, decoder_input_ids=decoder_inputs)
+            loss = elbo_loss(output, kl_weight(state.step, settings), settings.free_bits)
+            if not torch.isfinite(loss.loss):
+                raise TextVAEError(f"the loss became {float(loss.loss)} at step {state.step}; lower train.lr "
+                                   f"(now {optimizer.param_groups[0]['lr']:g}) or train.grad_clip, then --resume")
+            optimizer.zero_grad(set_to_none=True)
+            loss.loss.backward()
+            if settings.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+            optimizer.step()
+            state.step += 1
+            state.batch_in_epoch += 1
+            window_tokens += batch.predicted_tokens
+            bar.update(1)
+
+            if state.step % settings.log_every == 0:
+                elapsed = time.perf_counter() - window_start
+                tokens_per_s = window_tokens / elapsed if elapsed > 0 else 0.0
+                metrics.write({"step": state.step, "epoch": state.epoch, "split": "train",
+                               "loss": loss.loss.item(), "rec": float(loss.rec), "kl": float(loss.kl),
+                               "kl_weight": loss.kl_weight, "lr": optimizer.param_groups[0]["lr"],
+                               "tokens_per_s": round(tokens_per_s, 1)})
+                bar.set_postfix(loss=f"{loss.loss.item():.2f}", kl=f"{float(loss.kl):.2f}",
+                                tok_s=f"{tokens_per_s:.0f}")
+                window_tokens, window_start = 0, time.perf_counter()
+            if settings.eval_every and state.step % settings.eval_every == 0:
+                evaluate_and_checkpoint()
+                window_tokens, window_start = 0, time.perf_counter()
+            if state.finished or (settings.max_steps and state.step >= settings.max_steps):
+                state.finished = True
+                break
+        else:
+            state.epoch += 1
+            state.batch_in_epoch = 0
+            if not settings.eval_every:
+                evaluate_and_checkpoint()
+    bar.close()
+    if not state.history or state.history[-1]["step"] != state.step:
+        evaluate_and_checkpoint()
+    best = min(state.history, key=lambda record: record["loss"])
+    return {"best_valid": best, "last_valid": state.history[-1], "steps": state.step, "epochs": state.epoch}
