@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from transformers import PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
@@ -31,8 +32,9 @@ def check_run_dir(run_dir: Path) -> None:
     for name, hint in (("config.json", "model config"), ("model.safetensors", "model weights"),
                        ("tokenizer.json", "tokenizer")):
         if not (run_dir / name).is_file():
-            raise TextVAEError(f"run dir {run_dir} has no {name} ({hint}); is training finished? "
-                               f"(textvae train --out {run_dir} --resume continues it)")
+            fix = (f"is training finished? (textvae train --out {run_dir} --resume continues it)"
+                   if (run_dir / "checkpoint.pt").is_file() else f"train one with: textvae train --out {run_dir}")
+            raise TextVAEError(f"run dir {run_dir} has no {name} ({hint}); {fix}")
 
 
 def as_sentences(sentences: str | list[str], what: str = "sentences") -> list[str]:
@@ -171,9 +173,14 @@ def load(run_dir: str | Path, device: str = "auto") -> TextVAEPipeline:
     hf_logging.disable_progress_bar()
     try:
         model = TextVAE.from_pretrained(str(run_dir))
-    except (OSError, ValueError, RuntimeError) as error:
-        raise TextVAEError(f"run dir {run_dir}: the model cannot be loaded ({str(error).splitlines()[0][:160]})") from None
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(run_dir))
+    except (OSError, ValueError, RuntimeError, SafetensorError) as error:
+        raise TextVAEError(f"run dir {run_dir}: the model cannot be loaded ({str(error).splitlines()[0][:160]}); "
+                           "its files may be truncated or damaged: copy the run dir again or retrain") from None
+    try:
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(run_dir))
+    except Exception as error:  # tokenizers raises a bare Exception for unreadable files
+        raise TextVAEError(f"run dir {run_dir}: the tokenizer cannot be loaded ({str(error).splitlines()[0][:160]}); "
+                           "its files may be truncated or damaged: copy the run dir again or retrain") from None
     if len(tokenizer) != model.config.vocab_size:
         raise TextVAEError(f"run dir {run_dir}: tokenizer has {len(tokenizer)} entries but the model expects "
                            f"{model.config.vocab_size}; the tokenizer files belong to another run")

@@ -77,13 +77,14 @@ def add_decoding(parser: argparse.ArgumentParser) -> None:
 
 def run_train(args: argparse.Namespace) -> None:
     from .config import load_config
-    from .training import resumed_config, train
+    from .training import prepare_out_dir, resumed_config, train
 
     if args.resume and not args.out:
         raise TextVAEError("--resume needs --out RUN_DIR, the run to continue")
     name = Path(args.config).stem if args.config else "synthetic"
     out = Path(args.out or Path("runs") / name)
     if args.resume:
+        prepare_out_dir(out, resume=True)  # no checkpoint: say so before reading its train_config.yaml
         config = resumed_config(out, args.overrides)
     else:
         config = load_config(args.config, args.overrides)

@@ -107,8 +107,13 @@ class RunConfig:
 SECTIONS = {"data": DataConfig, "tokenizer": TokenizerConfig, "train": TrainConfig}
 
 
+SYNONYMS = {"learning_rate": "lr", "epochs": "max_epochs", "num_epochs": "max_epochs", "steps": "max_steps"}
+
+
 def nearest(word: str, candidates: list[str]) -> str:
-    """' (did you mean X?)' for the closest candidate, or a list of the valid ones."""
+    """' (did you mean X?)' for a known synonym or the closest candidate, or a list of the valid ones."""
+    if SYNONYMS.get(word) in candidates:
+        return f" (did you mean '{SYNONYMS[word]}'?)"
     close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.5)
     if close:
         return f" (did you mean '{close[0]}'?)"

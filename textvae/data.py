@@ -8,12 +8,15 @@ the embedded synthetic corpus (`textvae.synthetic`), whose factor labels come al
 from __future__ import annotations
 
 import math
+import os
 import random
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
+import huggingface_hub
 import torch
 
 from .config import DataConfig
@@ -83,10 +86,26 @@ def load_saved(folder: Path, text_column: str) -> datasets.DatasetDict:
     return loaded
 
 
+@contextmanager
+def offline_mode_from_env():
+    """Honour HF_HUB_OFFLINE / HF_DATASETS_OFFLINE even when set after `datasets` was imported (no network, no retries)."""
+    names = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    if not any(os.environ.get(name, "").upper() in ("1", "ON", "YES", "TRUE") for name in names):
+        yield
+        return
+    saved = datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = huggingface_hub.constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE = saved
+
+
 def load_hub(name: str, config_name: str | None) -> datasets.DatasetDict:
     """A dataset from the Hugging Face hub; offline this fails with the local alternatives named."""
     try:
-        loaded = datasets.load_dataset(name, config_name)
+        with offline_mode_from_env():
+            loaded = datasets.load_dataset(name, config_name)
     except Exception as error:  # network, missing dataset, bad config: all end the same way for the user
         reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
         raise TextVAEError(

@@ -39,13 +39,14 @@ def kl_weight(step: int, settings: TrainConfig) -> float:
     raise ValueError(f"unknown KL schedule {settings.kl_schedule!r}")
 
 
-def word_dropout(input_ids: torch.Tensor, probability: float, unk_id: int, spared_ids: tuple[int, ...]) -> torch.Tensor:
+def word_dropout(input_ids: torch.Tensor, probability: float, unk_id: int, spared_ids: tuple[int, ...],
+                 training: bool = True) -> torch.Tensor:
     """Replace decoder input tokens by <unk> with `probability`, sparing `spared_ids` (<bos>, <pad>).
 
     Bowman et al. 2016: weakening the decoder's view of the history pushes information into z.
-    Call it only in training; it draws from torch's global generator so seeds reproduce it.
+    Outside training (training=False) the inputs pass unchanged; draws use torch's global generator.
     """
-    if probability <= 0.0:
+    if probability <= 0.0 or not training:
         return input_ids
     drop = torch.rand(input_ids.shape, device=input_ids.device) < probability
     for token_id in spared_ids:

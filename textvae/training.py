@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import datasets
 import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerFast
@@ -202,6 +203,8 @@ def train(config: RunConfig, out_dir: str | Path, resume: bool = False) -> dict[
     check_model_section(config.model)  # fail on a typo before any data is read
     prepare_out_dir(out_dir, resume)
     hf_logging.disable_progress_bar()
+    if not settings.progress_bar:
+        datasets.disable_progress_bars()  # --quiet: no "Generating train split" bars either
     if settings.num_threads:
         torch.set_num_threads(settings.num_threads)
     seed_everything(settings.seed)
@@ -262,7 +265,8 @@ def train(config: RunConfig, out_dir: str | Path, resume: bool = False) -> dict[
         for batch in iterate_batches(splits["train"], settings.batch_size, special, shuffle=True,
                                      seed=settings.seed, epoch=state.epoch, skip=state.batch_in_epoch):
             token_ids = batch.token_ids.to(device)
-            decoder_inputs = word_dropout(token_ids[:, :-1], settings.word_dropout, special["unk_token_id"], spared)
+            decoder_inputs = word_dropout(token_ids[:, :-1], settings.word_dropout, special["unk_token_id"], spared,
+                                          training=model.training)
             output = model(token_ids, batch.lengths, decoder_input_ids=decoder_inputs)
             loss = elbo_loss(output, kl_weight(state.step, settings), settings.free_bits)
             if not torch.isfinite(loss.loss):

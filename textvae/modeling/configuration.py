@@ -96,7 +96,7 @@ def model_section_defaults() -> dict[str, Any]:
 
 
 def check_model_section(values: dict[str, Any]) -> dict[str, Any]:
-    """Check a `model:` section (unknown keys with a hint, types) and map model_type → model_variant."""
+    """Check a `model:` section (unknown keys with a hint, types, sizes) and map model_type → model_variant."""
     defaults = model_section_defaults()
     checked = {}
     for key, value in values.items():
@@ -110,6 +110,7 @@ def check_model_section(values: dict[str, Any]) -> dict[str, Any]:
         checked[key] = check_value(f"model.{key}", value, default, annotation)
     if "model_type" in checked:
         checked["model_variant"] = checked.pop("model_type")
+    TextVAEConfig(**checked)  # sizes and choices checked now, before any data is read
     return checked
 
 

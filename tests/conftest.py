@@ -1,0 +1,43 @@
+"""Shared fixtures: tiny models and batches built in memory, and one tiny trained run dir per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from textvae.cli import main
+from textvae.data import collate
+from textvae.modeling import TextVAE, TextVAEConfig
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+TINY_MODEL = ["--set", "model.embedding_size=16", "--set", "model.encoder_hidden_size=24",
+              "--set", "model.decoder_hidden_size=24", "--set", "model.latent_size=4"]
+
+
+def tiny_config(**overrides) -> TextVAEConfig:
+    settings = dict(vocab_size=30, embedding_size=8, encoder_hidden_size=12, decoder_hidden_size=10, latent_size=3)
+    settings.update(overrides)
+    return TextVAEConfig(**settings)
+
+
+def tiny_model(seed: int = 0, **overrides) -> TextVAE:
+    torch.manual_seed(seed)
+    return TextVAE(tiny_config(**overrides)).eval()
+
+
+def batch_of(sentences: list[list[int]]):
+    """A padded batch (bos=1, eos=2, pad=0) of word-id lists."""
+    return collate(sentences, list(range(len(sentences))), bos_id=1, eos_id=2, pad_id=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A run dir trained for a few steps on the embedded corpus with a tiny model."""
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    code = main(["train", "--out", str(out), "--quiet", *TINY_MODEL, "--set", "train.max_steps=12",
+                 "--set", "train.eval_every=6", "--set", "train.batch_size=32", "--set", "train.log_every=4"])
+    assert code == 0
+    return out

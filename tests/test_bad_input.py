@@ -1,0 +1,356 @@
+"""Bad input gets one clear line (what, where, how to fix), never a traceback; odd-but-valid input just works.
+
+Every error case goes through a public surface: `textvae.cli.main` (exit code 2, exactly one stderr line
+starting with 'textvae: error:') or the Python API (`TextVAEError` with the key facts in its message).
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import datasets
+import pytest
+
+import textvae
+from textvae.cli import main
+from textvae.config import DataConfig, config_from_dict, load_config
+from textvae.data import load_corpus
+from textvae.errors import TextVAEError
+from textvae.training import load_splits
+
+WORDS = "the a cat dog bird sat ran flew on under mat tree big small red blue".split()
+TINY = ["--quiet", "--set", "model.embedding_size=8", "--set", "model.encoder_hidden_size=8",
+        "--set", "model.decoder_hidden_size=8", "--set", "model.latent_size=4", "--set", "train.max_steps=2",
+        "--set", "train.batch_size=8", "--set", "tokenizer.vocab_size=100"]
+
+
+def sentences(count: int, words: list[str] = WORDS, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(words) for _ in range(rng.randint(3, 7))) for _ in range(count)]
+
+
+def write_corpus(folder: Path, words: list[str] = WORDS, test: bool = True) -> Path:
+    """A folder with train.txt (40 lines), valid.txt and test.txt (8 lines each)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "train.txt").write_text("\n".join(sentences(40, words)) + "\n", encoding="utf-8")
+    (folder / "valid.txt").write_text("\n".join(sentences(8, words, seed=1)) + "\n", encoding="utf-8")
+    if test:
+        (folder / "test.txt").write_text("\n".join(sentences(8, words, seed=2)) + "\n", encoding="utf-8")
+    return folder
+
+
+def train_run(out: Path, corpus: Path, *extra: str) -> Path:
+    assert main(["train", "--out", str(out), *TINY, "--set", f"data.source={corpus}", *extra]) == 0
+    return out
+
+
+def cli_error(capsys, *argv: str) -> str:
+    """Run the CLI, expect exit code 2 and exactly one stderr line 'textvae: error: ...'; return that line."""
+    capsys.readouterr()
+    code = main([str(arg) for arg in argv])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("textvae: error: "), err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("bad_input")
+
+
+@pytest.fixture(scope="module")
+def corpus(workdir) -> Path:
+    return write_corpus(workdir / "corpus")
+
+
+@pytest.fixture(scope="module")
+def run_dir(workdir, corpus) -> Path:
+    """One finished tiny run (2 steps) on the text corpus; tests copy it before damaging it."""
+    return train_run(workdir / "run", corpus)
+
+
+@pytest.fixture(scope="module")
+def other_run_dir(workdir) -> Path:
+    """A tiny run on other words, so its tokenizer has a different vocabulary size."""
+    other = write_corpus(workdir / "other_corpus", words="alpha beta gamma delta epsilon".split(), test=False)
+    return train_run(workdir / "other_run", other)
+
+
+# ---- 1-4: text files ------------------------------------------------------------------------------
+
+def test_missing_train_file_names_the_path(capsys, tmp_path):
+    missing = tmp_path / "nope" / "train.txt"
+    line = cli_error(capsys, "train", "--out", tmp_path / "out", *TINY, "--set", f"data.train_file={missing}")
+    assert str(missing) in line and "not found" in line
+    with pytest.raises(TextVAEError, match="file not found: .*nope/train.txt"):
+        load_corpus(DataConfig(train_file=str(missing)))
+
+
+def test_folder_without_train_txt(capsys, tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "valid.txt").write_text("a sentence\n", encoding="utf-8")
+    line = cli_error(capsys, "train", "--out", tmp_path / "out", *TINY, "--set", f"data.source={folder}")
+    assert str(folder) in line and "has no train.txt" in line and "data.train_file" in line
+
+
+@pytest.mark.parametrize("content", [b"", b"  \n\t\n\n \r\n"], ids=["zero-bytes", "whitespace-only"])
+def test_empty_train_file(capsys, tmp_path, content):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "train.txt").write_bytes(content)
+    line = cli_error(capsys, "train", "--out", tmp_path / "out", *TINY, "--set", f"data.source={folder}")
+    assert str(folder / "train.txt") in line and "is empty" in line and "one sentence per line" in line
+
+
+def test_non_utf8_line_is_named(capsys, tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "train.txt").write_bytes(b"good line\nbad \xff\xfe line\nanother good line\n")
+    line = cli_error(capsys, "train", "--out", tmp_path / "out", *TINY, "--set", f"data.source={folder}")
+    assert str(folder / "train.txt") in line and "line 2 " in line and "UTF-8" in line and "iconv" in line
+    with pytest.raises(TextVAEError, match=r"train.txt line 2 is not valid UTF-8"):
+        load_corpus(DataConfig(train_file=str(folder / "train.txt")))
+
+
+# ---- 5-7, 9, 10, 15: config ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("yaml_text", "key", "suggestion"), [
+    ("train: {learning_rate: 0.1}\n", "train.learning_rate", "lr"),
+    ("data: {max_len: 20}\n", "data.max_len", "max_length"),
+])
+def test_unknown_key_suggests_the_nearest(tmp_path, yaml_text, key, suggestion):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml_text, encoding="utf-8")
+    with pytest.raises(TextVAEError, match=rf"unknown config key '{key}' \(did you mean '{suggestion}'\?\)"):
+        load_config(path)
+
+
+def test_unknown_model_key_suggests_the_nearest(capsys, tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("model: {latnet_size: 8}\n", encoding="utf-8")
+    line = cli_error(capsys, "train", "--config", path, "--out", tmp_path / "out", "--quiet")
+    assert "unknown config key 'model.latnet_size'" in line and "did you mean 'latent_size'" in line
+    assert not (tmp_path / "out").exists()  # rejected before anything is written
+
+
+def test_unknown_section_suggests_the_nearest(capsys, tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("trian:\n  lr: 0.1\n", encoding="utf-8")
+    with pytest.raises(TextVAEError, match=r"unknown config section 'trian' \(did you mean 'train'\?\)"):
+        load_config(path)
+    line = cli_error(capsys, "train", "--out", tmp_path / "out", "--set", "trian.lr=0.1")
+    assert "unknown section 'trian'" in line and "did you mean 'train'" in line
+
+
+def test_wrong_type_names_key_and_expected_type(capsys, tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text('train:\n  batch_size: "big"\n', encoding="utf-8")
+    with pytest.raises(TextVAEError, match=r"config key train\.batch_size: expected a whole number, got 'big'"):
+        load_config(path)
+    line = cli_error(capsys, "train", "--out", tmp_path / "out", "--set", "train.lr=fast")
+    assert "train.lr" in line and "expected a number" in line
+
+
+def test_negative_latent_size(capsys, tmp_path, corpus):
+    line = cli_error(capsys, "train", "--out", tmp_path / "out", *TINY, "--set", f"data.source={corpus}",
+                     "--set", "model.latent_size=-4")
+    assert "model.latent_size" in line and "positive" in line and "-4" in line
+    assert not (tmp_path / "out").exists()  # rejected before any data is read or file written
+
+
+@pytest.mark.parametrize(("override", "expected"), [
+    ("lr0.1", "expected SECTION.KEY=VALUE"),
+    ("lr=0.1", "the key must be SECTION.KEY"),
+])
+def test_bad_set_format(capsys, tmp_path, override, expected):
+    line = cli_error(capsys, "train", "--out", tmp_path / "out", "--set", override)
+    assert f"--set '{override}'" in line and expected in line and "model.latent_size" in line
+
+
+def test_decoder_cannot_be_bidirectional(capsys, tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("model:\n  decoder_bidirectional: true\n", encoding="utf-8")
+    line = cli_error(capsys, "train", "--config", path, "--out", tmp_path / "out", "--quiet")
+    assert "model.decoder_bidirectional" in line and "decoder cannot be bidirectional" in line
+    line = cli_error(capsys, "train", "--out", tmp_path / "out", "--set", "model.decoder_bidirectional=true")
+    assert "decoder cannot be bidirectional" in line and "remove the key" in line
+
+
+def test_config_file_missing_or_not_yaml(capsys, tmp_path):
+    missing = tmp_path / "missing.yaml"
+    with pytest.raises(TextVAEError, match=r"config file not found: .*missing\.yaml"):
+        load_config(missing)
+    line = cli_error(capsys, "train", "--config", missing, "--out", tmp_path / "out")
+    assert str(missing) in line
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("train:\n  lr: 0.1\n batch_size: [\n", encoding="utf-8")
+    with pytest.raises(TextVAEError, match=r"config file .*broken\.yaml line 3: not valid YAML"):
+        load_config(broken)
+    line = cli_error(capsys, "train", "--config", broken, "--out", tmp_path / "out")
+    assert f"{broken} line 3" in line
+
+
+# ---- 8, 11-14: run dirs and the trained model ----------------------------------------------------
+
+def test_sample_from_a_dir_without_model(capsys, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    line = cli_error(capsys, "sample", empty)
+    assert f"run dir {empty} has no config.json" in line and f"textvae train --out {empty}" in line
+    missing = tmp_path / "missing"
+    line = cli_error(capsys, "sample", missing)
+    assert f"run dir not found: {missing}" in line
+
+
+def test_empty_sentence_names_its_position(capsys, run_dir):
+    vae = textvae.load(run_dir, device="cpu")
+    with pytest.raises(TextVAEError, match=r"sentences\[0\] is empty"):
+        vae.encode([""])
+    with pytest.raises(TextVAEError, match=r"sentences\[1\] is empty"):
+        vae.encode(["the cat sat", "   "])
+    with pytest.raises(TextVAEError, match=r"interpolate\[0\] is empty"):
+        vae.interpolate("", "x")
+    with pytest.raises(TextVAEError, match=r"interpolate\[1\] is empty"):
+        vae.interpolate("the cat sat", " ")
+    line = cli_error(capsys, "reconstruct", run_dir, "the cat sat", "", "--device", "cpu")
+    assert "sentences[1] is empty" in line
+
+
+def test_resume_without_checkpoint(capsys, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    line = cli_error(capsys, "train", "--out", empty, "--resume")
+    assert f"--resume: {empty} has no checkpoint.pt" in line and "without --resume" in line
+    started = tmp_path / "started"  # died before its first checkpoint: config written, no checkpoint
+    started.mkdir()
+    (started / "train_config.yaml").write_text("train: {lr: 0.1}\n", encoding="utf-8")
+    line = cli_error(capsys, "train", "--out", started, "--resume")
+    assert f"{started} has no checkpoint.pt" in line
+    line = cli_error(capsys, "train", "--out", tmp_path / "never", "--resume")
+    assert "has no checkpoint.pt" in line
+
+
+def test_training_into_a_finished_run(capsys, run_dir, corpus):
+    line = cli_error(capsys, "train", "--out", run_dir, *TINY, "--set", f"data.source={corpus}")
+    assert f"--out {run_dir} already holds a run" in line and "--resume" in line and "new --out" in line
+
+
+def test_truncated_model_file(capsys, tmp_path, run_dir):
+    damaged = shutil.copytree(run_dir, tmp_path / "damaged")
+    weights = damaged / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(TextVAEError, match=rf"run dir {damaged}: the model cannot be loaded .*retrain"):
+        textvae.load(damaged, device="cpu")
+    line = cli_error(capsys, "sample", damaged, "--device", "cpu")
+    assert f"run dir {damaged}" in line
+
+
+def test_truncated_tokenizer_file(tmp_path, run_dir):
+    damaged = shutil.copytree(run_dir, tmp_path / "damaged")
+    tokenizer = damaged / "tokenizer.json"
+    tokenizer.write_bytes(tokenizer.read_bytes()[: tokenizer.stat().st_size // 2])
+    with pytest.raises(TextVAEError, match=rf"run dir {damaged}: the tokenizer cannot be loaded"):
+        textvae.load(damaged, device="cpu")
+
+
+def test_tokenizer_of_another_run(capsys, tmp_path, run_dir, other_run_dir):
+    mixed = shutil.copytree(run_dir, tmp_path / "mixed")
+    shutil.copyfile(other_run_dir / "tokenizer.json", mixed / "tokenizer.json")
+    with pytest.raises(TextVAEError, match=rf"run dir {mixed}: .*the tokenizer files belong to another run"):
+        textvae.load(mixed, device="cpu")
+    line = cli_error(capsys, "sample", mixed, "--device", "cpu")
+    assert "belong to another run" in line
+
+
+# ---- 16: hub names offline ------------------------------------------------------------------------
+
+def test_hub_name_offline_names_local_alternatives(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    attempts = []
+
+    def no_network(*args, **kwargs):
+        attempts.append(args)
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    start = time.perf_counter()
+    with pytest.raises(TextVAEError, match=r"data.source 'some-user/some-dataset'.*train\.txt.*save_to_disk"):
+        load_corpus(DataConfig(source="some-user/some-dataset"))
+    line = cli_error(capsys, "train", "--out", tmp_path / "out", *TINY, "--set", "data.source=some-user/some-dataset")
+    assert "train.txt" in line and "save_to_disk" in line
+    assert attempts == []
+    assert time.perf_counter() - start < 10
+
+
+# ---- input that must work -------------------------------------------------------------------------
+
+def test_crlf_lines_load_clean(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "train.txt").write_bytes(b"the cat sat\r\na dog ran far\r\nthe bird flew\r\n")
+    (folder / "valid.txt").write_bytes(b"the cat ran\r\n")
+    corpus = load_corpus(DataConfig(source=str(folder)))
+    assert list(corpus["train"]["text"]) == ["the cat sat", "a dog ran far", "the bird flew"]
+    _, splits = load_splits(config_from_dict({"data": {"source": str(folder)}}), None)
+    assert splits["train"].texts == ["the cat sat", "a dog ran far", "the bird flew"]
+    assert not any("\r" in text for split in splits.values() for text in split.texts)
+
+
+def test_blank_lines_are_dropped_and_counted(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "train.txt").write_text("the cat sat\n\n   \na dog ran\n\t\nthe bird flew\n", encoding="utf-8")
+    (folder / "valid.txt").write_text("the cat ran\n", encoding="utf-8")
+    _, splits = load_splits(config_from_dict({"data": {"source": str(folder)}}), None)
+    report = splits["train"].report
+    assert (report.lines, report.kept, report.blank) == (6, 3, 3)
+    assert splits["train"].texts == ["the cat sat", "a dog ran", "the bird flew"]
+    assert "3 sentences kept of 6 lines (3 blank" in report.describe("train")
+
+
+@pytest.mark.parametrize("policy", ["drop", "truncate"])
+def test_too_long_lines_follow_the_length_policy(tmp_path, policy):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    long_line = "the big red cat sat on the mat today"
+    (folder / "train.txt").write_text(f"the cat sat\n{long_line}\na dog ran\n", encoding="utf-8")
+    (folder / "valid.txt").write_text("the cat ran\n", encoding="utf-8")
+    config = config_from_dict({"data": {"source": str(folder), "max_length": 4, "length_policy": policy}})
+    _, splits = load_splits(config, None)
+    train = splits["train"]
+    if policy == "drop":
+        assert (train.report.too_long_dropped, train.report.truncated, len(train)) == (1, 0, 2)
+        assert long_line not in train.texts
+    else:
+        assert (train.report.too_long_dropped, train.report.truncated, len(train)) == (0, 1, 3)
+        assert max(len(ids) for ids in train.token_ids) == 4
+
+
+def test_corpus_folder_as_source(corpus):
+    loaded = load_corpus(DataConfig(source=str(corpus)))
+    assert {name: len(split) for name, split in loaded.items()} == {"train": 40, "valid": 8, "test": 8}
+    assert loaded["train"].column_names == ["text"]
+
+
+def test_saved_dataset_dict_with_sentence_column(tmp_path):
+    saved = tmp_path / "saved"
+    datasets.DatasetDict({
+        "train": datasets.Dataset.from_dict({"sentence": ["the cat sat", "a dog ran", "the bird flew"]}),
+        "validation": datasets.Dataset.from_dict({"sentence": ["the cat ran"]}),
+    }).save_to_disk(str(saved))
+    loaded = load_corpus(DataConfig(source=str(saved), text_column="sentence"))
+    assert set(loaded) == {"train", "valid"}
+    assert list(loaded["train"]["text"]) == ["the cat sat", "a dog ran", "the bird flew"]
+    assert list(loaded["valid"]["text"]) == ["the cat ran"]
+    with pytest.raises(TextVAEError, match=r"has no column 'text' \(columns: sentence\); set data.text_column"):
+        load_corpus(DataConfig(source=str(saved)))

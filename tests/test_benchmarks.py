@@ -1,0 +1,33 @@
+"""Tests for benchmarks/: the training-speed benchmark runs end to end and prints its summary line."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SUMMARY = re.compile(r"tokens_per_s=(\d+) reference_tokens_per_s=(\d+) ratio=(\d+\.\d{2}) peak_rss_mb=(\d+)")
+
+TINY_CONFIG = """\
+data: {source: null, max_length: 40}
+tokenizer: {vocab_size: 500}
+model: {embedding_size: 16, encoder_hidden_size: 16, decoder_hidden_size: 16, latent_size: 4}
+train: {batch_size: 8, num_threads: 1, device: cpu}
+"""
+
+
+def test_train_speed_prints_summary_line(tmp_path: Path) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_CONFIG, encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "train_speed.py"), "--config", str(config),
+         "--steps", "3", "--warmup", "1"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    last = result.stdout.strip().splitlines()[-1]
+    match = SUMMARY.fullmatch(last)
+    assert match, f"unexpected last line: {last!r}"
+    tokens, reference, ratio, rss = match.groups()
+    assert int(tokens) > 0 and int(reference) > 0 and float(ratio) > 0 and int(rss) > 0

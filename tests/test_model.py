@@ -1,0 +1,122 @@
+"""The model's mechanics: padding invisibility, KL, encoders' summaries, conditioning on z, save/load."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.distributions import Normal, kl_divergence
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from textvae.errors import TextVAEError
+from textvae.modeling import TextVAE, TextVAEConfig
+from textvae.modeling.posterior import kl_per_dimension
+
+from conftest import batch_of, tiny_config, tiny_model
+
+SENTENCES = [[5, 6, 7], [8, 9, 10, 11, 12, 13], [14], [15, 16, 17, 18]]
+
+
+@pytest.mark.parametrize("conditioning", ["init", "input", "both"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_padding_positions_never_change_the_loss(conditioning, bidirectional):
+    model = tiny_model(z_conditioning=conditioning, encoder_bidirectional=bidirectional, encoder_layers=2)
+    batch = batch_of(SENTENCES)
+    clean = model(batch.token_ids, batch.lengths, sample_z=False)
+    scrambled_ids = batch.token_ids.clone()
+    padding = torch.arange(scrambled_ids.size(1)).unsqueeze(0) >= batch.lengths.unsqueeze(1)
+    assert padding.any()
+    scrambled_ids[padding] = torch.randint(4, 30, (int(padding.sum()),))
+    scrambled = model(scrambled_ids, batch.lengths, sample_z=False)
+    assert torch.allclose(clean.rec_nll, scrambled.rec_nll, atol=1e-6)
+    assert torch.allclose(clean.kl, scrambled.kl, atol=1e-6)
+
+
+def test_a_sentence_scores_the_same_alone_and_in_a_padded_batch():
+    model = tiny_model(encoder_bidirectional=True)
+    batch = batch_of(SENTENCES)
+    together = model(batch.token_ids, batch.lengths, sample_z=False)
+    for row, sentence in enumerate(SENTENCES):
+        alone_batch = batch_of([sentence])
+        alone = model(alone_batch.token_ids, alone_batch.lengths, sample_z=False)
+        assert torch.allclose(alone.rec_nll[0], together.rec_nll[row], atol=1e-5)
+        assert torch.allclose(alone.mean[0], together.mean[row], atol=1e-6)
+
+
+def test_kl_matches_torch_distributions():
+    torch.manual_seed(1)
+    mean, logvar = torch.randn(5, 7), torch.randn(5, 7)
+    expected = kl_divergence(Normal(mean, torch.exp(0.5 * logvar)), Normal(torch.zeros(5, 7), torch.ones(5, 7)))
+    assert torch.allclose(kl_per_dimension(mean, logvar), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("layers,bidirectional", [(1, False), (2, False), (1, True), (3, True)])
+def test_encoder_summary_is_the_top_layer_final_state_of_each_direction(layers, bidirectional):
+    model = tiny_model(encoder_layers=layers, encoder_bidirectional=bidirectional)
+    encoder = model.encoder
+    batch = batch_of(SENTENCES)
+    tokens, lengths = batch.token_ids[:, 1:], batch.lengths - 1
+    summary = encoder(tokens, lengths)
+    hidden = encoder.lstm.hidden_size
+    assert summary.shape == (len(SENTENCES), hidden * (2 if bidirectional else 1))
+    packed = pack_padded_sequence(encoder.embedding(tokens), lengths, batch_first=True, enforce_sorted=False)
+    outputs, _ = pad_packed_sequence(encoder.lstm(packed)[0], batch_first=True)  # top layer, every step
+    for row, length in enumerate(lengths.tolist()):
+        assert torch.allclose(summary[row, :hidden], outputs[row, length - 1, :hidden], atol=1e-6)
+        if bidirectional:  # the backward direction ends at the first word
+            assert torch.allclose(summary[row, hidden:], outputs[row, 0, hidden:], atol=1e-6)
+
+
+@pytest.mark.parametrize("conditioning", ["init", "input", "both"])
+def test_every_conditioning_makes_the_logits_depend_on_z(conditioning):
+    model = tiny_model(z_conditioning=conditioning)
+    batch = batch_of(SENTENCES)
+    first = model(batch.token_ids, batch.lengths, z=torch.zeros(4, 3))
+    second = model(batch.token_ids, batch.lengths, z=torch.ones(4, 3) * 2)
+    assert not torch.allclose(first.rec_nll, second.rec_nll)
+
+
+def test_decoder_never_sees_the_future():
+    model = tiny_model()
+    batch = batch_of([[5, 6, 7, 8, 9]])
+    z = torch.zeros(1, 3)
+    hidden, _ = model.decoder(batch.token_ids[:, :-1], z)
+    changed = batch.token_ids[:, :-1].clone()
+    changed[0, 4] = 20
+    hidden_changed, _ = model.decoder(changed, z)
+    assert torch.allclose(hidden[0, :4], hidden_changed[0, :4])
+    assert not torch.allclose(hidden[0, 4], hidden_changed[0, 4])
+
+
+def test_bidirectional_decoder_is_refused():
+    with pytest.raises(TextVAEError, match="decoder cannot be bidirectional"):
+        TextVAEConfig(decoder_bidirectional=True)
+
+
+def test_language_model_variant_has_no_latent():
+    model = tiny_model(model_variant="lm")
+    batch = batch_of(SENTENCES)
+    output = model(batch.token_ids, batch.lengths)
+    assert model.encoder is None and output.kl is None and output.z is None
+    assert output.rec_nll.shape == (4,) and bool((output.rec_nll > 0).all())
+    assert output.token_counts.tolist() == [len(s) + 1 for s in SENTENCES]
+
+
+def test_save_and_load_reproduce_identical_logits(tmp_path):
+    model = tiny_model(encoder_bidirectional=True, decoder_layers=2)
+    model.save_pretrained(tmp_path)
+    loaded = TextVAE.from_pretrained(tmp_path).eval()
+    batch = batch_of(SENTENCES)
+    z = torch.randn(4, 3)
+    before, _ = model.decoder(batch.token_ids[:, :-1], z)
+    after, _ = loaded.decoder(batch.token_ids[:, :-1], z)
+    assert torch.equal(model.decoder.logits(before), loaded.decoder.logits(after))
+    assert torch.equal(model(batch.token_ids, batch.lengths, sample_z=False).rec_nll,
+                       loaded(batch.token_ids, batch.lengths, sample_z=False).rec_nll)
+    assert loaded.config.encoder_bidirectional and loaded.config.decoder_layers == 2
+
+
+def test_impossible_sizes_are_refused():
+    with pytest.raises(TextVAEError, match="model.latent_size: must be a positive whole number, got -4"):
+        tiny_config(latent_size=-4)
+    with pytest.raises(TextVAEError, match="model.z_conditioning: 'memory' is not one of init, input, both"):
+        tiny_config(z_conditioning="memory")

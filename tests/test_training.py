@@ -1,0 +1,135 @@
+"""Training runs end to end: run dir contents, metrics lines, exact resume, the LM baseline, the demo recipe."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import textvae
+from textvae.cli import main
+from textvae.config import load_config
+from textvae.modeling import TextVAE
+from textvae.training import resumed_config, train
+
+from conftest import TINY_MODEL
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_settings(*extra: str):
+    overrides = [value for value in TINY_MODEL if value != "--set"]
+    return load_config(None, [*overrides, "train.batch_size=32", "train.progress_bar=false", *extra])
+
+
+def read_metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_run_dir_holds_a_loadable_model_tokenizer_config_and_metrics(tiny_run):
+    names = {path.name for path in tiny_run.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "train_config.yaml", "metrics.jsonl",
+            "checkpoint.pt"} <= names
+    model = TextVAE.from_pretrained(tiny_run)
+    assert model.config.latent_size == 4
+    lines = read_metrics(tiny_run)
+    for line in lines:
+        assert {"step", "epoch", "split", "loss", "rec", "kl", "kl_weight"} <= set(line)
+    train_lines = [line for line in lines if line["split"] == "train"]
+    assert train_lines and all({"lr", "tokens_per_s"} <= set(line) for line in train_lines)
+    assert [line["step"] for line in lines if line["split"] == "valid"] == [6, 12]
+
+
+def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path):
+    extra = ["train.eval_every=4", "train.word_dropout=0.3", "train.lr_decay_patience=0"]
+    train(tiny_settings("train.max_steps=16", *extra), tmp_path / "straight")
+    train(tiny_settings("train.max_steps=8", *extra), tmp_path / "interrupted")
+    first_half = TextVAE.from_pretrained(tmp_path / "interrupted").state_dict()
+    train(resumed_config(tmp_path / "interrupted", ["train.max_steps=16"]), tmp_path / "interrupted", resume=True)
+    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)["model"]
+    continued = torch.load(tmp_path / "interrupted" / "checkpoint.pt", weights_only=False)["model"]
+    assert straight.keys() == continued.keys()
+    for name in straight:
+        assert torch.equal(straight[name], continued[name]), name
+    assert any(not torch.equal(first_half[name], continued[name]) for name in straight)
+    steps = [line["step"] for line in read_metrics(tmp_path / "interrupted")]
+    assert steps == [line["step"] for line in read_metrics(tmp_path / "straight")]
+
+
+def test_language_model_baseline_trains_and_reports_exact_perplexity(tmp_path):
+    summary = train(tiny_settings("model.model_type=lm", "train.max_steps=6"), tmp_path / "lm")
+    assert summary["best_valid"]["kl"] == 0.0
+    vae = textvae.load(tmp_path / "lm")
+    results = vae.evaluate("valid")
+    assert results["ppl"] == pytest.approx(torch.tensor(results["nll"] * results["sentences"] /
+                                                        results["tokens"]).exp().item(), rel=1e-6)
+    assert len(vae.sample(3, strategy="sample", seed=0)) == 3
+
+
+def test_cli_round_trips_on_the_embedded_corpus(tiny_run, tmp_path, capsys):
+    assert main(["sample", str(tiny_run), "-n", "4"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 4
+    assert main(["sample", str(tiny_run), "-n", "3", "--strategy", "sample", "--seed", "7"]) == 0
+    first = capsys.readouterr().out
+    assert main(["sample", str(tiny_run), "-n", "3", "--strategy", "sample", "--seed", "7"]) == 0
+    assert capsys.readouterr().out == first
+    assert main(["reconstruct", str(tiny_run), "the dogs chased the ball .", "a zyzzyva sang ."]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("a zyzzyva sang .\t->\t")
+    assert main(["interpolate", str(tiny_run), "the dogs chased the ball .", "the clerk wrote it .",
+                 "--steps", "5"]) == 0
+    steps = capsys.readouterr().out.strip().splitlines()
+    assert [line.split("\t")[0] for line in steps] == ["0", "1", "2", "3", "4"]
+    source = tmp_path / "lines.txt"
+    source.write_text("the dogs chased the ball .\n\nthe clerk wrote it .\n")
+    assert main(["encode", str(tiny_run), str(source), "--out", str(tmp_path / "v.npy")]) == 0
+    import numpy as np
+    vectors = np.load(tmp_path / "v.npy")
+    assert vectors.shape == (2, 4)
+    assert np.allclose(vectors, textvae.load(tiny_run).encode(["the dogs chased the ball .", "the clerk wrote it ."]),
+                       atol=1e-6)
+    assert main(["evaluate", str(tiny_run), "--split", "valid"]) == 0
+    results = json.loads((tiny_run / "results.json").read_text())
+    assert results["neg_elbo"] == pytest.approx(results["rec"] + results["kl"])
+    assert results["sentences"] == 2000
+
+
+def test_api_interpolation_ends_are_the_reconstructions(tiny_run):
+    vae = textvae.load(tiny_run)
+    first, second = "the happy dogs chased their ball .", "will the clerk review the report ?"
+    path = vae.interpolate(first, second, steps=2)
+    assert path == vae.reconstruct([first, second])
+    assert len(vae.interpolate(first, second, steps=6)) == 6
+
+
+@pytest.mark.slow
+def test_demo_recipe_learns_an_informative_latent(tmp_path):
+    assert main(["train", "--config", str(REPO / "configs" / "demo.yaml"), "--out", str(tmp_path / "demo"),
+                 "--quiet"]) == 0
+    vae = textvae.load(tmp_path / "demo")
+    valid = vae.evaluate("valid")
+    assert valid["kl"] > 1.0, valid
+    assert valid["rec"] < 0.5 * valid["unigram_nll"], valid
+    samples = vae.sample(20)
+    vocabulary = set(vae.tokenizer.get_vocab())
+    assert all(sample.split()[-1] in {".", "?"} for sample in samples), samples
+    assert all(set(sample.split()) <= vocabulary - {"<unk>"} for sample in samples)
+    first, second = "the happy dogs chased their soft ball .", "will the clerk review the report ?"
+    path = vae.interpolate(first, second, steps=7)
+    assert [path[0], path[-1]] == vae.reconstruct([first, second])
+    assert len(set(path)) >= 3  # passes through sentences in between, not a jump
+    whole = word_edit_distance(path[0], path[-1])
+    assert all(word_edit_distance(a, b) <= whole for a, b in zip(path, path[1:]))
+
+
+def word_edit_distance(first: str, second: str) -> int:
+    """Levenshtein distance between two sentences counted in words."""
+    a, b = first.split(), second.split()
+    row = list(range(len(b) + 1))
+    for i, word in enumerate(a, 1):
+        previous, row[0] = row[0], i
+        for j, other in enumerate(b, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (word != other))
+    return row[-1]
