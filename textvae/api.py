@@ -5,7 +5,6 @@ Every method takes plain sentences (a string or a list of strings); unknown word
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from transformers import PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
 from .config import RunConfig
-from .data import collate, iterate_batches, load_corpus, prepare_split, prepare_texts
+from .data import check_text_file, collate, load_corpus, prepare_split, prepare_texts
 from .errors import TextVAEError
 from .evaluation import evaluate_elbo, noise_generator, unigram_nll
 from .generation import STRATEGIES, decode, linear_path, prior_sample
@@ -137,18 +136,17 @@ class TextVAEPipeline:
         mean, _ = self.posterior(as_sentences([first, second], "interpolate"))
         return self.decode_latents(linear_path(mean[0], mean[1], steps), max_length=max_length)
 
-    def evaluate(self, split: str = "test", sentences: list[str] | str | Path | None = None,
+    def evaluate(self, split: str = "test", sentences: list[str] | None = None, file: str | Path | None = None,
                  batch_size: int = 128, seed: int = 0) -> dict[str, Any]:
-        """Corpus scores on a split of the run's corpus, or on given sentences / a text file (see README)."""
+        """Corpus scores on a split of the run's corpus, on given sentences, or on a text file (see README)."""
         data = self.run_config.data if self.run_config else None
         max_length = data.max_length if data else 10_000
         policy = data.length_policy if data else "truncate"
         baseline = None
+        if file is not None:
+            check_text_file(Path(file), "evaluate --file")
+            sentences = [line for line in Path(file).read_text(encoding="utf-8").splitlines() if line.strip()]
         if sentences is not None:
-            if isinstance(sentences, (str, Path)) and Path(sentences).is_file():
-                from .data import check_text_file
-                check_text_file(Path(sentences), "evaluate")
-                sentences = Path(sentences).read_text(encoding="utf-8").splitlines()
             target = prepare_texts(as_sentences(sentences), self.tokenizer, max_length, policy)
         else:
             if data is None:
@@ -160,7 +158,7 @@ class TextVAEPipeline:
             train = prepare_split(corpus["train"], self.tokenizer, data)
             baseline = unigram_nll(train, target, len(self.tokenizer), self.special["eos_token_id"])
         results = evaluate_elbo(self.model, target, batch_size, seed)
-        results["split"] = "sentences" if sentences is not None else split
+        results["split"] = str(file) if file is not None else ("sentences" if sentences is not None else split)
         if baseline is not None:
             results["unigram_nll"] = baseline
         return results

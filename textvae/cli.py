@@ -98,7 +98,7 @@ def run_train(args: argparse.Namespace) -> None:
 
 
 def run_evaluate(args: argparse.Namespace, vae) -> None:
-    results = vae.evaluate(split=args.split, sentences=args.file, batch_size=args.batch_size, seed=args.seed)
+    results = vae.evaluate(split=args.split, file=args.file, batch_size=args.batch_size, seed=args.seed)
     rows = [(key, value) for key, value in results.items() if key != "kl_per_dim"]
     width = max(len(key) for key, _ in rows)
     for key, value in rows:

@@ -1,0 +1,9 @@
+#!/usr/bin/env python
+"""Thin wrapper for people who run scripts: the same as `textvae interpolate ...` (see README)."""
+
+import sys
+
+from textvae.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["interpolate", *sys.argv[1:]]))

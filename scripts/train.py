@@ -1,0 +1,9 @@
+#!/usr/bin/env python
+"""Thin wrapper for people who run scripts: the same as `textvae train ...` (see README)."""
+
+import sys
+
+from textvae.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["train", *sys.argv[1:]]))
