@@ -5,12 +5,18 @@ from __future__ import annotations
 import random
 
 import pytest
+from conftest import SHARED_DATA, batch_of
 
 from textvae.config import DataConfig, TokenizerConfig
-from textvae.data import BucketBatchSampler, iterate_batches, load_corpus, padding_share, prepare_split, prepare_texts
+from textvae.data import (
+    BucketBatchSampler,
+    iterate_batches,
+    load_corpus,
+    padding_share,
+    prepare_split,
+    prepare_texts,
+)
 from textvae.tokenization import build_tokenizer, decode_ids, encode_texts, special_ids
-
-from conftest import SHARED_DATA, batch_of
 
 
 def test_bucketing_keeps_similar_lengths_together_and_covers_every_sentence():

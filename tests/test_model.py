@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import batch_of, tiny_config, tiny_model
 from torch.distributions import Normal, kl_divergence
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from textvae.errors import TextVAEError
 from textvae.modeling import TextVAE, TextVAEConfig
 from textvae.modeling.posterior import kl_per_dimension
-
-from conftest import batch_of, tiny_config, tiny_model
 
 SENTENCES = [[5, 6, 7], [8, 9, 10, 11, 12, 13], [14], [15, 16, 17, 18]]
 

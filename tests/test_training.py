@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_MODEL
 
 import textvae
 from textvae.cli import main
 from textvae.config import load_config
 from textvae.modeling import TextVAE
 from textvae.training import resumed_config, train
-
-from conftest import TINY_MODEL
 
 REPO = Path(__file__).resolve().parents[1]
 

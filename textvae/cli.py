@@ -132,6 +132,7 @@ def run(args: argparse.Namespace) -> None:
             print(f"{step}\t{line}")
     elif args.command == "encode":
         import numpy as np
+
         from .data import check_text_file
 
         check_text_file(Path(args.file), "encode")
