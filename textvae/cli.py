@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train a model and write a run dir")
-    train.add_argument("--config", help="YAML config (default: built-in defaults on the embedded corpus)")
+    train.add_argument("--config", help="YAML config (default: the demo recipe on the embedded corpus)")
     train.add_argument("--out", help="run directory to write (default: runs/<config name>)")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                        help="override a config value, e.g. --set model.latent_size=32 (repeatable)")
@@ -76,18 +76,18 @@ def add_decoding(parser: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> None:
-    from .config import load_config
+    from .config import DEMO_RECIPE, load_config
     from .training import prepare_out_dir, resumed_config, train
 
     if args.resume and not args.out:
         raise TextVAEError("--resume needs --out RUN_DIR, the run to continue")
-    name = Path(args.config).stem if args.config else "synthetic"
+    name = Path(args.config).stem if args.config else "synthetic"  # the demo recipe's run
     out = Path(args.out or Path("runs") / name)
     if args.resume:
         prepare_out_dir(out, resume=True)  # no checkpoint: say so before reading its train_config.yaml
         config = resumed_config(out, args.overrides)
     else:
-        config = load_config(args.config, args.overrides)
+        config = load_config(args.config or DEMO_RECIPE, args.overrides)
     if args.quiet:
         config.train.progress_bar = False
     summary = train(config, out, resume=args.resume)

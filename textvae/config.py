@@ -207,8 +207,12 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return loaded
 
 
+DEMO_RECIPE = Path(__file__).parent / "recipes" / "demo.yaml"
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
-    """The run config from an optional YAML file plus `SECTION.KEY=VALUE` overrides, fully checked."""
+    """The run config from an optional YAML file plus `SECTION.KEY=VALUE` overrides, fully checked.
+    With no file, every key takes its dataclass default (use DEMO_RECIPE for the demo's settings)."""
     raw = read_yaml(path) if path else {}
     return config_from_dict(raw, overrides)
 

@@ -120,9 +120,10 @@ def replace_atomically(write, target: Path) -> None:
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, target)
-    except OSError as error:
+    except (OSError, RuntimeError) as error:  # torch.save reports a full disk as RuntimeError
         tmp.unlink(missing_ok=True)
-        raise TextVAEError(f"could not write {target} ({error.strerror or error}); free disk space or choose "
+        reason = getattr(error, "strerror", None) or str(error).splitlines()[0][:120]
+        raise TextVAEError(f"could not write {target} ({reason}); free disk space or choose "
                            "another --out; the previous file is kept") from None
 
 
