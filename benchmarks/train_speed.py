@@ -1,20 +1,16 @@
 """Training speed of textvae against a plain PyTorch LSTM VAE of the same size, in one process.
 
-What it measures: target tokens per second (words + one <eos> per sentence; <bos> and padding are
-not counted) over --steps timed training steps, after --warmup untimed ones, for
-  1. textvae, exactly as `textvae.training.train` trains: its data pipeline (length-bucketed
-     batches from `iterate_batches`), TextVAE, its optimizer, word dropout, the ELBO loss with the
-     KL schedule and gradient clipping of the config (the loop body mirrors train()'s inner loop);
-  2. a reference: the straightforward sentence-VAE recipe, written inline below. Random batches of
-     the same size from the same tokenized train split, all padded to data.max_length + 2; an
-     unpacked LSTM encoder over the whole padded sequence; z sets the decoder's initial state and is
-     fed at every step; logits over every position; cross_entropy(ignore_index=pad); Adam.
-Both run on the same device with the same torch thread count, textvae first. Peak memory is the
-process's ru_maxrss read right after the textvae part (data loading included).
-
-The last line is machine-readable:
+Measures target tokens per second (words + one <eos> per sentence; <bos> and padding not counted)
+over --steps timed training steps after --warmup untimed ones, same device and torch thread count:
+  1. textvae, as `textvae.training.train` trains: its data pipeline (length-bucketed batches),
+     TextVAE, optimizer and its own update step (`training_step`: word dropout, ELBO loss with the
+     KL schedule, gradient clipping);
+  2. then a reference, the straightforward sentence-VAE recipe written inline below: random batches
+     of the same size from the same tokenized train split, all padded to data.max_length + 2, an
+     unpacked LSTM encoder, z into the decoder's initial state and every input, logits at every
+     position, cross_entropy(ignore_index=pad), Adam.
+Peak memory: ru_maxrss right after the textvae part (data loading included). Last line:
   tokens_per_s=N reference_tokens_per_s=N ratio=X peak_rss_mb=N      (ratio = textvae / reference)
-
 Run from the repo root (the config's data path is relative to it):
   python benchmarks/train_speed.py --config configs/ptb.yaml --steps 200
 """
@@ -22,7 +18,7 @@ Run from the repo root (the config's data path is relative to it):
 from __future__ import annotations
 
 import argparse
-import logging
+import itertools
 import random
 import resource
 import time
@@ -32,66 +28,45 @@ import datasets
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers.utils import logging as hf_logging
 
 from textvae.config import load_config
 from textvae.data import Batch, iterate_batches, padding_share
 from textvae.modeling import TextVAE, build_model_config
-from textvae.objectives import elbo_loss, kl_weight, word_dropout
+from textvae.objectives import kl_weight
 from textvae.tokenization import special_ids
-from textvae.training import build_optimizer, load_splits, seed_everything, select_device
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from textvae.training import (
+    build_optimizer,
+    load_splits,
+    seed_everything,
+    select_device,
+    training_step,
+)
 
 
 def measure(step: Callable[[Batch], None], batches: Iterator[Batch], warmup: int, steps: int,
             device: torch.device) -> tuple[float, list[Batch]]:
     """Run `warmup` untimed steps, then `steps` timed ones (batch building included); tokens/s and the batches."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
     for _ in range(warmup):
         step(next(batches))
-    synchronize(device)
+    sync()
     used, start = [], time.perf_counter()
     for _ in range(steps):
         batch = next(batches)
         step(batch)
         used.append(batch)
-    synchronize(device)
-    elapsed = time.perf_counter() - start
-    return sum(b.predicted_tokens for b in used) / elapsed, used
+    sync()
+    return sum(b.predicted_tokens for b in used) / (time.perf_counter() - start), used
 
 
 # ---- textvae ---------------------------------------------------------------------------------------
 
-def textvae_batches(split, settings, special) -> Iterator[Batch]:
-    """train()'s batches: bucketed and shuffled per epoch, epoch after epoch."""
-    epoch = 0
-    while True:
-        yield from iterate_batches(split, settings.batch_size, special, shuffle=True, seed=settings.seed, epoch=epoch)
-        epoch += 1
-
-
 def textvae_step(model: TextVAE, optimizer, settings, special, device) -> Callable[[Batch], None]:
-    """One training step, mirroring the body of train()'s inner loop (minus logging and evaluation)."""
-    spared = (special["bos_token_id"], special["pad_token_id"])
-    counter = {"step": 0}
+    """train()'s own update (textvae.training.training_step), minus logging and evaluation."""
+    counter = itertools.count()
 
     def step(batch: Batch) -> None:
-        token_ids = batch.token_ids.to(device)
-        decoder_inputs = word_dropout(token_ids[:, :-1], settings.word_dropout, special["unk_token_id"], spared,
-                                      training=model.training)
-        output = model(token_ids, batch.lengths, decoder_input_ids=decoder_inputs)
-        loss = elbo_loss(output, kl_weight(counter["step"], settings), settings.free_bits)
-        if not torch.isfinite(loss.loss):
-            raise RuntimeError(f"textvae loss became {float(loss.loss)} at step {counter['step']}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.loss.backward()
-        if settings.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-        optimizer.step()
-        counter["step"] += 1
+        training_step(model, optimizer, batch.token_ids.to(device), batch.lengths, next(counter), settings, special)
 
     return step
 
@@ -104,11 +79,10 @@ class ReferenceVAE(nn.Module):
     def __init__(self, vocab: int, c, pad_id: int):
         super().__init__()
         self.c, self.pad_id = c, pad_id
-        dirs = 2 if c.encoder_bidirectional else 1
         self.encoder_embedding = nn.Embedding(vocab, c.embedding_size, padding_idx=pad_id)
         self.encoder = nn.LSTM(c.embedding_size, c.encoder_hidden_size, c.encoder_layers, batch_first=True,
                                bidirectional=c.encoder_bidirectional)
-        self.to_mean_logvar = nn.Linear(dirs * c.encoder_hidden_size, 2 * c.latent_size)
+        self.to_mean_logvar = nn.Linear((1 + c.encoder_bidirectional) * c.encoder_hidden_size, 2 * c.latent_size)
         self.z_to_state = nn.Linear(c.latent_size, 2 * c.decoder_layers * c.decoder_hidden_size)
         self.decoder_embedding = nn.Embedding(vocab, c.embedding_size, padding_idx=pad_id)
         self.decoder = nn.LSTM(c.embedding_size + c.latent_size, c.decoder_hidden_size, c.decoder_layers,
@@ -147,21 +121,18 @@ def reference_batches(token_ids: list[list[int]], batch_size: int, length: int, 
 
 
 def reference_step(model: ReferenceVAE, optimizer, settings, device) -> Callable[[Batch], None]:
-    counter = {"step": 0}
+    counter = itertools.count()
 
     def step(batch: Batch) -> None:
-        loss = model(batch.token_ids.to(device), kl_weight(counter["step"], settings))
+        loss = model(batch.token_ids.to(device), kl_weight(next(counter), settings))
         optimizer.zero_grad()
         loss.backward()
         if settings.grad_clip:
             nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
         optimizer.step()
-        counter["step"] += 1
 
     return step
 
-
-# ---- main ------------------------------------------------------------------------------------------
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -172,9 +143,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.steps < 1 or args.warmup < 0:
         parser.error("--steps must be >= 1 and --warmup >= 0")
-    hf_logging.disable_progress_bar()
     datasets.disable_progress_bars()
-    logging.getLogger("datasets").setLevel(logging.ERROR)
 
     config = load_config(args.config, args.overrides)
     settings = config.train
@@ -191,28 +160,28 @@ def main() -> None:
     model = TextVAE(model_config).to(device)
     model.train()
     step = textvae_step(model, build_optimizer(model, settings), settings, special, device)
-    speed, used = measure(step, textvae_batches(splits["train"], settings, special), args.warmup, args.steps, device)
+    batches = itertools.chain.from_iterable(  # train()'s bucketed, shuffled batches, epoch after epoch
+        iterate_batches(splits["train"], settings.batch_size, special, shuffle=True, seed=settings.seed, epoch=epoch)
+        for epoch in itertools.count())
+    speed, used = measure(step, batches, args.warmup, args.steps, device)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    textvae_params = sum(p.numel() for p in model.parameters())
-    del model, step
 
     torch.manual_seed(settings.seed)
     length = config.data.max_length + 2
     reference = ReferenceVAE(len(tokenizer), model_config, special["pad_token_id"]).to(device)
-    reference.train()
     step = reference_step(reference, torch.optim.Adam(reference.parameters(), lr=settings.lr), settings, device)
     batches = reference_batches(splits["train"].token_ids, settings.batch_size, length, special, settings.seed)
     reference_speed, reference_used = measure(step, batches, args.warmup, args.steps, device)
 
-    print(f"config {args.config}: {len(splits['train'])} train sentences, vocab {len(tokenizer)}, "
-          f"batch {settings.batch_size}, device {device}, torch threads {torch.get_num_threads()}")
-    print(f"{args.steps} timed steps after {args.warmup} warm-up steps each")
-    print(f"textvae:   {speed:10.0f} target tokens/s  ({textvae_params:,} parameters, bucketed batches, "
-          f"padding share {padding_share(used):.1%})")
-    print(f"reference: {reference_speed:10.0f} target tokens/s  "
-          f"({sum(p.numel() for p in reference.parameters()):,} parameters, batches padded to {length}, "
-          f"padding share {padding_share(reference_used):.1%})")
-    print(f"peak RSS after the textvae part: {peak_rss_mb:.0f} MB")
+    print(f"config {args.config}: {len(splits['train'])} train sentences, vocab {len(tokenizer)}, batch "
+          f"{settings.batch_size}, device {device}, {torch.get_num_threads()} torch threads, {args.steps} timed "
+          f"steps after {args.warmup} warm-up steps each")
+    rows = {"textvae": (model, speed, used), "reference": (reference, reference_speed, reference_used)}
+    for name, (net, tokens_per_s, timed) in rows.items():
+        print(f"{name + ':':11}{tokens_per_s:10.0f} target tokens/s, {sum(p.numel() for p in net.parameters()):,} "
+              f"parameters, padding share {padding_share(timed):.1%}")
+    print(f"(textvae: bucketed batches; reference: random batches padded to {length})\n"
+          f"peak RSS after the textvae part: {peak_rss_mb:.0f} MB")
     summary = {"tokens_per_s": round(speed), "reference_tokens_per_s": round(reference_speed),
                "ratio": f"{speed / reference_speed:.2f}", "peak_rss_mb": round(peak_rss_mb)}
     print(" ".join(f"{key}={value}" for key, value in summary.items()))

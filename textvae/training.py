@@ -30,7 +30,7 @@ from .data import TokenizedSplit, iterate_batches, load_corpus, prepare_split
 from .errors import TextVAEError
 from .evaluation import evaluate_elbo
 from .modeling import TextVAE, build_model_config, check_model_section
-from .objectives import elbo_loss, kl_weight, word_dropout
+from .objectives import Loss, elbo_loss, kl_weight, word_dropout
 from .tokenization import build_tokenizer, special_ids
 
 logger = logging.getLogger("textvae")
@@ -197,6 +197,25 @@ def resumed_config(out_dir: Path, overrides: list[str] | tuple[str, ...]) -> Run
 
 # ---- the loop -------------------------------------------------------------------------------------
 
+def training_step(model: TextVAE, optimizer: torch.optim.Optimizer, token_ids: torch.Tensor, lengths: torch.Tensor,
+                  step: int, settings: TrainConfig, special: dict[str, int]) -> Loss:
+    """One update: word dropout on the decoder inputs → forward → ELBO loss → backward → clip → step."""
+    spared = (special["bos_token_id"], special["pad_token_id"])
+    decoder_inputs = word_dropout(token_ids[:, :-1], settings.word_dropout, special["unk_token_id"], spared,
+                                  training=model.training)
+    output = model(token_ids, lengths, decoder_input_ids=decoder_inputs)
+    loss = elbo_loss(output, kl_weight(step, settings), settings.free_bits)
+    if not torch.isfinite(loss.loss):
+        raise TextVAEError(f"the loss became {float(loss.loss)} at step {step}; lower train.lr "
+                           f"(now {optimizer.param_groups[0]['lr']:g}) or train.grad_clip, then --resume")
+    optimizer.zero_grad(set_to_none=True)
+    loss.loss.backward()
+    if settings.grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+    optimizer.step()
+    return loss
+
+
 def train(config: RunConfig, out_dir: str | Path, resume: bool = False) -> dict[str, Any]:
     """Train a model as `config` says, writing the run dir; returns the best validation results."""
     out_dir = Path(out_dir)
@@ -236,7 +255,6 @@ def train(config: RunConfig, out_dir: str | Path, resume: bool = False) -> dict[
     total_steps = settings.max_steps or settings.max_epochs * batches_per_epoch
     if settings.max_steps:
         total_steps = min(total_steps, settings.max_epochs * batches_per_epoch)
-    spared = (special["bos_token_id"], special["pad_token_id"])
     bar = tqdm(total=total_steps, initial=state.step, disable=not settings.progress_bar, desc="train",
                dynamic_ncols=True)
 
@@ -265,19 +283,8 @@ def train(config: RunConfig, out_dir: str | Path, resume: bool = False) -> dict[
         model.train()
         for batch in iterate_batches(splits["train"], settings.batch_size, special, shuffle=True,
                                      seed=settings.seed, epoch=state.epoch, skip=state.batch_in_epoch):
-            token_ids = batch.token_ids.to(device)
-            decoder_inputs = word_dropout(token_ids[:, :-1], settings.word_dropout, special["unk_token_id"], spared,
-                                          training=model.training)
-            output = model(token_ids, batch.lengths, decoder_input_ids=decoder_inputs)
-            loss = elbo_loss(output, kl_weight(state.step, settings), settings.free_bits)
-            if not torch.isfinite(loss.loss):
-                raise TextVAEError(f"the loss became {float(loss.loss)} at step {state.step}; lower train.lr "
-                                   f"(now {optimizer.param_groups[0]['lr']:g}) or train.grad_clip, then --resume")
-            optimizer.zero_grad(set_to_none=True)
-            loss.loss.backward()
-            if settings.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-            optimizer.step()
+            loss = training_step(model, optimizer, batch.token_ids.to(device), batch.lengths, state.step,
+                                 settings, special)
             state.step += 1
             state.batch_in_epoch += 1
             window_tokens += batch.predicted_tokens
