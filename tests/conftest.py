@@ -11,7 +11,8 @@ from textvae.cli import main
 from textvae.data import collate
 from textvae.modeling import TextVAE, TextVAEConfig
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
 
 TINY_MODEL = ["--set", "model.embedding_size=16", "--set", "model.encoder_hidden_size=24",
               "--set", "model.decoder_hidden_size=24", "--set", "model.latent_size=4"]
@@ -40,4 +41,12 @@ def tiny_run(tmp_path_factory) -> Path:
     code = main(["train", "--out", str(out), "--quiet", *TINY_MODEL, "--set", "train.max_steps=12",
                  "--set", "train.eval_every=6", "--set", "train.batch_size=32", "--set", "train.log_every=4"])
     assert code == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> Path:
+    """A run dir trained with the demo recipe (configs/demo.yaml): about two minutes; slow tests only."""
+    out = tmp_path_factory.mktemp("runs") / "demo"
+    assert main(["train", "--config", str(REPO / "configs" / "demo.yaml"), "--out", str(out), "--quiet"]) == 0
     return out

@@ -15,9 +15,6 @@ from textvae.config import load_config
 from textvae.modeling import TextVAE
 from textvae.training import resumed_config, train
 
-REPO = Path(__file__).resolve().parents[1]
-
-
 def tiny_settings(*extra: str):
     overrides = [value for value in TINY_MODEL if value != "--set"]
     return load_config(None, [*overrides, "train.batch_size=32", "train.progress_bar=false", *extra])
@@ -104,11 +101,9 @@ def test_api_interpolation_ends_are_the_reconstructions(tiny_run):
 
 
 @pytest.mark.slow
-def test_demo_recipe_learns_an_informative_latent(tmp_path):
-    assert main(["train", "--config", str(REPO / "configs" / "demo.yaml"), "--out", str(tmp_path / "demo"),
-                 "--quiet"]) == 0
-    vae = textvae.load(tmp_path / "demo")
-    valid = vae.evaluate("valid")
+def test_demo_recipe_learns_an_informative_latent(demo_run):
+    vae = textvae.load(demo_run)
+    valid = vae.evaluate("valid", iw_samples=0, bleu=False, samples=0)
     assert valid["kl"] > 1.0, valid
     assert valid["rec"] < 0.5 * valid["unigram_nll"], valid
     samples = vae.sample(20)

@@ -15,9 +15,27 @@ from transformers import PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
 from .config import RunConfig
-from .data import check_text_file, collate, load_corpus, prepare_split, prepare_texts
+from .data import (
+    TokenizedSplit,
+    check_text_file,
+    collate,
+    load_corpus,
+    prepare_split,
+    prepare_texts,
+)
 from .errors import TextVAEError
-from .evaluation import evaluate_elbo, noise_generator, unigram_nll
+from .evaluation import (
+    average_precision,
+    copied_share,
+    corpus_bleu,
+    distinct_n,
+    noise_generator,
+    roc_auc,
+    score_split,
+    self_bleu,
+    summarise,
+    unigram_nll,
+)
 from .generation import STRATEGIES, decode, linear_path, prior_sample
 from .modeling import TextVAE
 from .tokenization import decode_ids, encode_texts, special_ids
@@ -136,32 +154,80 @@ class TextVAEPipeline:
         mean, _ = self.posterior(as_sentences([first, second], "interpolate"))
         return self.decode_latents(linear_path(mean[0], mean[1], steps), max_length=max_length)
 
-    def evaluate(self, split: str = "test", sentences: list[str] | None = None, file: str | Path | None = None,
-                 batch_size: int = 128, seed: int = 0) -> dict[str, Any]:
-        """Corpus scores on a split of the run's corpus, on given sentences, or on a text file (see README)."""
-        data = self.run_config.data if self.run_config else None
-        max_length = data.max_length if data else 10_000
-        policy = data.length_policy if data else "truncate"
-        baseline = None
+    def corpus_split(self, split: str) -> tuple[TokenizedSplit, TokenizedSplit]:
+        """A split of the run's corpus and its train split, tokenized as in training."""
+        if self.run_config is None:
+            raise TextVAEError(f"this run has no {TRAIN_CONFIG}, so its corpus is unknown; pass sentences= or file=")
+        data = self.run_config.data
+        corpus = load_corpus(data)
+        if split not in corpus:
+            raise TextVAEError(f"split '{split}' not in the run's corpus (splits: {', '.join(corpus)})")
+        return prepare_split(corpus[split], self.tokenizer, data), prepare_split(corpus["train"], self.tokenizer, data)
+
+    def given_split(self, sentences: list[str] | None, file: str | Path | None) -> TokenizedSplit:
+        """Sentences (or a file's non-blank lines) tokenized with no length limit."""
         if file is not None:
-            check_text_file(Path(file), "evaluate --file")
+            check_text_file(Path(file), "file")
             sentences = [line for line in Path(file).read_text(encoding="utf-8").splitlines() if line.strip()]
-        if sentences is not None:
-            target = prepare_texts(as_sentences(sentences), self.tokenizer, max_length, policy)
+        return prepare_texts(as_sentences(sentences), self.tokenizer, max_length=10**9, length_policy="truncate")
+
+    def evaluate(self, split: str = "test", sentences: list[str] | None = None, file: str | Path | None = None,
+                 iw_samples: int = 500, batch_size: int = 128, seed: int = 0, bleu: bool = True,
+                 samples: int = 500, au_threshold: float = 0.01) -> dict[str, Any]:
+        """Corpus scores (README "Metrics") on a split of the run's corpus, given sentences, or a text file:
+        IW-NLL with `iw_samples` samples and its PPL, −ELBO, rec, KL, MI, AU, reconstruction BLEU, and the
+        quality of `samples` prior samples (distinct-1/2, self-BLEU, share copied from the training set)."""
+        if not isinstance(iw_samples, int) or iw_samples < 0:
+            raise TextVAEError(f"iw_samples: must be a whole number >= 0 (0 = report the ELBO bound), got {iw_samples!r}")
+        train = None
+        if sentences is None and file is None:
+            target, train = self.corpus_split(split)
         else:
-            if data is None:
-                raise TextVAEError(f"this run has no {TRAIN_CONFIG}, so its corpus is unknown; pass sentences=")
-            corpus = load_corpus(data)
-            if split not in corpus:
-                raise TextVAEError(f"split '{split}' not in the run's corpus (splits: {', '.join(corpus)})")
-            target = prepare_split(corpus[split], self.tokenizer, data)
-            train = prepare_split(corpus["train"], self.tokenizer, data)
-            baseline = unigram_nll(train, target, len(self.tokenizer), self.special["eos_token_id"])
-        results = evaluate_elbo(self.model, target, batch_size, seed)
+            target = self.given_split(sentences, file)
+        latent = self.model.config.has_latent
+        scores = score_split(self.model, target, batch_size, iw_samples if latent else 0, seed)
+        results = summarise(scores, iw_samples if latent else 0, au_threshold, seed)
         results["split"] = str(file) if file is not None else ("sentences" if sentences is not None else split)
-        if baseline is not None:
-            results["unigram_nll"] = baseline
+        if latent and bleu:
+            references = [decode_ids(self.tokenizer, ids) for ids in target.token_ids]
+            results["bleu"] = corpus_bleu(self.reconstruct(references), references)
+        if samples:
+            generated = self.sample(samples, strategy="sample", seed=seed)
+            results["distinct_1"], results["distinct_2"] = distinct_n(generated, 1), distinct_n(generated, 2)
+            results["self_bleu"] = self_bleu(generated, limit=200)
+            if train is not None:
+                results["copied_share"] = copied_share(generated, [decode_ids(self.tokenizer, ids)
+                                                                   for ids in train.token_ids])
+        if train is not None:
+            results["unigram_nll"] = unigram_nll(train, target, len(self.tokenizer), self.special["eos_token_id"])
         return results
+
+    def score(self, sentences: str | list[str] | None = None, file: str | Path | None = None,
+              iw_samples: int = 100, batch_size: int = 128, seed: int = 0) -> list[dict[str, Any]]:
+        """Per-sentence scores for anomaly detection, in order: −ELBO, IW-NLL (exact NLL for an LM) and
+        NLL per predicted token; higher means less likely under the model."""
+        target = self.given_split(None if sentences is None else as_sentences(sentences), file)
+        scores = score_split(self.model, target, batch_size, iw_samples if self.model.config.has_latent else 0, seed)
+        return [{"text": text, "neg_elbo": float(neg_elbo), "iw_nll": float(nll), "nll_per_token": float(nll / tokens),
+                 "tokens": int(tokens)}
+                for text, neg_elbo, nll, tokens in zip(target.texts, scores.neg_elbo, scores.nll, scores.tokens)]
+
+    def detect(self, inliers: list[str] | str | Path, outliers: list[str] | str | Path,
+               iw_samples: int = 100, seed: int = 0) -> dict[str, dict[str, float]]:
+        """How well each score separates outliers from inliers: ROC-AUC and average precision per score."""
+        def rows(group):
+            if isinstance(group, (str, Path)):
+                return self.score(file=group, iw_samples=iw_samples, seed=seed)
+            return self.score(group, iw_samples=iw_samples, seed=seed)
+
+        inlier_rows, outlier_rows = rows(inliers), rows(outliers)
+        report = {}
+        for key in ("neg_elbo", "iw_nll", "nll_per_token"):
+            inlier_scores = np.array([row[key] for row in inlier_rows])
+            outlier_scores = np.array([row[key] for row in outlier_rows])
+            report[key] = {"roc_auc": roc_auc(inlier_scores, outlier_scores),
+                           "average_precision": average_precision(inlier_scores, outlier_scores)}
+        return report
 
 
 def load(run_dir: str | Path, device: str = "auto") -> TextVAEPipeline:

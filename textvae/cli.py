@@ -55,12 +55,34 @@ def build_parser() -> argparse.ArgumentParser:
     encode.add_argument("--out", required=True, help="where to write the (n, latent) array, e.g. vectors.npy")
     encode.add_argument("--sample", action="store_true", help="one posterior sample per sentence, not the mean")
 
-    evaluate = commands.add_parser("evaluate", help="score a split (ELBO, reconstruction, KL, perplexity bound)")
+    evaluate = commands.add_parser("evaluate", help="IW-NLL, PPL, -ELBO, KL, MI, AU, BLEU of a split; writes results.json")
     add_run_dir(evaluate)
     evaluate.add_argument("--split", default="test", help="train | valid | test (default test)")
     evaluate.add_argument("--file", help="score this text file instead of a split of the run's corpus")
+    evaluate.add_argument("--iw-samples", type=int, default=500,
+                          help="importance samples per sentence for the NLL (default 500, the papers' protocol; "
+                               "0 = report the ELBO bound)")
+    evaluate.add_argument("--samples", type=int, default=500, help="prior samples for distinct-n/self-BLEU (0 = skip)")
+    evaluate.add_argument("--no-bleu", action="store_true", help="skip reconstruction BLEU")
     evaluate.add_argument("--batch-size", type=int, default=128)
     evaluate.add_argument("--seed", type=int, default=0)
+
+    score = commands.add_parser("score", help="per-sentence -ELBO, IW-NLL and NLL per token of a file's lines")
+    add_run_dir(score)
+    score.add_argument("file", help="text file, one sentence per line (blank lines are skipped)")
+    score.add_argument("--out", required=True, help="scores.jsonl or scores.csv (by extension)")
+    score.add_argument("--iw-samples", type=int, default=100, help="importance samples per sentence (default 100)")
+    score.add_argument("--seed", type=int, default=0)
+
+    detect = commands.add_parser("detect", help="ROC-AUC and average precision of the scores on inliers vs outliers")
+    add_run_dir(detect)
+    detect.add_argument("--inliers", required=True, help="text file of normal sentences")
+    detect.add_argument("--outliers", required=True, help="text file of anomalous sentences")
+    detect.add_argument("--iw-samples", type=int, default=100)
+    detect.add_argument("--seed", type=int, default=0)
+
+    compare = commands.add_parser("compare", help="Markdown table of the results.json of several runs")
+    compare.add_argument("run_dirs", nargs="+", help="run dirs that `textvae evaluate` has scored")
 
     corpus = commands.add_parser("corpus", help="write the embedded synthetic corpus to a folder")
     corpus.add_argument("out_dir")
@@ -98,7 +120,8 @@ def run_train(args: argparse.Namespace) -> None:
 
 
 def run_evaluate(args: argparse.Namespace, vae) -> None:
-    results = vae.evaluate(split=args.split, file=args.file, batch_size=args.batch_size, seed=args.seed)
+    results = vae.evaluate(split=args.split, file=args.file, iw_samples=args.iw_samples, batch_size=args.batch_size,
+                           seed=args.seed, bleu=not args.no_bleu, samples=args.samples)
     rows = [(key, value) for key, value in results.items() if key != "kl_per_dim"]
     width = max(len(key) for key, _ in rows)
     for key, value in rows:
@@ -109,9 +132,38 @@ def run_evaluate(args: argparse.Namespace, vae) -> None:
     print(f"(written to {target})")
 
 
+def run_score(args: argparse.Namespace, vae) -> None:
+    rows = vae.score(file=args.file, iw_samples=args.iw_samples, seed=args.seed)
+    out = Path(args.out)
+    if out.suffix == ".csv":
+        import csv
+
+        with open(out, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    else:
+        out.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    print(f"wrote {len(rows)} scored sentences to {out}")
+
+
+def run_compare(args: argparse.Namespace) -> None:
+    from .evaluation import compare_table
+
+    results = {}
+    for run_dir in args.run_dirs:
+        path = Path(run_dir) / "results.json"
+        if not path.is_file():
+            raise TextVAEError(f"{run_dir} has no results.json; run: textvae evaluate {run_dir}")
+        results[Path(run_dir).name] = json.loads(path.read_text(encoding="utf-8"))
+    print(compare_table(results))
+
+
 def run(args: argparse.Namespace) -> None:
     if args.command == "train":
         return run_train(args)
+    if args.command == "compare":
+        return run_compare(args)
     if args.command == "corpus":
         from .synthetic import write_corpus
 
@@ -142,6 +194,13 @@ def run(args: argparse.Namespace) -> None:
         print(f"wrote {vectors.shape[0]} vectors of size {vectors.shape[1]} to {args.out}")
     elif args.command == "evaluate":
         run_evaluate(args, vae)
+    elif args.command == "score":
+        run_score(args, vae)
+    elif args.command == "detect":
+        report = vae.detect(args.inliers, args.outliers, iw_samples=args.iw_samples, seed=args.seed)
+        print("| score | ROC-AUC | average precision |\n| --- | ---: | ---: |")
+        for name, values in report.items():
+            print(f"| {name} | {values['roc_auc']:.4f} | {values['average_precision']:.4f} |")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,20 +1,25 @@
-"""Corpus-level scores: the ELBO and its parts per sentence, and the perplexity bound it gives.
+"""Scores researchers can compare: importance-weighted NLL and PPL, ELBO parts, MI, active units, BLEU.
 
-Conventions (see README "Metrics"): NLL and KL are per sentence in nats; perplexity is
+Conventions (README "Metrics"): NLL, rec and KL are per sentence in nats; perplexity is
 exp(total NLL / total predicted tokens), where predicted tokens are the words plus one <eos> per
-sentence (<bos> is never predicted). For a VAE the NLL here is the ELBO bound −ELBO = rec + KL;
-for the LM baseline it is the exact NLL.
+sentence (<bos> is never predicted). A VAE's `nll` is the importance-weighted estimate with k samples
+(Burda et al. 2016), an upper bound that tightens with k; `neg_elbo` = rec + KL is reported beside it.
+For the LM baseline (no z) the NLL is exact.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
+from dataclasses import dataclass
 
+import numpy as np
 import torch
+from sacrebleu.metrics import BLEU
 
 from .data import TokenizedSplit, iterate_batches
 from .modeling import TextVAE
+from .modeling.posterior import gaussian_log_density, kl_per_dimension, reparameterize
 
 
 def noise_generator(device: torch.device, seed: int) -> torch.Generator:
@@ -24,48 +29,139 @@ def noise_generator(device: torch.device, seed: int) -> torch.Generator:
     return generator
 
 
+# ---- per-sentence scores --------------------------------------------------------------------------
+
 @torch.no_grad()
-def evaluate_elbo(model: TextVAE, split: TokenizedSplit, batch_size: int = 128, seed: int = 0) -> dict[str, float]:
-    """−ELBO, reconstruction NLL, KL (per sentence, one posterior sample each) and the ELBO-bound PPL."""
+def iw_log_likelihood(model: TextVAE, token_ids: torch.Tensor, lengths: torch.Tensor, mean: torch.Tensor,
+                      logvar: torch.Tensor, samples: int, chunk: int = 50,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """log p(x) per sentence by importance sampling with q(z|x) as proposal (Burda et al. 2016):
+    logsumexp_k [log p(x|z_k) + log p(z_k) − log q(z_k|x)] − log k. The posterior (mean, logvar) comes
+    from one encoder pass; samples are decoded `chunk` at a time, all sentences of the batch together."""
+    batch = token_ids.size(0)
+    log_weights = []
+    for start in range(0, samples, chunk):
+        count = min(chunk, samples - start)
+        z = reparameterize(mean, logvar, samples=count, generator=generator)  # (count, batch, latent)
+        repeated = token_ids.repeat(count, 1)
+        hidden, _ = model.decoder(repeated[:, :-1], z.reshape(count * batch, -1))
+        rec_nll, _ = model.sequence_nll(hidden, repeated[:, 1:], (lengths - 1).repeat(count))
+        log_prior = gaussian_log_density(z, torch.zeros_like(z), torch.zeros_like(z))
+        log_weights.append(-rec_nll.view(count, batch) + log_prior - gaussian_log_density(z, mean, logvar))
+    return torch.logsumexp(torch.cat(log_weights), dim=0) - math.log(samples)
+
+
+@dataclass
+class SentenceScores:
+    """Per-sentence results over a split, in the split's order (numpy arrays)."""
+
+    rec: np.ndarray  # −log p(x|z), one posterior sample z
+    kl: np.ndarray  # KL(q(z|x) || p(z)), 0 for an LM
+    nll: np.ndarray  # IW-NLL (VAE with iw_samples > 0), exact NLL (LM), else −ELBO
+    tokens: np.ndarray  # predicted tokens
+    mean: np.ndarray | None = None  # posterior means (sentences, latent)
+    logvar: np.ndarray | None = None
+
+    @property
+    def neg_elbo(self) -> np.ndarray:
+        return self.rec + self.kl
+
+
+@torch.no_grad()
+def score_split(model: TextVAE, split: TokenizedSplit, batch_size: int = 128, iw_samples: int = 0,
+                seed: int = 0, iw_chunk: int = 50) -> SentenceScores:
+    """Every sentence's rec, KL, NLL and posterior, with one encoder pass per sentence."""
     was_training = model.training
     model.eval()
     device = model.device
     generator = noise_generator(device, seed)
     special = {key: getattr(model.config, key) for key in ("pad_token_id", "bos_token_id", "eos_token_id")}
-    rec_total = kl_total = 0.0
-    kl_per_dim = None
-    sentences = tokens = 0
+    count = len(split)
+    rec, kl, nll, tokens = (np.zeros(count) for _ in range(4))
+    latent = model.config.latent_size if model.config.has_latent else 0
+    means, logvars = np.zeros((count, latent)), np.zeros((count, latent))
     for batch in iterate_batches(split, batch_size, special):
-        output = model(batch.token_ids.to(device), batch.lengths, generator=generator)
-        rec_total += float(output.rec_nll.sum())
-        if output.kl is not None:
-            kl_total += float(output.kl.sum())
-            dims = output.kl.sum(0).double().cpu()
-            kl_per_dim = dims if kl_per_dim is None else kl_per_dim + dims
-        sentences += len(batch.indices)
-        tokens += batch.predicted_tokens
+        token_ids, rows = batch.token_ids.to(device), batch.indices
+        tokens[rows] = (batch.lengths - 1).numpy()
+        if not model.config.has_latent:
+            hidden, _ = model.decoder(token_ids[:, :-1], None)
+            rec[rows] = nll[rows] = model.sequence_nll(hidden, token_ids[:, 1:], batch.lengths - 1)[0].cpu().numpy()
+            continue
+        mean, logvar = model.encode(token_ids, batch.lengths)
+        output = model(token_ids, batch.lengths, z=reparameterize(mean, logvar, generator=generator))
+        rec[rows] = output.rec_nll.cpu().numpy()
+        kl[rows] = kl_per_dimension(mean, logvar).sum(-1).cpu().numpy()
+        means[rows], logvars[rows] = mean.cpu().numpy(), logvar.cpu().numpy()
+        if iw_samples > 0:
+            log_px = iw_log_likelihood(model, token_ids, batch.lengths, mean, logvar, iw_samples, iw_chunk, generator)
+            nll[rows] = -log_px.cpu().numpy()
+        else:
+            nll[rows] = rec[rows] + kl[rows]
     model.train(was_training)
+    if not latent:
+        return SentenceScores(rec, kl, nll, tokens)
+    return SentenceScores(rec, kl, nll, tokens, means, logvars)
+
+
+# ---- latent diagnostics ---------------------------------------------------------------------------
+
+def mutual_information(mean: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None,
+                       chunk: int = 512) -> float:
+    """I(x; z) under q (He et al. 2019): E_x E_q(z|x)[log q(z|x) − log q(z)], where q(z) is the aggregate
+    posterior over the evaluated sentences, estimated with one z per sentence."""
+    count, latent = mean.shape
+    neg_entropy = (-0.5 * latent * math.log(2 * math.pi) - 0.5 * (1 + logvar).sum(-1)).mean()
+    z = reparameterize(mean, logvar, generator=generator)
+    log_aggregate = []
+    for start in range(0, count, chunk):
+        log_q = gaussian_log_density(z[start: start + chunk].unsqueeze(1), mean.unsqueeze(0), logvar.unsqueeze(0))
+        log_aggregate.append(torch.logsumexp(log_q, dim=1) - math.log(count))
+    return float(neg_entropy - torch.cat(log_aggregate).mean())
+
+
+def active_units(mean: torch.Tensor, threshold: float = 0.01) -> int:
+    """Dimensions whose posterior mean varies across sentences: Cov_x(E_q[z]) > threshold (Burda et al. 2016)."""
+    return int((mean.var(dim=0, unbiased=True) > threshold).sum()) if mean.size(0) > 1 else 0
+
+
+# ---- corpus summary -------------------------------------------------------------------------------
+
+def summarise(scores: SentenceScores, iw_samples: int = 0, au_threshold: float = 0.01,
+              seed: int = 0) -> dict[str, float | int | list[float]]:
+    """Corpus numbers from per-sentence scores: means per sentence, PPL over predicted tokens, MI, AU."""
+    sentences, tokens = len(scores.rec), int(scores.tokens.sum())
     if sentences == 0:
         raise ValueError("nothing to evaluate: the split has no sentences")
-    neg_elbo = (rec_total + kl_total) / sentences
     results = {
-        "neg_elbo": neg_elbo,
-        "rec": rec_total / sentences,
-        "kl": kl_total / sentences,
-        "ppl_bound": math.exp((rec_total + kl_total) / tokens),
+        "nll": float(scores.nll.mean()),
+        "ppl": math.exp(scores.nll.sum() / tokens),
+        "neg_elbo": float(scores.neg_elbo.mean()),
+        "ppl_bound": math.exp(scores.neg_elbo.sum() / tokens),
+        "rec": float(scores.rec.mean()),
+        "kl": float(scores.kl.mean()),
         "sentences": sentences,
         "tokens": tokens,
+        "iw_samples": iw_samples,
     }
-    if kl_per_dim is not None:
-        results["kl_per_dim"] = [round(v / sentences, 5) for v in kl_per_dim.tolist()]
-    else:
-        results["nll"] = results["rec"]
-        results["ppl"] = results["ppl_bound"]
+    if scores.mean is not None:
+        mean, logvar = torch.from_numpy(scores.mean).float(), torch.from_numpy(scores.logvar).float()
+        results["mi"] = mutual_information(mean, logvar, noise_generator(torch.device("cpu"), seed))
+        results["au"] = active_units(mean, au_threshold)
+        results["kl_per_dim"] = [round(float(v), 5) for v in kl_per_dimension(mean, logvar).mean(0)]
+        if iw_samples == 0:  # without importance sampling the VAE's NLL is only the ELBO bound
+            results["nll"], results["ppl"] = results["neg_elbo"], results["ppl_bound"]
     return results
 
 
+def evaluate_elbo(model: TextVAE, split: TokenizedSplit, batch_size: int = 128, seed: int = 0,
+                  iw_samples: int = 0) -> dict:
+    """Score a split and summarise it (what validation during training and `textvae evaluate` report)."""
+    scores = score_split(model, split, batch_size, iw_samples, seed)
+    return summarise(scores, iw_samples, seed=seed)
+
+
 def unigram_nll(train: TokenizedSplit, split: TokenizedSplit, vocab_size: int, eos_id: int) -> float:
-    """Per-sentence NLL of a add-one-smoothed unigram model fitted on `train`: the floor any model must beat."""
+    """Per-sentence NLL of an add-one-smoothed unigram model fitted on `train`: the floor any model must beat."""
     counts = Counter(token for ids in train.token_ids for token in ids)
     counts[eos_id] += len(train.token_ids)
     total = sum(counts.values()) + vocab_size
@@ -75,49 +171,84 @@ def unigram_nll(train: TokenizedSplit, split: TokenizedSplit, vocab_size: int, e
     return nll / max(len(split.token_ids), 1)
 
 
-# ---- importance-weighted NLL, mutual information, active units (the evaluation release) ------------
+# ---- text quality ---------------------------------------------------------------------------------
 
-@torch.no_grad()
-def iw_log_likelihood(model: TextVAE, token_ids: torch.Tensor, lengths: torch.Tensor, samples: int,
-                      chunk: int = 50, generator: torch.Generator | None = None) -> torch.Tensor:
-    """log p(x) per sentence by importance sampling with q(z|x) as proposal (Burda et al. 2016):
-    logsumexp_k [log p(x|z_k) + log p(z_k) − log q(z_k|x)] − log k, with the encoder run once."""
-    from .modeling.posterior import gaussian_log_density, reparameterize
-
-    mean, logvar = model.encode(token_ids, lengths)
-    batch = token_ids.size(0)
-    log_weights = []
-    for start in range(0, samples, chunk):
-        count = min(chunk, samples - start)
-        z = reparameterize(mean, logvar, samples=count, generator=generator)  # (count, batch, latent)
-        flat_z = z.reshape(count * batch, -1)
-        repeated = token_ids.repeat(count, 1)
-        hidden, _ = model.decoder(repeated[:, :-1], flat_z)
-        rec_nll, _ = model.sequence_nll(hidden, repeated[:, 1:], (lengths - 1).repeat(count))
-        log_prior = gaussian_log_density(z, torch.zeros_like(z), torch.zeros_like(z))
-        log_posterior = gaussian_log_density(z, mean, logvar)
-        log_weights.append(-rec_nll.view(count, batch) + log_prior - log_posterior)
-    weights = torch.cat(log_weights)
-    return torch.logsumexp(weights, dim=0) - math.log(samples)
+def corpus_bleu(hypotheses: list[str], references: list[str]) -> float:
+    """Corpus BLEU (sacrebleu, default 13a tokenisation) of hypotheses against one reference each."""
+    return float(BLEU().corpus_score(hypotheses, [references]).score)
 
 
-def mutual_information(mean: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None,
-                       chunk: int = 512) -> float:
-    """I(x; z) under q (He et al. 2019): E_x E_q(z|x)[log q(z|x) − log q(z)], where q(z) is the aggregate
-    posterior over the evaluated sentences, estimated with one z per sentence."""
-    from .modeling.posterior import gaussian_log_density, reparameterize
-
-    count, latent = mean.shape
-    neg_entropy = (-0.5 * latent * math.log(2 * math.pi) - 0.5 * (1 + logvar).sum(-1)).mean()
-    z = reparameterize(mean, logvar, generator=generator)
-    log_aggregate = []
-    for start in range(0, count, chunk):
-        z_chunk = z[start: start + chunk].unsqueeze(1)  # (chunk, 1, latent) against every posterior
-        log_q = gaussian_log_density(z_chunk, mean.unsqueeze(0), logvar.unsqueeze(0))  # (chunk, count)
-        log_aggregate.append(torch.logsumexp(log_q, dim=1) - math.log(count))
-    return float(neg_entropy - torch.cat(log_aggregate).mean())
+def distinct_n(sentences: list[str], n: int) -> float:
+    """Distinct n-grams / all n-grams over the sentences (Li et al. 2016): 1.0 = no repetition."""
+    grams = [tuple(words[i: i + n]) for words in (s.split() for s in sentences) for i in range(len(words) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
 
 
-def active_units(mean: torch.Tensor, threshold: float = 0.01) -> int:
-    """Dimensions whose posterior mean varies across sentences: Cov_x(E_q[z]) > threshold (Burda et al. 2016)."""
-    return int((mean.var(dim=0, unbiased=True) > threshold).sum())
+def self_bleu(sentences: list[str], limit: int = 500) -> float:
+    """Mean BLEU of each sentence against all the others (Zhu et al. 2018): high = samples look alike."""
+    chosen = sentences[:limit]
+    if len(chosen) < 2:
+        return 0.0
+    scorer = BLEU(effective_order=True)
+    scores = [scorer.sentence_score(s, chosen[:i] + chosen[i + 1:]).score for i, s in enumerate(chosen)]
+    return float(np.mean(scores))
+
+
+def copied_share(samples: list[str], training_texts: list[str]) -> float:
+    """Share of samples that appear verbatim (whitespace-normalised) in the training set."""
+    seen = {" ".join(text.split()) for text in training_texts}
+    return sum(" ".join(s.split()) in seen for s in samples) / len(samples) if samples else 0.0
+
+
+# ---- anomaly detection ----------------------------------------------------------------------------
+
+def roc_auc(inlier_scores: np.ndarray, outlier_scores: np.ndarray) -> float:
+    """Area under the ROC curve when a higher score means 'outlier' (Mann–Whitney, ties count half)."""
+    scores = np.concatenate([inlier_scores, outlier_scores])
+    ranks = rank_with_ties(scores)
+    n_in, n_out = len(inlier_scores), len(outlier_scores)
+    return float((ranks[n_in:].sum() - n_out * (n_out + 1) / 2) / (n_in * n_out))
+
+
+def rank_with_ties(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, tied values sharing their mean rank."""
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(len(values))
+    sorted_values = values[order]
+    start = 0
+    while start < len(values):
+        end = start
+        while end + 1 < len(values) and sorted_values[end + 1] == sorted_values[start]:
+            end += 1
+        ranks[order[start: end + 1]] = (start + end) / 2 + 1
+        start = end + 1
+    return ranks
+
+
+def average_precision(inlier_scores: np.ndarray, outlier_scores: np.ndarray) -> float:
+    """Average precision of ranking outliers first by descending score (outliers are the positives)."""
+    scores = np.concatenate([inlier_scores, outlier_scores])
+    positive = np.concatenate([np.zeros(len(inlier_scores)), np.ones(len(outlier_scores))])
+    order = np.argsort(-scores, kind="mergesort")
+    hits = np.cumsum(positive[order])
+    precision = hits / np.arange(1, len(scores) + 1)
+    return float((precision * positive[order]).sum() / max(positive.sum(), 1))
+
+
+# ---- reports --------------------------------------------------------------------------------------
+
+COMPARE_ROWS = (("NLL", "nll"), ("-ELBO", "neg_elbo"), ("rec", "rec"), ("KL", "kl"), ("MI", "mi"), ("AU", "au"),
+                ("PPL", "ppl"), ("BLEU", "bleu"), ("IW samples", "iw_samples"), ("sentences", "sentences"))
+
+
+def compare_table(results_by_run: dict[str, dict]) -> str:
+    """A Markdown table with one column per run and the rows of the papers' tables (NLL, KL, MI, AU, PPL, BLEU)."""
+    names = list(results_by_run)
+    lines = ["| metric | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names)]
+    for label, key in COMPARE_ROWS:
+        cells = []
+        for name in names:
+            value = results_by_run[name].get(key)
+            cells.append("–" if value is None else (f"{value:.2f}" if isinstance(value, float) else str(value)))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -261,10 +261,10 @@ def train(config: RunConfig, out_dir: str | Path, resume: bool = False) -> dict[
     def evaluate_and_checkpoint() -> None:
         """Score the valid split, keep the best model, adapt the LR, decide on early stopping, checkpoint."""
         results = evaluate_elbo(model, splits["valid"], settings.eval_batch_size, seed=settings.seed)
-        results.pop("kl_per_dim", None)
         record = {"step": state.step, "epoch": state.epoch, "split": "valid", "loss": results["neg_elbo"],
                   "rec": results["rec"], "kl": results["kl"], "kl_weight": kl_weight(state.step, settings),
                   "ppl_bound": results["ppl_bound"]}
+        record.update({key: results[key] for key in ("mi", "au") if key in results})  # collapse diagnostics
         metrics.write(record)
         state.history.append(record)
         if results["neg_elbo"] < state.best_valid:
