@@ -174,8 +174,9 @@ def unigram_nll(train: TokenizedSplit, split: TokenizedSplit, vocab_size: int, e
 # ---- text quality ---------------------------------------------------------------------------------
 
 def corpus_bleu(hypotheses: list[str], references: list[str]) -> float:
-    """Corpus BLEU (sacrebleu, default 13a tokenisation) of hypotheses against one reference each."""
-    return float(BLEU().corpus_score(hypotheses, [references]).score)
+    """Corpus BLEU (sacrebleu, 13a tokenisation) of hypotheses against one reference each; `force` because
+    our sentences are already tokenized (that is what the model reads and writes)."""
+    return float(BLEU(force=True).corpus_score(hypotheses, [references]).score)
 
 
 def distinct_n(sentences: list[str], n: int) -> float:
@@ -189,7 +190,7 @@ def self_bleu(sentences: list[str], limit: int = 500) -> float:
     chosen = sentences[:limit]
     if len(chosen) < 2:
         return 0.0
-    scorer = BLEU(effective_order=True)
+    scorer = BLEU(effective_order=True, force=True)
     scores = [scorer.sentence_score(s, chosen[:i] + chosen[i + 1:]).score for i, s in enumerate(chosen)]
     return float(np.mean(scores))
 
