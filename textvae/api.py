@@ -164,7 +164,7 @@ class TextVAEPipeline:
             raise TextVAEError(f"split '{split}' not in the run's corpus (splits: {', '.join(corpus)})")
         return prepare_split(corpus[split], self.tokenizer, data), prepare_split(corpus["train"], self.tokenizer, data)
 
-    def given_split(self, sentences: list[str] | None, file: str | Path | None) -> TokenizedSplit:
+    def given_split(self, sentences: str | list[str] | None, file: str | Path | None) -> TokenizedSplit:
         """Sentences (or a file's non-blank lines) tokenized with no length limit."""
         if file is not None:
             check_text_file(Path(file), "file")
@@ -206,7 +206,7 @@ class TextVAEPipeline:
               iw_samples: int = 100, batch_size: int = 128, seed: int = 0) -> list[dict[str, Any]]:
         """Per-sentence scores for anomaly detection, in order: −ELBO, IW-NLL (exact NLL for an LM) and
         NLL per predicted token; higher means less likely under the model."""
-        target = self.given_split(None if sentences is None else as_sentences(sentences), file)
+        target = self.given_split(sentences, file)
         scores = score_split(self.model, target, batch_size, iw_samples if self.model.config.has_latent else 0, seed)
         return [{"text": text, "neg_elbo": float(neg_elbo), "iw_nll": float(nll), "nll_per_token": float(nll / tokens),
                  "tokens": int(tokens)}

@@ -78,7 +78,7 @@ def synthetic_corpus(seed: int) -> datasets.DatasetDict:
     return datasets.DatasetDict({split: datasets.Dataset.from_list(rows) for split, rows in corpus.items()})
 
 
-def load_saved(folder: Path, text_column: str) -> datasets.DatasetDict:
+def load_saved(folder: Path) -> datasets.DatasetDict:
     """A dataset written with save_to_disk; a single Dataset becomes the train split."""
     loaded = datasets.load_from_disk(str(folder))
     if isinstance(loaded, datasets.Dataset):
@@ -123,7 +123,7 @@ def load_corpus(settings: DataConfig) -> datasets.DatasetDict:
         return synthetic_corpus(settings.synthetic_seed)
     source = Path(settings.source) if settings.source else None
     if source is not None and source.is_dir() and is_saved_dataset(source):
-        corpus = load_saved(source, settings.text_column)
+        corpus = load_saved(source)
     elif settings.train_file or (source is not None and source.is_dir()):
         files = text_files(settings)
         corpus = datasets.load_dataset("text", data_files={split: str(path) for split, path in files.items()})

@@ -153,7 +153,7 @@ def summarise(scores: SentenceScores, iw_samples: int = 0, au_threshold: float =
     return results
 
 
-def evaluate_elbo(model: TextVAE, split: TokenizedSplit, batch_size: int = 128, seed: int = 0,
+def evaluate_split(model: TextVAE, split: TokenizedSplit, batch_size: int = 128, seed: int = 0,
                   iw_samples: int = 0) -> dict:
     """Score a split and summarise it (what validation during training and `textvae evaluate` report)."""
     scores = score_split(model, split, batch_size, iw_samples, seed)

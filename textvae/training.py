@@ -28,7 +28,7 @@ from transformers.utils import logging as hf_logging
 from .config import RunConfig, TrainConfig, config_from_dict, read_yaml, save_config
 from .data import TokenizedSplit, iterate_batches, load_corpus, prepare_split
 from .errors import TextVAEError
-from .evaluation import evaluate_elbo
+from .evaluation import evaluate_split
 from .modeling import TextVAE, build_model_config, check_model_section
 from .objectives import Loss, elbo_loss, kl_weight, word_dropout
 from .tokenization import build_tokenizer, special_ids
@@ -260,7 +260,7 @@ def train(config: RunConfig, out_dir: str | Path, resume: bool = False) -> dict[
 
     def evaluate_and_checkpoint() -> None:
         """Score the valid split, keep the best model, adapt the LR, decide on early stopping, checkpoint."""
-        results = evaluate_elbo(model, splits["valid"], settings.eval_batch_size, seed=settings.seed)
+        results = evaluate_split(model, splits["valid"], settings.eval_batch_size, seed=settings.seed)
         record = {"step": state.step, "epoch": state.epoch, "split": "valid", "loss": results["neg_elbo"],
                   "rec": results["rec"], "kl": results["kl"], "kl_weight": kl_weight(state.step, settings),
                   "ppl_bound": results["ppl_bound"]}
