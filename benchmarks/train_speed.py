@@ -33,7 +33,7 @@ from textvae.config import load_config
 from textvae.data import Batch, iterate_batches, padding_share
 from textvae.modeling import TextVAE, build_model_config
 from textvae.objectives import kl_weight
-from textvae.tokenization import special_ids
+from textvae.tokenization import special_ids, vocabulary_size
 from textvae.training import (
     build_optimizer,
     load_splits,
@@ -154,7 +154,7 @@ def main() -> None:
 
     tokenizer, splits = load_splits(config, None)
     special = special_ids(tokenizer)
-    model_config = build_model_config(config.model, len(tokenizer), special)
+    model_config = build_model_config(config.model, vocabulary_size(tokenizer), special)
     if not model_config.has_latent or model_config.z_conditioning != "both":
         print("note: the reference is always a VAE with z at init and input; the config differs")
     model = TextVAE(model_config).to(device)
@@ -168,7 +168,7 @@ def main() -> None:
 
     torch.manual_seed(settings.seed)
     length = config.data.max_length + 2
-    reference = ReferenceVAE(len(tokenizer), model_config, special["pad_token_id"]).to(device)
+    reference = ReferenceVAE(vocabulary_size(tokenizer), model_config, special["pad_token_id"]).to(device)
     step = reference_step(reference, torch.optim.Adam(reference.parameters(), lr=settings.lr), settings, device)
     batches = reference_batches(splits["train"].token_ids, settings.batch_size, length, special, settings.seed)
     reference_speed, reference_used = measure(step, batches, args.warmup, args.steps, device)

@@ -65,6 +65,15 @@ def test_word_tokenizer_round_trip_and_unknown_words():
     assert decode_ids(tokenizer, [1, *ids, 2, 5, 5]) == "the <unk> sat ."  # stops at <eos>, drops <bos>
 
 
+def test_a_special_token_written_in_the_text_keeps_its_id_and_leaves_no_gap():
+    texts = ["the <unk> sat on the <unk> .", "<unk> <unk> ran .", "a cat ran ."]  # as in PTB
+    tokenizer = build_tokenizer(TokenizerConfig(kind="word"), texts)
+    ids = sorted(tokenizer.get_vocab().values())
+    assert ids == list(range(len(ids)))
+    assert special_ids(tokenizer)["unk_token_id"] == 3
+    assert encode_texts(tokenizer, ["<unk> cat"])[0] == [3, tokenizer.get_vocab()["cat"]]
+
+
 def test_bpe_tokenizer_round_trip():
     texts = ["the cat sat on the mat .", "a dog ran to the park ."] * 20
     tokenizer = build_tokenizer(TokenizerConfig(kind="bpe", vocab_size=60), texts)
@@ -92,5 +101,6 @@ def test_penn_treebank_loads_whole_with_its_standard_vocabulary():
     assert {name: len(split) for name, split in corpus.items()} == {"train": 42068, "valid": 3370, "test": 3761}
     tokenizer = build_tokenizer(TokenizerConfig(vocab_size=10100), corpus["train"]["text"])
     assert len(tokenizer) == 10002  # 9,998 words + <unk> <pad> <bos> <eos>
+    assert sorted(tokenizer.get_vocab().values()) == list(range(10002))  # PTB's own "<unk>" is our <unk>
     test = prepare_split(corpus["test"], tokenizer, settings)
     assert test.predicted_tokens == 82430  # SOURCES.md: tokens + one <eos> per line

@@ -7,14 +7,24 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import batch_of, tiny_model
 
 import textvae
-from textvae.evaluation import (SentenceScores, active_units, average_precision, compare_table, copied_share,
-                                corpus_bleu, distinct_n, iw_log_likelihood, mutual_information, noise_generator,
-                                roc_auc, summarise)
+from textvae.evaluation import (
+    SentenceScores,
+    active_units,
+    average_precision,
+    compare_table,
+    copied_share,
+    corpus_bleu,
+    distinct_n,
+    iw_log_likelihood,
+    mutual_information,
+    noise_generator,
+    roc_auc,
+    summarise,
+)
 from textvae.modeling.posterior import gaussian_log_density
-
-from conftest import batch_of, tiny_model
 
 SENTENCES = [[5, 6, 7], [8, 9, 10, 11, 12, 13], [14], [15, 16, 17, 18]]
 

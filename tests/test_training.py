@@ -15,6 +15,7 @@ from textvae.config import load_config
 from textvae.modeling import TextVAE
 from textvae.training import resumed_config, train
 
+
 def tiny_settings(*extra: str):
     overrides = [value for value in TINY_MODEL if value != "--set"]
     return load_config(None, [*overrides, "train.batch_size=32", "train.progress_bar=false", *extra])

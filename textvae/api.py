@@ -38,7 +38,7 @@ from .evaluation import (
 )
 from .generation import STRATEGIES, decode, linear_path, prior_sample
 from .modeling import TextVAE
-from .tokenization import decode_ids, encode_texts, special_ids
+from .tokenization import decode_ids, encode_texts, special_ids, vocabulary_size
 from .training import TRAIN_CONFIG, resumed_config, select_device
 
 
@@ -199,7 +199,8 @@ class TextVAEPipeline:
                 results["copied_share"] = copied_share(generated, [decode_ids(self.tokenizer, ids)
                                                                    for ids in train.token_ids])
         if train is not None:
-            results["unigram_nll"] = unigram_nll(train, target, len(self.tokenizer), self.special["eos_token_id"])
+            results["unigram_nll"] = unigram_nll(train, target, vocabulary_size(self.tokenizer),
+                                                 self.special["eos_token_id"])
         return results
 
     def score(self, sentences: str | list[str] | None = None, file: str | Path | None = None,
@@ -245,8 +246,8 @@ def load(run_dir: str | Path, device: str = "auto") -> TextVAEPipeline:
     except Exception as error:  # tokenizers raises a bare Exception for unreadable files
         raise TextVAEError(f"run dir {run_dir}: the tokenizer cannot be loaded ({str(error).splitlines()[0][:160]}); "
                            "its files may be truncated or damaged: copy the run dir again or retrain") from None
-    if len(tokenizer) != model.config.vocab_size:
-        raise TextVAEError(f"run dir {run_dir}: tokenizer has {len(tokenizer)} entries but the model expects "
+    if vocabulary_size(tokenizer) != model.config.vocab_size:
+        raise TextVAEError(f"run dir {run_dir}: tokenizer has {vocabulary_size(tokenizer)} ids but the model expects "
                            f"{model.config.vocab_size}; the tokenizer files belong to another run")
     run_config = resumed_config(run_dir, ()) if (run_dir / TRAIN_CONFIG).is_file() else None
     return TextVAEPipeline(model.to(select_device(device)), tokenizer, run_config, run_dir)

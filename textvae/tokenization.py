@@ -57,10 +57,27 @@ def train_tokenizer(texts: Iterable[str], settings: TokenizerConfig) -> PreTrain
         trainer = trainers.BpeTrainer(vocab_size=settings.vocab_size, min_frequency=settings.min_frequency,
                                       special_tokens=SPECIAL_TOKENS, show_progress=False)
     tokenizer.train_from_iterator(texts, trainer)
+    if settings.kind == "word":
+        tokenizer.model = compact_word_vocabulary(tokenizer.get_vocab())
     if tokenizer.get_vocab_size() <= len(SPECIAL_TOKENS):
         raise TextVAEError("the train split yielded no vocabulary (every word rarer than "
                            f"tokenizer.min_frequency={settings.min_frequency}?); lower min_frequency or add text")
     return wrap(tokenizer)
+
+
+def compact_word_vocabulary(vocab: dict[str, int]) -> models.WordLevel:
+    """Special tokens at 0..3, then the words in their trained order, with no gaps in the ids.
+
+    The word-level trainer counts a special token that occurs as a word in the text (PTB writes
+    `<unk>` for rare words) as a word of its own, leaving the special token's reserved id unused.
+    """
+    words = [token for token in sorted(vocab, key=vocab.get) if token not in SPECIAL_TOKENS]
+    return models.WordLevel(vocab={token: i for i, token in enumerate(SPECIAL_TOKENS + words)}, unk_token=UNK)
+
+
+def vocabulary_size(tokenizer: PreTrainedTokenizerFast) -> int:
+    """Rows the model's embedding needs: the largest id + 1 (a given tokenizer.json may have gaps)."""
+    return max(tokenizer.get_vocab().values()) + 1
 
 
 def load_tokenizer_file(path: str | Path) -> PreTrainedTokenizerFast:

@@ -31,7 +31,7 @@ from .errors import TextVAEError
 from .evaluation import evaluate_split
 from .modeling import TextVAE, build_model_config, check_model_section
 from .objectives import Loss, elbo_loss, kl_weight, word_dropout
-from .tokenization import build_tokenizer, special_ids
+from .tokenization import build_tokenizer, special_ids, vocabulary_size
 
 logger = logging.getLogger("textvae")
 CHECKPOINT = "checkpoint.pt"
@@ -233,7 +233,7 @@ def train(config: RunConfig, out_dir: str | Path, resume: bool = False) -> dict[
     saved_tokenizer = PreTrainedTokenizerFast.from_pretrained(str(out_dir)) if resume else None
     tokenizer, splits = load_splits(config, saved_tokenizer)
     special = special_ids(tokenizer)
-    model = TextVAE(build_model_config(config.model, len(tokenizer), special)).to(device)
+    model = TextVAE(build_model_config(config.model, vocabulary_size(tokenizer), special)).to(device)
     optimizer = build_optimizer(model, settings)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, factor=settings.lr_decay_factor, patience=settings.lr_decay_patience, min_lr=settings.min_lr)
