@@ -38,6 +38,7 @@ from .evaluation import (
 )
 from .generation import STRATEGIES, decode, linear_path, prior_sample
 from .modeling import TextVAE
+from .modeling.posterior import reparameterize
 from .tokenization import decode_ids, encode_texts, special_ids, vocabulary_size
 from .training import TRAIN_CONFIG, resumed_config, select_device
 
@@ -111,10 +112,7 @@ class TextVAEPipeline:
                return_tensors: str = "np") -> np.ndarray | torch.Tensor:
         """Latent vectors of the sentences: posterior means, or one posterior sample each with sample=True."""
         mean, logvar = self.posterior(sentences)
-        z = mean
-        if sample:
-            noise = torch.randn(mean.shape, generator=noise_generator(self.device, seed), device=self.device)
-            z = mean + noise * torch.exp(0.5 * logvar)
+        z = reparameterize(mean, logvar, generator=noise_generator(self.device, seed)) if sample else mean
         if return_tensors == "pt":
             return z.cpu()
         if return_tensors == "np":
