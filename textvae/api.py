@@ -186,9 +186,9 @@ class TextVAEPipeline:
         scores = score_split(self.model, target, batch_size, iw_samples if latent else 0, seed)
         results = summarise(scores, iw_samples if latent else 0, au_threshold, seed)
         results["split"] = str(file) if file is not None else ("sentences" if sentences is not None else split)
-        if latent and bleu:
+        if latent and bleu:  # greedy decodes of the posterior means score_split already computed
             references = [decode_ids(self.tokenizer, ids) for ids in target.token_ids]
-            results["bleu"] = corpus_bleu(self.reconstruct(references), references)
+            results["bleu"] = corpus_bleu(self.decode_latents(torch.from_numpy(scores.mean).float()), references)
         if samples:
             generated = self.sample(samples, strategy="sample", seed=seed)
             results["distinct_1"], results["distinct_2"] = distinct_n(generated, 1), distinct_n(generated, 2)

@@ -43,9 +43,8 @@ def iw_log_likelihood(model: TextVAE, token_ids: torch.Tensor, lengths: torch.Te
     for start in range(0, samples, chunk):
         count = min(chunk, samples - start)
         z = reparameterize(mean, logvar, samples=count, generator=generator)  # (count, batch, latent)
-        repeated = token_ids.repeat(count, 1)
-        hidden, _ = model.decoder(repeated[:, :-1], z.reshape(count * batch, -1))
-        rec_nll, _ = model.sequence_nll(hidden, repeated[:, 1:], (lengths - 1).repeat(count))
+        rec_nll, _ = model.reconstruction_nll(token_ids.repeat(count, 1), lengths.repeat(count),
+                                              z.reshape(count * batch, -1))
         log_prior = gaussian_log_density(z, torch.zeros_like(z), torch.zeros_like(z))
         log_weights.append(-rec_nll.view(count, batch) + log_prior - gaussian_log_density(z, mean, logvar))
     return torch.logsumexp(torch.cat(log_weights), dim=0) - math.log(samples)
@@ -84,12 +83,11 @@ def score_split(model: TextVAE, split: TokenizedSplit, batch_size: int = 128, iw
         token_ids, rows = batch.token_ids.to(device), batch.indices
         tokens[rows] = (batch.lengths - 1).numpy()
         if not model.config.has_latent:
-            hidden, _ = model.decoder(token_ids[:, :-1], None)
-            rec[rows] = nll[rows] = model.sequence_nll(hidden, token_ids[:, 1:], batch.lengths - 1)[0].cpu().numpy()
+            rec[rows] = nll[rows] = model.reconstruction_nll(token_ids, batch.lengths, None)[0].cpu().numpy()
             continue
         mean, logvar = model.encode(token_ids, batch.lengths)
-        output = model(token_ids, batch.lengths, z=reparameterize(mean, logvar, generator=generator))
-        rec[rows] = output.rec_nll.cpu().numpy()
+        z = reparameterize(mean, logvar, generator=generator)
+        rec[rows] = model.reconstruction_nll(token_ids, batch.lengths, z)[0].cpu().numpy()
         kl[rows] = kl_per_dimension(mean, logvar).sum(-1).cpu().numpy()
         means[rows], logvars[rows] = mean.cpu().numpy(), logvar.cpu().numpy()
         if iw_samples > 0:

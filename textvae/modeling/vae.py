@@ -73,10 +73,15 @@ class TextVAE(PreTrainedModel):
             kl = kl_per_dimension(mean, logvar)
             if z is None:
                 z = reparameterize(mean, logvar, generator=generator) if sample_z else mean
+        rec_nll, token_counts = self.reconstruction_nll(token_ids, lengths, z, decoder_input_ids)
+        return TextVAEOutput(rec_nll=rec_nll, kl=kl, mean=mean, logvar=logvar, z=z, token_counts=token_counts)
+
+    def reconstruction_nll(self, token_ids: torch.Tensor, lengths: torch.Tensor, z: torch.Tensor | None,
+                           decoder_input_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sentence −log p(x|z) and predicted-token counts, decoding given z (no encoder pass)."""
         inputs = token_ids[:, :-1] if decoder_input_ids is None else decoder_input_ids
         hidden, _ = self.decoder(inputs, z)
-        rec_nll, token_counts = self.sequence_nll(hidden, token_ids[:, 1:], lengths - 1)
-        return TextVAEOutput(rec_nll=rec_nll, kl=kl, mean=mean, logvar=logvar, z=z, token_counts=token_counts)
+        return self.sequence_nll(hidden, token_ids[:, 1:], lengths - 1)
 
     def sequence_nll(self, hidden: torch.Tensor, targets: torch.Tensor,
                      target_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
