@@ -39,6 +39,7 @@ from .evaluation import (
 from .generation import STRATEGIES, decode, linear_path, prior_sample
 from .modeling import TextVAE
 from .modeling.posterior import reparameterize
+from .runtime import resolve_precision
 from .tokenization import decode_ids, encode_texts, special_ids, vocabulary_size
 from .training import TRAIN_CONFIG, resumed_config, select_device
 
@@ -73,8 +74,9 @@ class TextVAEPipeline:
     """A trained TextVAE with its tokenizer: sample, reconstruct, interpolate, encode, evaluate."""
 
     def __init__(self, model: TextVAE, tokenizer: PreTrainedTokenizerFast, run_config: RunConfig | None = None,
-                 run_dir: Path | None = None):
+                 run_dir: Path | None = None, dtype: torch.dtype = torch.float32):
         self.model = model.eval()
+        self.dtype = dtype  # compute dtype of scoring (evaluate, score, detect)
         self.tokenizer = tokenizer
         self.run_config = run_config
         self.run_dir = run_dir
@@ -183,7 +185,7 @@ class TextVAEPipeline:
         else:
             target = self.given_split(sentences, file)
         latent = self.model.config.has_latent
-        scores = score_split(self.model, target, batch_size, iw_samples if latent else 0, seed)
+        scores = score_split(self.model, target, batch_size, iw_samples if latent else 0, seed, dtype=self.dtype)
         results = summarise(scores, iw_samples if latent else 0, au_threshold, seed)
         results["split"] = str(file) if file is not None else ("sentences" if sentences is not None else split)
         if latent and bleu:  # greedy decodes of the posterior means score_split already computed
@@ -206,7 +208,8 @@ class TextVAEPipeline:
         """Per-sentence scores for anomaly detection, in order: −ELBO, IW-NLL (exact NLL for an LM) and
         NLL per predicted token; higher means less likely under the model."""
         target = self.given_split(sentences, file)
-        scores = score_split(self.model, target, batch_size, iw_samples if self.model.config.has_latent else 0, seed)
+        iw_samples = iw_samples if self.model.config.has_latent else 0
+        scores = score_split(self.model, target, batch_size, iw_samples, seed, dtype=self.dtype)
         return [{"text": text, "neg_elbo": float(neg_elbo), "iw_nll": float(nll), "nll_per_token": float(nll / tokens),
                  "tokens": int(tokens)}
                 for text, neg_elbo, nll, tokens in zip(target.texts, scores.neg_elbo, scores.nll, scores.tokens)]
@@ -229,8 +232,9 @@ class TextVAEPipeline:
         return report
 
 
-def load(run_dir: str | Path, device: str = "auto") -> TextVAEPipeline:
-    """The model and tokenizer of a run dir, ready on `device` ('auto' = CUDA when present)."""
+def load(run_dir: str | Path, device: str = "auto", precision: str = "auto") -> TextVAEPipeline:
+    """The model and tokenizer of a run dir, ready on `device` ('auto' = CUDA when present); scoring runs
+    in `precision` (auto | fp32 | bf16 | fp16; auto = bf16 where the hardware is fast at it)."""
     run_dir = Path(run_dir)
     check_run_dir(run_dir)
     hf_logging.disable_progress_bar()
@@ -248,4 +252,5 @@ def load(run_dir: str | Path, device: str = "auto") -> TextVAEPipeline:
         raise TextVAEError(f"run dir {run_dir}: tokenizer has {vocabulary_size(tokenizer)} ids but the model expects "
                            f"{model.config.vocab_size}; the tokenizer files belong to another run")
     run_config = resumed_config(run_dir, ()) if (run_dir / TRAIN_CONFIG).is_file() else None
-    return TextVAEPipeline(model.to(select_device(device)), tokenizer, run_config, run_dir)
+    target = select_device(device)
+    return TextVAEPipeline(model.to(target), tokenizer, run_config, run_dir, resolve_precision(precision, target))

@@ -17,6 +17,8 @@ from .errors import TextVAEError
 def add_run_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", help="a run directory written by `textvae train`")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    parser.add_argument("--precision", default="auto",
+                        help="auto | fp32 | bf16 | fp16 for scoring (default auto: bf16 where the hardware is fast)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,7 +173,7 @@ def run(args: argparse.Namespace) -> None:
         return
     from .api import load
 
-    vae = load(args.run_dir, device=args.device)
+    vae = load(args.run_dir, device=args.device, precision=args.precision)
     if args.command == "sample":
         for line in vae.sample(args.n, args.strategy, args.temperature, args.max_length, args.seed):
             print(line)

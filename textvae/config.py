@@ -76,6 +76,7 @@ class TrainConfig:
     log_every: int = 50  # steps between train lines in metrics.jsonl
     progress_bar: bool = True
     num_threads: int = 0  # torch CPU threads; 0 = torch's default
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16: matrix products under autocast; auto = bf16 where fast
 
 
 SCHEDULES = ("constant", "linear", "logistic", "cyclical")
@@ -84,6 +85,7 @@ CHOICES = {
     ("tokenizer", "kind"): ("word", "bpe", "file"),
     ("train", "optimizer"): ("adam", "adamw", "sgd"),
     ("train", "kl_schedule"): SCHEDULES,
+    ("train", "precision"): ("auto", "fp32", "bf16", "fp16"),
 }
 POSITIVE = {("data", "max_length"), ("tokenizer", "vocab_size"), ("tokenizer", "min_frequency"),
             ("train", "batch_size"), ("train", "eval_batch_size"), ("train", "lr"), ("train", "log_every"),

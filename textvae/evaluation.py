@@ -20,6 +20,7 @@ from sacrebleu.metrics import BLEU
 from .data import TokenizedSplit, iterate_batches
 from .modeling import TextVAE
 from .modeling.posterior import gaussian_log_density, kl_per_dimension, reparameterize
+from .runtime import autocast, keep_freed_memory
 
 
 def noise_generator(device: torch.device, seed: int) -> torch.Generator:
@@ -68,8 +69,18 @@ class SentenceScores:
 
 @torch.no_grad()
 def score_split(model: TextVAE, split: TokenizedSplit, batch_size: int = 128, iw_samples: int = 0,
-                seed: int = 0, iw_chunk: int = 50) -> SentenceScores:
-    """Every sentence's rec, KL, NLL and posterior, with one encoder pass per sentence."""
+                seed: int = 0, iw_chunk: int = 50, dtype: torch.dtype = torch.float32) -> SentenceScores:
+    """Every sentence's rec, KL, NLL and posterior, with one encoder pass per sentence; matrix products
+    run under `dtype` autocast (sums and log-densities stay fp32)."""
+    device = model.device
+    if device.type == "cpu":
+        keep_freed_memory()
+    with autocast(device, dtype):
+        return _score_split(model, split, batch_size, iw_samples, seed, iw_chunk)
+
+
+def _score_split(model: TextVAE, split: TokenizedSplit, batch_size: int, iw_samples: int, seed: int,
+                 iw_chunk: int) -> SentenceScores:
     was_training = model.training
     model.eval()
     device = model.device
@@ -152,9 +163,9 @@ def summarise(scores: SentenceScores, iw_samples: int = 0, au_threshold: float =
 
 
 def evaluate_split(model: TextVAE, split: TokenizedSplit, batch_size: int = 128, seed: int = 0,
-                  iw_samples: int = 0) -> dict:
+                   iw_samples: int = 0, dtype: torch.dtype = torch.float32) -> dict:
     """Score a split and summarise it (what validation during training and `textvae evaluate` report)."""
-    scores = score_split(model, split, batch_size, iw_samples, seed)
+    scores = score_split(model, split, batch_size, iw_samples, seed, dtype=dtype)
     return summarise(scores, iw_samples, seed=seed)
 
 

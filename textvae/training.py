@@ -31,6 +31,7 @@ from .errors import TextVAEError
 from .evaluation import evaluate_split
 from .modeling import TextVAE, build_model_config, check_model_section
 from .objectives import Loss, elbo_loss, kl_weight, word_dropout
+from .runtime import autocast, keep_freed_memory, resolve_precision
 from .tokenization import build_tokenizer, special_ids, vocabulary_size
 
 logger = logging.getLogger("textvae")
@@ -72,11 +73,12 @@ def seed_everything(seed: int) -> None:
 
 
 def build_optimizer(model: torch.nn.Module, settings: TrainConfig) -> torch.optim.Optimizer:
+    """The configured optimizer; Adam/AdamW use PyTorch's fused kernel (one pass over all parameters)."""
     params = model.parameters()
     if settings.optimizer == "adam":
-        return torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
+        return torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay, fused=True)
     if settings.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+        return torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay, fused=True)
     return torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
 
 
@@ -135,7 +137,8 @@ def save_model(model: TextVAE, out_dir: Path) -> None:
             replace_atomically(lambda tmp, name=name: shutil.copyfile(Path(scratch) / name, tmp), out_dir / name)
 
 
-def save_checkpoint(out_dir: Path, model: TextVAE, optimizer, scheduler, state: TrainerState) -> None:
+def save_checkpoint(out_dir: Path, model: TextVAE, optimizer, scheduler, state: TrainerState,
+                    scaler: torch.amp.GradScaler | None = None) -> None:
     payload = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -144,11 +147,13 @@ def save_checkpoint(out_dir: Path, model: TextVAE, optimizer, scheduler, state: 
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         "python_rng": random.getstate(),
+        "grad_scaler": scaler.state_dict() if scaler is not None else None,
     }
     replace_atomically(lambda tmp: torch.save(payload, tmp), out_dir / CHECKPOINT)
 
 
-def load_checkpoint(out_dir: Path, model: TextVAE, optimizer, scheduler) -> TrainerState:
+def load_checkpoint(out_dir: Path, model: TextVAE, optimizer, scheduler,
+                    scaler: torch.amp.GradScaler | None = None) -> TrainerState:
     path = out_dir / CHECKPOINT
     try:
         payload = torch.load(path, map_location=model.device, weights_only=False)
@@ -162,6 +167,8 @@ def load_checkpoint(out_dir: Path, model: TextVAE, optimizer, scheduler) -> Trai
     if payload["cuda_rng"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(payload["cuda_rng"])
     random.setstate(payload["python_rng"])
+    if scaler is not None and payload.get("grad_scaler"):
+        scaler.load_state_dict(payload["grad_scaler"])
     return TrainerState(**payload["state"])
 
 
@@ -198,21 +205,32 @@ def resumed_config(out_dir: Path, overrides: list[str] | tuple[str, ...]) -> Run
 # ---- the loop -------------------------------------------------------------------------------------
 
 def training_step(model: TextVAE, optimizer: torch.optim.Optimizer, token_ids: torch.Tensor, lengths: torch.Tensor,
-                  step: int, settings: TrainConfig, special: dict[str, int]) -> Loss:
-    """One update: word dropout on the decoder inputs → forward → ELBO loss → backward → clip → step."""
+                  step: int, settings: TrainConfig, special: dict[str, int], dtype: torch.dtype = torch.float32,
+                  scaler: torch.amp.GradScaler | None = None) -> Loss:
+    """One update: word dropout on the decoder inputs → forward (under `dtype` autocast) → ELBO loss →
+    backward → clip → step. fp16 needs a `scaler` (loss scaling); fp32 and bf16 do not."""
     spared = (special["bos_token_id"], special["pad_token_id"])
     decoder_inputs = word_dropout(token_ids[:, :-1], settings.word_dropout, special["unk_token_id"], spared,
                                   training=model.training)
-    output = model(token_ids, lengths, decoder_input_ids=decoder_inputs)
+    with autocast(token_ids.device, dtype):
+        output = model(token_ids, lengths, decoder_input_ids=decoder_inputs)
     loss = elbo_loss(output, kl_weight(step, settings), settings.free_bits)
     if not torch.isfinite(loss.loss):
         raise TextVAEError(f"the loss became {float(loss.loss)} at step {step}; lower train.lr "
                            f"(now {optimizer.param_groups[0]['lr']:g}) or train.grad_clip, then --resume")
     optimizer.zero_grad(set_to_none=True)
-    loss.loss.backward()
+    if scaler is None:
+        loss.loss.backward()
+    else:
+        scaler.scale(loss.loss).backward()
+        scaler.unscale_(optimizer)
     if settings.grad_clip:
         torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-    optimizer.step()
+    if scaler is None:
+        optimizer.step()
+    else:
+        scaler.step(optimizer)
+        scaler.update()
     return loss
 
 
@@ -229,6 +247,10 @@ def train(config: RunConfig, out_dir: str | Path, resume: bool = False) -> dict[
         torch.set_num_threads(settings.num_threads)
     seed_everything(settings.seed)
     device = select_device(settings.device)
+    dtype = resolve_precision(settings.precision, device)
+    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+    if device.type == "cpu":
+        keep_freed_memory()
 
     saved_tokenizer = PreTrainedTokenizerFast.from_pretrained(str(out_dir)) if resume else None
     tokenizer, splits = load_splits(config, saved_tokenizer)
@@ -239,7 +261,7 @@ def train(config: RunConfig, out_dir: str | Path, resume: bool = False) -> dict[
         optimizer, factor=settings.lr_decay_factor, patience=settings.lr_decay_patience, min_lr=settings.min_lr)
 
     if resume:
-        state = load_checkpoint(out_dir, model, optimizer, scheduler)
+        state = load_checkpoint(out_dir, model, optimizer, scheduler, scaler)
         state.finished = False  # the resumed run's own limits decide when it ends
         logger.info(f"resumed at step {state.step} (epoch {state.epoch}, batch {state.batch_in_epoch})")
     else:
@@ -260,7 +282,7 @@ def train(config: RunConfig, out_dir: str | Path, resume: bool = False) -> dict[
 
     def evaluate_and_checkpoint() -> None:
         """Score the valid split, keep the best model, adapt the LR, decide on early stopping, checkpoint."""
-        results = evaluate_split(model, splits["valid"], settings.eval_batch_size, seed=settings.seed)
+        results = evaluate_split(model, splits["valid"], settings.eval_batch_size, seed=settings.seed, dtype=dtype)
         record = {"step": state.step, "epoch": state.epoch, "split": "valid", "loss": results["neg_elbo"],
                   "rec": results["rec"], "kl": results["kl"], "kl_weight": kl_weight(state.step, settings),
                   "ppl_bound": results["ppl_bound"]}
@@ -276,7 +298,7 @@ def train(config: RunConfig, out_dir: str | Path, resume: bool = False) -> dict[
         if settings.early_stopping_patience and state.evals_since_best >= settings.early_stopping_patience:
             logger.info(f"early stop at step {state.step}: no improvement in {state.evals_since_best} evaluations")
             state.finished = True
-        save_checkpoint(out_dir, model, optimizer, scheduler, state)
+        save_checkpoint(out_dir, model, optimizer, scheduler, state, scaler)
 
     window_tokens, window_start = 0, time.perf_counter()
     while not state.finished and state.epoch < settings.max_epochs:
@@ -284,7 +306,7 @@ def train(config: RunConfig, out_dir: str | Path, resume: bool = False) -> dict[
         for batch in iterate_batches(splits["train"], settings.batch_size, special, shuffle=True,
                                      seed=settings.seed, epoch=state.epoch, skip=state.batch_in_epoch):
             loss = training_step(model, optimizer, batch.token_ids.to(device), batch.lengths, state.step,
-                                 settings, special)
+                                 settings, special, dtype, scaler)
             state.step += 1
             state.batch_in_epoch += 1
             window_tokens += batch.predicted_tokens

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .configuration import TextVAEConfig
+from .output_loss import projected_token_nll
 
 LSTMState = tuple[torch.Tensor, torch.Tensor]
 
@@ -57,3 +58,7 @@ class LSTMDecoder(nn.Module):
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Vocabulary scores for hidden states of any leading shape."""
         return self.output(self.output_dropout(hidden))
+
+    def token_nll(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """−log p(target) (fp32) for each row of `hidden` (rows, hidden), without keeping the logits."""
+        return projected_token_nll(self.output_dropout(hidden), self.output.weight, self.output.bias, targets)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
@@ -89,8 +88,7 @@ class TextVAE(PreTrainedModel):
         target_lengths = target_lengths.to(hidden.device)
         positions = torch.arange(targets.size(1), device=hidden.device)
         real = positions.unsqueeze(0) < target_lengths.unsqueeze(1)
-        logits = self.decoder.logits(hidden[real])
-        token_nll = F.cross_entropy(logits.float(), targets[real], reduction="none")
+        token_nll = self.decoder.token_nll(hidden[real], targets[real])
         sentence_of_token = real.nonzero()[:, 0]
         rec_nll = torch.zeros(targets.size(0), device=hidden.device, dtype=token_nll.dtype)
         rec_nll.index_add_(0, sentence_of_token, token_nll)
