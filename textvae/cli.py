@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -208,7 +209,8 @@ def run(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    logging.getLogger("textvae").setLevel(logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
+    quiet = getattr(args, "quiet", False) or os.environ.get("RANK", "0") != "0"  # torchrun: rank 0 speaks
+    logging.getLogger("textvae").setLevel(logging.WARNING if quiet else logging.INFO)
     try:
         run(args)
     except TextVAEError as error:

@@ -40,15 +40,18 @@ def kl_weight(step: int, settings: TrainConfig) -> float:
 
 
 def word_dropout(input_ids: torch.Tensor, probability: float, unk_id: int, spared_ids: tuple[int, ...],
-                 training: bool = True) -> torch.Tensor:
+                 training: bool = True, uniform: torch.Tensor | None = None) -> torch.Tensor:
     """Replace decoder input tokens by <unk> with `probability`, sparing `spared_ids` (<bos>, <pad>).
 
     Bowman et al. 2016: weakening the decoder's view of the history pushes information into z.
-    Outside training (training=False) the inputs pass unchanged; draws use torch's global generator.
+    Outside training (training=False) the inputs pass unchanged. `uniform` (same shape as the inputs)
+    gives the U(0, 1) draws; without it they come from torch's global generator.
     """
     if probability <= 0.0 or not training:
         return input_ids
-    drop = torch.rand(input_ids.shape, device=input_ids.device) < probability
+    if uniform is None:
+        uniform = torch.rand(input_ids.shape, device=input_ids.device)
+    drop = uniform < probability
     for token_id in spared_ids:
         drop &= input_ids != token_id
     return input_ids.masked_fill(drop, unk_id)
@@ -70,13 +73,21 @@ class Loss:
     rec: torch.Tensor
     kl: torch.Tensor
     kl_weight: float
+    scale: float = 1.0  # the factor `loss` carries (distributed training); loss / scale is this batch's
+
+    @property
+    def value(self) -> float:
+        """The batch's loss as a number, without the distributed scale."""
+        return float(self.loss.detach()) / self.scale
 
 
-def elbo_loss(output: TextVAEOutput, weight: float, free_bits: float = 0.0) -> Loss:
-    """Per-sentence negative ELBO averaged over the batch: rec + beta * KL (free bits applied to the KL)."""
+def elbo_loss(output: TextVAEOutput, weight: float, free_bits: float = 0.0, scale: float = 1.0) -> Loss:
+    """Per-sentence negative ELBO averaged over the batch: rec + beta * KL (free bits applied to the KL).
+    `scale` multiplies the loss to minimise (not the logged parts): distributed training uses it so
+    that averaging the processes' gradients gives the whole batch's."""
     rec = output.rec_nll.mean()
     if output.kl is None:  # LM baseline: no latent, the loss is the NLL
         zero = torch.zeros((), device=rec.device)
-        return Loss(rec, rec.detach(), zero, 0.0)
+        return Loss(scale * rec, rec.detach(), zero, 0.0, scale)
     kl = output.kl.sum(-1).mean()
-    return Loss(rec + weight * kl_term(output.kl, free_bits), rec.detach(), kl.detach(), weight)
+    return Loss(scale * (rec + weight * kl_term(output.kl, free_bits)), rec.detach(), kl.detach(), weight, scale)

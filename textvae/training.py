@@ -21,12 +21,15 @@ from typing import Any
 
 import datasets
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
 from .config import RunConfig, TrainConfig, config_from_dict, read_yaml, save_config
 from .data import TokenizedSplit, iterate_batches, load_corpus, prepare_split
+from .distributed import Workers, teardown
+from .distributed import setup as setup_workers
 from .errors import TextVAEError
 from .evaluation import evaluate_split
 from .modeling import TextVAE, build_model_config, check_model_section
@@ -138,7 +141,7 @@ def save_model(model: TextVAE, out_dir: Path) -> None:
 
 
 def save_checkpoint(out_dir: Path, model: TextVAE, optimizer, scheduler, state: TrainerState,
-                    scaler: torch.amp.GradScaler | None = None) -> None:
+                    scaler: torch.amp.GradScaler | None = None, draws: torch.Generator | None = None) -> None:
     payload = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -148,12 +151,13 @@ def save_checkpoint(out_dir: Path, model: TextVAE, optimizer, scheduler, state: 
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         "python_rng": random.getstate(),
         "grad_scaler": scaler.state_dict() if scaler is not None else None,
+        "draws": draws.get_state() if draws is not None else None,
     }
     replace_atomically(lambda tmp: torch.save(payload, tmp), out_dir / CHECKPOINT)
 
 
 def load_checkpoint(out_dir: Path, model: TextVAE, optimizer, scheduler,
-                    scaler: torch.amp.GradScaler | None = None) -> TrainerState:
+                    scaler: torch.amp.GradScaler | None = None, draws: torch.Generator | None = None) -> TrainerState:
     path = out_dir / CHECKPOINT
     try:
         payload = torch.load(path, map_location=model.device, weights_only=False)
@@ -169,6 +173,8 @@ def load_checkpoint(out_dir: Path, model: TextVAE, optimizer, scheduler,
     random.setstate(payload["python_rng"])
     if scaler is not None and payload.get("grad_scaler"):
         scaler.load_state_dict(payload["grad_scaler"])
+    if draws is not None and payload.get("draws") is not None:
+        draws.set_state(payload["draws"].cpu())
     return TrainerState(**payload["state"])
 
 
@@ -204,19 +210,49 @@ def resumed_config(out_dir: Path, overrides: list[str] | tuple[str, ...]) -> Run
 
 # ---- the loop -------------------------------------------------------------------------------------
 
+def step_draws(token_ids: torch.Tensor, latent_size: int, settings: TrainConfig,
+               generator: torch.Generator | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """A step's random numbers for the whole batch: U(0, 1) word-dropout draws for the decoder inputs
+    (None without word dropout) and N(0, I) posterior noise (None for an LM)."""
+    uniform = noise = None
+    if settings.word_dropout > 0.0:
+        uniform = torch.rand(token_ids[:, :-1].shape, device=token_ids.device, generator=generator)
+    if latent_size:
+        noise = torch.randn((token_ids.size(0), latent_size), device=token_ids.device, generator=generator)
+    return uniform, noise
+
+
 def training_step(model: TextVAE, optimizer: torch.optim.Optimizer, token_ids: torch.Tensor, lengths: torch.Tensor,
                   step: int, settings: TrainConfig, special: dict[str, int], dtype: torch.dtype = torch.float32,
-                  scaler: torch.amp.GradScaler | None = None) -> Loss:
+                  scaler: torch.amp.GradScaler | None = None, generator: torch.Generator | None = None,
+                  rows: list[int] | None = None, world_size: int = 1) -> Loss:
     """One update: word dropout on the decoder inputs → forward (under `dtype` autocast) → ELBO loss →
-    backward → clip → step. fp16 needs a `scaler` (loss scaling); fp32 and bf16 do not."""
+    backward → clip → step. fp16 needs a `scaler` (loss scaling); fp32 and bf16 do not.
+
+    The random numbers come from `generator`, drawn for the whole batch. With `rows` (distributed
+    training) this process trains on those rows of the batch only, with the draws a single process
+    would have used for them, and a loss scaled so that DDP's gradient average is the whole batch's.
+    """
+    core = getattr(model, "module", model)  # the TextVAE inside a DistributedDataParallel wrapper
+    latent_size = core.config.latent_size if core.config.has_latent else 0
+    uniform, noise = step_draws(token_ids, latent_size, settings, generator)
+    scale = 1.0
+    if rows is not None:
+        scale = world_size * len(rows) / token_ids.size(0)
+        index = torch.tensor(rows)
+        lengths = lengths[index]
+        width = int(lengths.max())  # the shard's own padding
+        token_ids = token_ids[index.to(token_ids.device), :width]
+        uniform = None if uniform is None else uniform[index.to(uniform.device), : width - 1]
+        noise = None if noise is None else noise[index.to(noise.device)]
     spared = (special["bos_token_id"], special["pad_token_id"])
     decoder_inputs = word_dropout(token_ids[:, :-1], settings.word_dropout, special["unk_token_id"], spared,
-                                  training=model.training)
+                                  training=model.training, uniform=uniform)
     with autocast(token_ids.device, dtype):
-        output = model(token_ids, lengths, decoder_input_ids=decoder_inputs)
-    loss = elbo_loss(output, kl_weight(step, settings), settings.free_bits)
+        output = model(token_ids, lengths, decoder_input_ids=decoder_inputs, noise=noise)
+    loss = elbo_loss(output, kl_weight(step, settings), settings.free_bits, scale)
     if not torch.isfinite(loss.loss):
-        raise TextVAEError(f"the loss became {float(loss.loss)} at step {step}; lower train.lr "
+        raise TextVAEError(f"the loss became {loss.value} at step {step}; lower train.lr "
                            f"(now {optimizer.param_groups[0]['lr']:g}) or train.grad_clip, then --resume")
     optimizer.zero_grad(set_to_none=True)
     if scaler is None:
@@ -235,25 +271,43 @@ def training_step(model: TextVAE, optimizer: torch.optim.Optimizer, token_ids: t
 
 
 def train(config: RunConfig, out_dir: str | Path, resume: bool = False) -> dict[str, Any]:
-    """Train a model as `config` says, writing the run dir; returns the best validation results."""
+    """Train a model as `config` says, writing the run dir; returns the best validation results.
+    Under torchrun it trains with DDP across the processes (textvae.distributed)."""
     out_dir = Path(out_dir)
     settings = config.train
     check_model_section(config.model)  # fail on a typo before any data is read
-    prepare_out_dir(out_dir, resume)
+    workers, device = setup_workers(select_device(settings.device))
+    try:
+        return train_loop(config, out_dir, resume, workers, device)
+    finally:
+        teardown(workers)
+
+
+def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers, device: torch.device) -> dict[str, Any]:
+    settings = config.train
+    if workers.is_main:
+        prepare_out_dir(out_dir, resume)
+    workers.barrier()
     hf_logging.disable_progress_bar()
-    if not settings.progress_bar:
+    if not settings.progress_bar or not workers.is_main:
         datasets.disable_progress_bars()  # --quiet: no "Generating train split" bars either
     if settings.num_threads:
         torch.set_num_threads(settings.num_threads)
     seed_everything(settings.seed)
-    device = select_device(settings.device)
     dtype = resolve_precision(settings.precision, device)
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
     if device.type == "cpu":
         keep_freed_memory()
+    draws = torch.Generator(device=device)  # the steps' word-dropout and posterior draws, shared by all processes
+    draws.manual_seed(settings.seed + 1)
 
-    saved_tokenizer = PreTrainedTokenizerFast.from_pretrained(str(out_dir)) if resume else None
-    tokenizer, splits = load_splits(config, saved_tokenizer)
+    if workers.is_main and not resume:  # rank 0 builds the tokenizer; the others read it back
+        tokenizer, splits = load_splits(config, None)
+        tokenizer.save_pretrained(str(out_dir))
+        save_config(config, out_dir / TRAIN_CONFIG)
+    workers.barrier()
+    if not workers.is_main or resume:
+        tokenizer, splits = load_splits(config, PreTrainedTokenizerFast.from_pretrained(str(out_dir)))
     special = special_ids(tokenizer)
     model = TextVAE(build_model_config(config.model, vocabulary_size(tokenizer), special)).to(device)
     optimizer = build_optimizer(model, settings)
@@ -261,66 +315,78 @@ def train(config: RunConfig, out_dir: str | Path, resume: bool = False) -> dict[
         optimizer, factor=settings.lr_decay_factor, patience=settings.lr_decay_patience, min_lr=settings.min_lr)
 
     if resume:
-        state = load_checkpoint(out_dir, model, optimizer, scheduler, scaler)
+        state = load_checkpoint(out_dir, model, optimizer, scheduler, scaler, draws)
         state.finished = False  # the resumed run's own limits decide when it ends
         logger.info(f"resumed at step {state.step} (epoch {state.epoch}, batch {state.batch_in_epoch})")
     else:
         state = TrainerState()
-        tokenizer.save_pretrained(str(out_dir))
-        save_config(config, out_dir / TRAIN_CONFIG)
-        model.config.save_pretrained(str(out_dir))
-    if not resume:
-        (out_dir / METRICS).unlink(missing_ok=True)  # left by a run that died before its first checkpoint
-    metrics = MetricsLog(out_dir / METRICS, state.step if resume else None)
+        if workers.is_main:
+            model.config.save_pretrained(str(out_dir))
+            (out_dir / METRICS).unlink(missing_ok=True)  # left by a run that died before its first checkpoint
+    metrics = MetricsLog(out_dir / METRICS, state.step if resume else None) if workers.is_main else None
+    trained = DistributedDataParallel(model) if workers.distributed else model
 
     batches_per_epoch = -(-len(splits["train"]) // settings.batch_size)
     total_steps = settings.max_steps or settings.max_epochs * batches_per_epoch
     if settings.max_steps:
         total_steps = min(total_steps, settings.max_epochs * batches_per_epoch)
-    bar = tqdm(total=total_steps, initial=state.step, disable=not settings.progress_bar, desc="train",
-               dynamic_ncols=True)
+    bar = tqdm(total=total_steps, initial=state.step, disable=not (settings.progress_bar and workers.is_main),
+               desc="train", dynamic_ncols=True)
+
+    def log(record: dict[str, Any]) -> None:
+        if metrics is not None:
+            metrics.write(record)
 
     def evaluate_and_checkpoint() -> None:
-        """Score the valid split, keep the best model, adapt the LR, decide on early stopping, checkpoint."""
-        results = evaluate_split(model, splits["valid"], settings.eval_batch_size, seed=settings.seed, dtype=dtype)
-        record = {"step": state.step, "epoch": state.epoch, "split": "valid", "loss": results["neg_elbo"],
-                  "rec": results["rec"], "kl": results["kl"], "kl_weight": kl_weight(state.step, settings),
-                  "ppl_bound": results["ppl_bound"]}
-        record.update({key: results[key] for key in ("mi", "au") if key in results})  # collapse diagnostics
-        metrics.write(record)
+        """Score the valid split, keep the best model, adapt the LR, decide on early stopping, checkpoint.
+        Rank 0 evaluates and writes; every process takes the same decisions from its results."""
+        record = None
+        if workers.is_main:
+            results = evaluate_split(model, splits["valid"], settings.eval_batch_size, seed=settings.seed, dtype=dtype)
+            record = {"step": state.step, "epoch": state.epoch, "split": "valid", "loss": results["neg_elbo"],
+                      "rec": results["rec"], "kl": results["kl"], "kl_weight": kl_weight(state.step, settings),
+                      "ppl_bound": results["ppl_bound"]}
+            record.update({key: results[key] for key in ("mi", "au") if key in results})  # collapse diagnostics
+            log(record)
+        record = workers.from_main(record)
         state.history.append(record)
-        if results["neg_elbo"] < state.best_valid:
-            state.best_valid, state.evals_since_best = results["neg_elbo"], 0
-            save_model(model, out_dir)
+        improved = record["loss"] < state.best_valid
+        if improved:
+            state.best_valid, state.evals_since_best = record["loss"], 0
         else:
             state.evals_since_best += 1
-        scheduler.step(results["neg_elbo"])
+        scheduler.step(record["loss"])
         if settings.early_stopping_patience and state.evals_since_best >= settings.early_stopping_patience:
             logger.info(f"early stop at step {state.step}: no improvement in {state.evals_since_best} evaluations")
             state.finished = True
-        save_checkpoint(out_dir, model, optimizer, scheduler, state, scaler)
+        if workers.is_main:
+            if improved:
+                save_model(model, out_dir)
+            save_checkpoint(out_dir, model, optimizer, scheduler, state, scaler, draws)
+        workers.barrier()
 
     window_tokens, window_start = 0, time.perf_counter()
     while not state.finished and state.epoch < settings.max_epochs:
-        model.train()
+        trained.train()
         for batch in iterate_batches(splits["train"], settings.batch_size, special, shuffle=True,
                                      seed=settings.seed, epoch=state.epoch, skip=state.batch_in_epoch):
-            loss = training_step(model, optimizer, batch.token_ids.to(device), batch.lengths, state.step,
-                                 settings, special, dtype, scaler)
-            state.step += 1
             state.batch_in_epoch += 1
+            if len(batch.indices) < workers.world_size:  # too few sentences to give every process one
+                continue
+            loss = training_step(trained, optimizer, batch.token_ids.to(device), batch.lengths, state.step,
+                                 settings, special, dtype, scaler, draws, workers.rows(len(batch.indices)),
+                                 workers.world_size)
+            state.step += 1
             window_tokens += batch.predicted_tokens
             bar.update(1)
 
             if state.step % settings.log_every == 0:
                 elapsed = time.perf_counter() - window_start
                 tokens_per_s = window_tokens / elapsed if elapsed > 0 else 0.0
-                metrics.write({"step": state.step, "epoch": state.epoch, "split": "train",
-                               "loss": loss.loss.item(), "rec": float(loss.rec), "kl": float(loss.kl),
-                               "kl_weight": loss.kl_weight, "lr": optimizer.param_groups[0]["lr"],
-                               "tokens_per_s": round(tokens_per_s, 1)})
-                bar.set_postfix(loss=f"{loss.loss.item():.2f}", kl=f"{float(loss.kl):.2f}",
-                                tok_s=f"{tokens_per_s:.0f}")
+                log({"step": state.step, "epoch": state.epoch, "split": "train", "loss": loss.value,
+                     "rec": float(loss.rec), "kl": float(loss.kl), "kl_weight": loss.kl_weight,
+                     "lr": optimizer.param_groups[0]["lr"], "tokens_per_s": round(tokens_per_s, 1)})
+                bar.set_postfix(loss=f"{loss.value:.2f}", kl=f"{float(loss.kl):.2f}", tok_s=f"{tokens_per_s:.0f}")
                 window_tokens, window_start = 0, time.perf_counter()
             if settings.eval_every and state.step % settings.eval_every == 0:
                 evaluate_and_checkpoint()

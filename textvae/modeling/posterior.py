@@ -21,11 +21,12 @@ class GaussianPosterior(nn.Module):
 
 
 def reparameterize(mean: torch.Tensor, logvar: torch.Tensor, samples: int | None = None,
-                    generator: torch.Generator | None = None) -> torch.Tensor:
+                    generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
     """z = mean + sigma * eps with eps ~ N(0, I); with `samples`, shape (samples, batch, latent).
-    Noise comes from `generator` when given (evaluation), else from torch's global generator (training)."""
+    eps is `noise` when given (drawn by the caller), else drawn from `generator` (or torch's global one)."""
     shape = mean.shape if samples is None else (samples, *mean.shape)
-    noise = torch.randn(shape, device=mean.device, dtype=mean.dtype, generator=generator)
+    if noise is None:
+        noise = torch.randn(shape, device=mean.device, dtype=mean.dtype, generator=generator)
     return mean + noise * torch.exp(0.5 * logvar)
 
 

@@ -61,17 +61,18 @@ class TextVAE(PreTrainedModel):
         return self.posterior(summary)
 
     def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor, decoder_input_ids: torch.Tensor | None = None,
-                z: torch.Tensor | None = None, sample_z: bool = True,
-                generator: torch.Generator | None = None) -> TextVAEOutput:
+                z: torch.Tensor | None = None, sample_z: bool = True, generator: torch.Generator | None = None,
+                noise: torch.Tensor | None = None) -> TextVAEOutput:
         """The ELBO's pieces for a batch. `decoder_input_ids` overrides the teacher-forced inputs (word
         dropout); `z` overrides the latent code; `sample_z=False` decodes from the posterior mean;
-        `generator` supplies the posterior noise (evaluation keeps training's random stream untouched)."""
+        `generator` supplies the posterior noise (evaluation keeps training's random stream untouched),
+        or `noise` (batch, latent) gives the standard-normal draws themselves (training)."""
         mean = logvar = kl = None
         if self.config.has_latent:
             mean, logvar = self.encode(token_ids, lengths)
             kl = kl_per_dimension(mean, logvar)
             if z is None:
-                z = reparameterize(mean, logvar, generator=generator) if sample_z else mean
+                z = reparameterize(mean, logvar, generator=generator, noise=noise) if sample_z else mean
         rec_nll, token_counts = self.reconstruction_nll(token_ids, lengths, z, decoder_input_ids)
         return TextVAEOutput(rec_nll=rec_nll, kl=kl, mean=mean, logvar=logvar, z=z, token_counts=token_counts)
 

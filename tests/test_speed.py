@@ -1,0 +1,104 @@
+"""Tests for the speed machinery: the fused output loss, precision choice, allocator setting, fused Adam."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from textvae import runtime
+from textvae.config import TrainConfig
+from textvae.errors import TextVAEError
+from textvae.modeling import output_loss
+from textvae.modeling.output_loss import projected_token_nll
+from textvae.training import build_optimizer
+
+
+def random_problem(rows: int = 37, hidden: int = 12, vocab: int = 53, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    states = torch.randn(rows, hidden, generator=generator, requires_grad=True)
+    weight = torch.randn(vocab, hidden, generator=generator).mul_(0.3).requires_grad_()
+    bias = torch.randn(vocab, generator=generator).requires_grad_()
+    targets = torch.randint(0, vocab, (rows,), generator=generator)
+    upstream = torch.rand(rows, generator=generator)  # a per-token weighting, like per-sentence sums would give
+    return states, weight, bias, targets, upstream
+
+
+def gradients(loss: torch.Tensor, *tensors: torch.Tensor) -> list[torch.Tensor]:
+    return list(torch.autograd.grad(loss, tensors))
+
+
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_fused_output_loss_matches_cross_entropy_of_linear(with_bias: bool) -> None:
+    states, weight, bias, targets, upstream = random_problem()
+    bias_or_none = bias if with_bias else None
+    expected = F.cross_entropy(F.linear(states, weight, bias_or_none), targets, reduction="none")
+    fused = projected_token_nll(states, weight, bias_or_none, targets)
+    assert fused.dtype == torch.float32
+    torch.testing.assert_close(fused, expected, rtol=1e-5, atol=1e-5)
+    inputs = (states, weight, bias) if with_bias else (states, weight)
+    for got, want in zip(gradients((fused * upstream).sum(), *inputs), gradients((expected * upstream).sum(), *inputs)):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_output_loss_without_gradients_goes_in_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    states, weight, bias, targets, _ = random_problem(rows=50)
+    expected = F.cross_entropy(F.linear(states, weight, bias), targets, reduction="none")
+    monkeypatch.setattr(output_loss, "EVAL_ROWS_PER_SLICE", 7)  # 50 rows → 8 slices, the last one short
+    with torch.no_grad():
+        sliced = projected_token_nll(states, weight, bias, targets)
+    torch.testing.assert_close(sliced, expected.detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_fused_output_loss_under_bf16_autocast_stays_close_and_returns_fp32() -> None:
+    states, weight, bias, targets, upstream = random_problem()
+    expected = F.cross_entropy(F.linear(states, weight, bias), targets, reduction="none")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = projected_token_nll(states, weight, bias, targets)
+    assert mixed.dtype == torch.float32
+    torch.testing.assert_close(mixed, expected, rtol=0.02, atol=0.05)  # bf16 keeps ~3 significant digits
+    got = gradients((mixed * upstream).sum(), weight)[0]
+    assert got.dtype == torch.float32  # master weights get fp32 gradients
+    torch.testing.assert_close(got, gradients((expected * upstream).sum(), weight)[0], rtol=0.05, atol=0.02)
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_has_bf16_instructions(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    assert runtime.resolve_precision("auto", cpu) == torch.float32
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    assert runtime.resolve_precision("auto", cpu) == torch.bfloat16
+    assert runtime.resolve_precision("fp32", cpu) == torch.float32
+
+
+def test_unknown_or_unsupported_precision_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(TextVAEError, match="unknown value 'fp8'"):
+        runtime.resolve_precision("fp8", torch.device("cpu"))
+    monkeypatch.setattr(runtime, "cpu_supports", lambda dtype: False)
+    with pytest.raises(TextVAEError, match="use precision fp32 or auto"):
+        runtime.resolve_precision("bf16", torch.device("cpu"))
+
+
+def test_allocator_setting_applies_on_linux() -> None:
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the allocator setting is glibc-only")
+    assert runtime.keep_freed_memory() is True
+
+
+def test_adam_is_fused_and_updates_like_the_unfused_one() -> None:
+    torch.manual_seed(0)
+    fused_model, plain_model = torch.nn.Linear(6, 3), torch.nn.Linear(6, 3)
+    plain_model.load_state_dict(fused_model.state_dict())
+    fused = build_optimizer(fused_model, TrainConfig(optimizer="adam", lr=0.01))
+    plain = torch.optim.Adam(plain_model.parameters(), lr=0.01)
+    assert fused.defaults["fused"] is True
+    inputs = torch.randn(10, 6)
+    for model, optimizer in ((fused_model, fused), (plain_model, plain)):
+        for _ in range(3):
+            optimizer.zero_grad()
+            model(inputs).pow(2).sum().backward()
+            optimizer.step()
+    for got, want in zip(fused_model.parameters(), plain_model.parameters()):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
