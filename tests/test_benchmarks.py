@@ -31,3 +31,14 @@ def test_train_speed_prints_summary_line(tmp_path: Path) -> None:
     assert match, f"unexpected last line: {last!r}"
     tokens, reference, ratio, rss = match.groups()
     assert int(tokens) > 0 and int(reference) > 0 and float(ratio) > 0 and int(rss) > 0
+
+
+def test_streaming_memory_reports_peak_memory_per_file_size(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "streaming_memory.py"), "--lines", "3000", "1500", "--steps", "2"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert [line.split(",")[1].split()[0] for line in lines[:2]] == ["1,500", "3,000"]  # smallest first
+    match = re.fullmatch(r"lines=3000 streaming_peak_rss_mb=(\d+)", lines[-1])
+    assert match and int(match.group(1)) > 0

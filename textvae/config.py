@@ -31,6 +31,10 @@ class DataConfig:
     max_length: int = 64  # most tokens a sentence may have, <bos>/<eos> not counted
     length_policy: str = "drop"  # what to do with longer sentences: drop | truncate
     synthetic_seed: int = 0  # seed of the embedded corpus (used when no source is given)
+    streaming: bool = False  # read the train file as a stream (corpora bigger than memory; textvae.streaming)
+    tokenizer_sample: int = 200_000  # streaming: train the tokenizer on this many lines from the top of the file
+    shuffle_buffer: int = 10_000  # streaming: lines in the shuffle buffer
+    bucket_batches: int = 50  # streaming: batches' worth of lines bucketed by length together
 
 
 @dataclass
@@ -87,7 +91,7 @@ CHOICES = {
     ("train", "kl_schedule"): SCHEDULES,
     ("train", "precision"): ("auto", "fp32", "bf16", "fp16"),
 }
-POSITIVE = {("data", "max_length"), ("tokenizer", "vocab_size"), ("tokenizer", "min_frequency"),
+POSITIVE = {("data", "max_length"), ("data", "tokenizer_sample"), ("data", "shuffle_buffer"), ("data", "bucket_batches"), ("tokenizer", "vocab_size"), ("tokenizer", "min_frequency"),
             ("train", "batch_size"), ("train", "eval_batch_size"), ("train", "lr"), ("train", "log_every"),
             ("train", "kl_cycles"), ("train", "kl_anneal_steps")}
 PROBABILITIES = {("train", "word_dropout"), ("train", "kl_cycle_rise_ratio"), ("train", "lr_decay_factor")}

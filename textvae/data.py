@@ -7,6 +7,7 @@ the embedded synthetic corpus (`textvae.synthetic`), whose factor labels come al
 
 from __future__ import annotations
 
+import codecs
 import math
 import os
 import random
@@ -31,20 +32,25 @@ SPLIT_ALIASES = {"validation": "valid", "dev": "valid", "val": "valid"}
 # ---- reading and checking text files -------------------------------------------------------------
 
 def check_text_file(path: Path, what: str) -> None:
-    """Fail with one line if `path` is missing, empty or not UTF-8 (naming the first bad line)."""
+    """Fail with one line if `path` is missing, empty or not UTF-8 (naming the first bad line).
+    Reads the file in blocks, so checking a corpus bigger than memory is fine."""
     if not path.exists():
         raise TextVAEError(f"{what}: file not found: {path}; check the path (one sentence per line, UTF-8)")
     if not path.is_file():
         raise TextVAEError(f"{what}: {path} is a folder, not a text file")
-    data = path.read_bytes()
-    if not data.strip():
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    lines_before, has_text = 0, False
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            try:
+                has_text |= bool(decoder.decode(block).strip())
+            except UnicodeDecodeError as error:
+                line = lines_before + error.object[: error.start].count(b"\n") + 1  # object: carried bytes + block
+                raise TextVAEError(f"{what}: {path} line {line} is not valid UTF-8 (byte 0x{error.object[error.start]:02x}); "
+                                   "re-save the file as UTF-8, e.g. iconv -f latin1 -t utf-8") from None
+            lines_before += block.count(b"\n")
+    if not has_text:
         raise TextVAEError(f"{what}: {path} is empty; it needs one sentence per line")
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise TextVAEError(f"{what}: {path} line {line} is not valid UTF-8 (byte 0x{data[error.start]:02x}); "
-                           "re-save the file as UTF-8, e.g. iconv -f latin1 -t utf-8") from None
 
 
 def text_files(settings: DataConfig) -> dict[str, Path]:

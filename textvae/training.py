@@ -15,6 +15,7 @@ import random
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from transformers import PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
 from .config import RunConfig, TrainConfig, config_from_dict, read_yaml, save_config
-from .data import TokenizedSplit, iterate_batches, load_corpus, prepare_split
+from .data import Batch, TokenizedSplit, iterate_batches, load_corpus, prepare_split
 from .distributed import Workers, teardown
 from .distributed import setup as setup_workers
 from .errors import TextVAEError
@@ -35,6 +36,7 @@ from .evaluation import evaluate_split
 from .modeling import TextVAE, build_model_config, check_model_section
 from .objectives import Loss, elbo_loss, kl_weight, word_dropout
 from .runtime import autocast, keep_freed_memory, resolve_precision
+from .streaming import StreamingTrainSplit, load_streaming_splits
 from .tokenization import build_tokenizer, special_ids, vocabulary_size
 
 logger = logging.getLogger("textvae")
@@ -86,7 +88,10 @@ def build_optimizer(model: torch.nn.Module, settings: TrainConfig) -> torch.opti
 
 
 def load_splits(config: RunConfig, tokenizer: PreTrainedTokenizerFast | None) -> tuple[PreTrainedTokenizerFast, dict[str, TokenizedSplit]]:
-    """Load the corpus, build (or reuse) the tokenizer, and tokenize every split under the length policy."""
+    """Load the corpus, build (or reuse) the tokenizer, and tokenize every split under the length policy
+    (with data.streaming the train split stays a stream: textvae.streaming)."""
+    if config.data.streaming:
+        return load_streaming_splits(config.data, tokenizer, lambda sample: build_tokenizer(config.tokenizer, sample))
     corpus = load_corpus(config.data)
     if tokenizer is None:
         tokenizer = build_tokenizer(config.tokenizer, corpus["train"].select_columns(["text"]).to_dict()["text"])
@@ -100,6 +105,14 @@ def load_splits(config: RunConfig, tokenizer: PreTrainedTokenizerFast | None) ->
         splits["valid"] = hold_out(splits["train"])
         logger.info(f"no valid split given: held out the last {len(splits['valid'])} train sentences")
     return tokenizer, splits
+
+
+def train_batches(train: TokenizedSplit | StreamingTrainSplit, batch_size: int, special: dict[str, int], seed: int,
+                  epoch: int, skip: int) -> Iterator[Batch]:
+    """One epoch of shuffled, length-bucketed training batches, from memory or from a stream."""
+    if isinstance(train, StreamingTrainSplit):
+        return train.batches(batch_size, special, seed, epoch, skip)
+    return iterate_batches(train, batch_size, special, shuffle=True, seed=seed, epoch=epoch, skip=skip)
 
 
 def hold_out(train: TokenizedSplit, share: float = 0.05) -> TokenizedSplit:
@@ -368,8 +381,8 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
     window_tokens, window_start = 0, time.perf_counter()
     while not state.finished and state.epoch < settings.max_epochs:
         trained.train()
-        for batch in iterate_batches(splits["train"], settings.batch_size, special, shuffle=True,
-                                     seed=settings.seed, epoch=state.epoch, skip=state.batch_in_epoch):
+        for batch in train_batches(splits["train"], settings.batch_size, special, settings.seed, state.epoch,
+                                   state.batch_in_epoch):
             state.batch_in_epoch += 1
             if len(batch.indices) < workers.world_size:  # too few sentences to give every process one
                 continue
