@@ -81,6 +81,7 @@ class TrainConfig:
     progress_bar: bool = True
     num_threads: int = 0  # torch CPU threads; 0 = torch's default
     precision: str = "auto"  # auto | fp32 | bf16 | fp16: matrix products under autocast; auto = bf16 where fast
+    compile: bool = False  # torch.compile the model (measured: no gain for the LSTM models on CPU; README "Speed")
 
 
 SCHEDULES = ("constant", "linear", "logistic", "cyclical")

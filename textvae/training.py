@@ -338,6 +338,8 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
             (out_dir / METRICS).unlink(missing_ok=True)  # left by a run that died before its first checkpoint
     metrics = MetricsLog(out_dir / METRICS, state.step if resume else None) if workers.is_main else None
     trained = DistributedDataParallel(model) if workers.distributed else model
+    if settings.compile:
+        trained = torch.compile(trained)
 
     batches_per_epoch = -(-len(splits["train"]) // settings.batch_size)
     total_steps = settings.max_steps or settings.max_epochs * batches_per_epoch
