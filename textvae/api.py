@@ -36,7 +36,17 @@ from .evaluation import (
     summarise,
     unigram_nll,
 )
-from .generation import STRATEGIES, decode, linear_path, prior_sample
+from .generation import DecodingOptions, decode, prior_sample
+from .latent_space import (
+    analogy_point,
+    check_search,
+    collapse_repeats,
+    latent_path,
+    nearest,
+    neighbourhood_points,
+    traversal_points,
+    traversal_values,
+)
 from .modeling import TextVAE
 from .modeling.posterior import reparameterize
 from .runtime import resolve_precision
@@ -68,6 +78,18 @@ def as_sentences(sentences: str | list[str], what: str = "sentences") -> list[st
         if not sentence.strip():
             raise TextVAEError(f"{what}[{position}] is empty; give at least one word")
     return list(sentences)
+
+
+def read_lines(file: str | Path, what: str) -> list[str]:
+    """A text file's non-blank lines, in order; one clear line if it is missing, empty or not UTF-8."""
+    check_text_file(Path(file), what)
+    return [line for line in Path(file).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def check_count(value, what: str) -> None:
+    """Fail with one line unless `value` is a whole number >= 1."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise TextVAEError(f"{what}: must be a positive whole number, got {value!r}")
 
 
 class TextVAEPipeline:
@@ -122,37 +144,125 @@ class TextVAEPipeline:
         raise TextVAEError(f"return_tensors: '{return_tensors}' is not one of np, pt")
 
     def decode_latents(self, z: torch.Tensor | None, count: int | None = None, strategy: str = "greedy",
-                       temperature: float = 1.0, max_length: int = 50, seed: int | None = None) -> list[str]:
-        """Sentences decoded from latent codes (or `count` LM samples)."""
-        if strategy not in STRATEGIES:
-            raise TextVAEError(f"strategy: '{strategy}' is not one of {', '.join(STRATEGIES)}")
-        if not isinstance(max_length, int) or max_length <= 0:
-            raise TextVAEError(f"max_length: must be a positive whole number, got {max_length!r}")
+                       temperature: float = 1.0, max_length: int = 50, seed: int | None = None,
+                       **decoding) -> list[str]:
+        """Sentences decoded from latent codes (or `count` LM samples), batched.
+
+        `strategy` is greedy, sample, top-k, top-p or beam; `decoding` takes the other `DecodingOptions`
+        (top_k, top_p, beam_size, length_penalty, ban_unk); `seed` makes sampling reproducible.
+        """
+        options = DecodingOptions.build(strategy=strategy, temperature=temperature, max_length=max_length, **decoding)
         generator = noise_generator(self.device, seed) if seed is not None else None
-        ids = decode(self.model, z, count, strategy, temperature, max_length, generator)
+        ids = decode(self.model, z, options, count, generator)
         return [decode_ids(self.tokenizer, row) for row in ids]
 
     def sample(self, n: int = 5, strategy: str = "greedy", temperature: float = 1.0, max_length: int = 50,
-               seed: int | None = None) -> list[str]:
-        """`n` sentences from the prior (z ~ N(0, I)), or from the LM for a language-model run."""
-        if not isinstance(n, int) or n <= 0:
-            raise TextVAEError(f"n: must be a positive whole number, got {n!r}")
+               seed: int | None = None, **decoding) -> list[str]:
+        """`n` sentences from the prior (z ~ N(0, I)), or from the LM for a language-model run.
+
+        Any strategy of `decode_latents`, e.g. `vae.sample(5, strategy="top-p", top_p=0.9, seed=0)`.
+        """
+        check_count(n, "n")
+        DecodingOptions.build(strategy=strategy, temperature=temperature, max_length=max_length, **decoding)
         generator = noise_generator(self.device, seed) if seed is not None else None
         z = prior_sample(self.model, n, generator) if self.model.config.has_latent else None
-        return self.decode_latents(z, n, strategy, temperature, max_length, None if seed is None else seed + 1)
+        return self.decode_latents(z, n, strategy, temperature, max_length, None if seed is None else seed + 1,
+                                   **decoding)
 
     def reconstruct(self, sentences: str | list[str], strategy: str = "greedy", max_length: int = 50,
-                    seed: int | None = None) -> list[str]:
-        """Each sentence encoded to its posterior mean and decoded back."""
+                    seed: int | None = None, **decoding) -> list[str]:
+        """Each sentence encoded to its posterior mean and decoded back (any strategy of `decode_latents`)."""
+        DecodingOptions.build(strategy=strategy, max_length=max_length, **decoding)
         mean, _ = self.posterior(sentences)
-        return self.decode_latents(mean, strategy=strategy, max_length=max_length, seed=seed)
+        return self.decode_latents(mean, strategy=strategy, max_length=max_length, seed=seed, **decoding)
 
-    def interpolate(self, first: str, second: str, steps: int = 7, max_length: int = 50) -> list[str]:
-        """The homotopy of Bowman et al. 2016: greedy decodes along the line between two posterior means."""
-        if not isinstance(steps, int) or steps < 2:
-            raise TextVAEError(f"steps: must be a whole number >= 2 (the two ends included), got {steps!r}")
-        mean, _ = self.posterior(as_sentences([first, second], "interpolate"))
-        return self.decode_latents(linear_path(mean[0], mean[1], steps), max_length=max_length)
+    def latent(self, item: str | np.ndarray | torch.Tensor, what: str) -> torch.Tensor:
+        """One latent code: a sentence's posterior mean, or a given vector of the latent size."""
+        if isinstance(item, str):
+            return self.posterior(as_sentences(item, what))[0][0]
+        size = self.model.config.latent_size
+        if isinstance(item, (np.ndarray, torch.Tensor, list, tuple)):
+            vector = torch.as_tensor(np.asarray(item, dtype=np.float32) if not isinstance(item, torch.Tensor) else item)
+            if vector.numel() == size:
+                return vector.reshape(size).float().to(self.device)
+            raise TextVAEError(f"{what}: a latent vector needs {size} numbers, got shape {tuple(vector.shape)}")
+        raise TextVAEError(f"{what}: expected a sentence or a latent vector, got {type(item).__name__}")
+
+    def interpolate(self, first: str | np.ndarray | torch.Tensor | None = None,
+                    second: str | np.ndarray | torch.Tensor | None = None, steps: int = 7, path: str = "linear",
+                    strategy: str = "greedy", collapse: bool = False, seed: int | None = None,
+                    **decoding) -> list[str]:
+        """The homotopy of Bowman et al. 2016: decodes of `steps` points from `first` to `second`, ends included.
+
+        Each end is a sentence (its posterior mean) or a latent vector; with neither, two prior samples
+        (drawn with `seed`). `path` is 'linear' or 'slerp' (see `latent_space.slerp_path`); each point is
+        decoded with `strategy` and `decoding` as in `decode_latents`. `collapse=True` keeps one of each
+        run of equal consecutive sentences (`latent_space.collapse_repeats` also gives their steps).
+        """
+        self.require_latent("interpolation")
+        DecodingOptions.build(strategy=strategy, **decoding)
+        if (first is None) != (second is None):
+            raise TextVAEError("interpolate: give both ends (sentences or latent vectors), or neither for two "
+                               "prior samples")
+        if first is None:
+            ends = prior_sample(self.model, 2, noise_generator(self.device, 0 if seed is None else seed))
+            start, end = ends[0], ends[1]
+        elif isinstance(first, str) and isinstance(second, str):
+            mean, _ = self.posterior(as_sentences([first, second], "interpolate"))
+            start, end = mean[0], mean[1]
+        else:
+            start, end = self.latent(first, "interpolate first"), self.latent(second, "interpolate second")
+        points = latent_path(start, end, steps, path)
+        sentences = self.decode_latents(points, strategy=strategy, seed=None if seed is None else seed + 1, **decoding)
+        return [sentence for _, sentence in collapse_repeats(sentences)] if collapse else sentences
+
+    def analogy(self, a: str, b: str, c: str, strategy: str = "greedy", seed: int | None = None,
+                **decoding) -> str:
+        """Latent arithmetic: "a is to b as c is to ?", the decode of z_b − z_a + z_c (posterior means)."""
+        self.require_latent("analogy")
+        mean, _ = self.posterior(as_sentences([a, b, c], "analogy"))
+        point = analogy_point(mean[0], mean[1], mean[2]).unsqueeze(0)
+        return self.decode_latents(point, strategy=strategy, seed=seed, **decoding)[0]
+
+    def traverse(self, sentence: str | np.ndarray | torch.Tensor | None = None, dimension: int = 0,
+                 span: float = 3.0, steps: int = 7, strategy: str = "greedy", seed: int | None = None,
+                 **decoding) -> list[str]:
+        """Decodes of one latent coordinate swept from −span to +span in `steps` even steps
+        (`latent_space.traversal_values`), the others held at the sentence's posterior mean (or a given
+        vector; with neither, at the prior mean 0)."""
+        self.require_latent("traversal")
+        DecodingOptions.build(strategy=strategy, **decoding)
+        values = traversal_values(span, steps)
+        origin = (torch.zeros(self.model.config.latent_size, device=self.device) if sentence is None
+                  else self.latent(sentence, "traverse"))
+        points = traversal_points(origin, dimension, values)
+        return self.decode_latents(points, strategy=strategy, seed=seed, **decoding)
+
+    def neighbourhood(self, sentence: str | np.ndarray | torch.Tensor, n: int = 10, radius: float = 0.5,
+                      strategy: str = "greedy", seed: int | None = 0, **decoding) -> list[str]:
+        """Decodes of `n` codes z + radius·ε (ε ~ N(0, I), drawn with `seed`) around a sentence's posterior
+        mean z (or a given vector): what the model puts near it."""
+        self.require_latent("neighbourhood sampling")
+        check_count(n, "n")
+        DecodingOptions.build(strategy=strategy, **decoding)
+        center = self.latent(sentence, "neighbourhood")
+        seed = 0 if seed is None else seed
+        points = neighbourhood_points(center, n, radius, noise_generator(self.device, seed))
+        return self.decode_latents(points, strategy=strategy, seed=seed + 1, **decoding)
+
+    def nearest(self, query: str, sentences: list[str] | None = None, file: str | Path | None = None, k: int = 5,
+                metric: str = "cosine") -> list[tuple[str, float]]:
+        """The k sentences (given, or a file's non-blank lines) whose posterior means are closest to the
+        query's: (sentence, score) best first, the score a cosine similarity or a Euclidean distance."""
+        self.require_latent("nearest-sentence search")
+        check_search(k, metric)
+        if (sentences is None) == (file is None):
+            raise TextVAEError("nearest: give the sentences to search, either as sentences= or as file=")
+        corpus = read_lines(file, "nearest") if file is not None else as_sentences(sentences, "sentences")
+        query_mean, _ = self.posterior(as_sentences(query, "query"))
+        corpus_mean, _ = self.posterior(corpus)
+        scores, indices = nearest(query_mean[:1], corpus_mean, k, metric)
+        return [(corpus[index], float(score)) for score, index in zip(scores[0].tolist(), indices[0].tolist())]
 
     def corpus_split(self, split: str) -> tuple[TokenizedSplit, TokenizedSplit]:
         """A split of the run's corpus and its train split, tokenized as in training."""

@@ -47,16 +47,49 @@ def build_parser() -> argparse.ArgumentParser:
 
     interpolate = commands.add_parser("interpolate", help="decode points between two sentences (homotopy)")
     add_run_dir(interpolate)
-    interpolate.add_argument("first")
-    interpolate.add_argument("second")
+    interpolate.add_argument("first", nargs="?", help="first sentence (leave both out for two prior samples)")
+    interpolate.add_argument("second", nargs="?", help="second sentence")
     interpolate.add_argument("--steps", type=int, default=7, help="points on the path, ends included (default 7)")
-    interpolate.add_argument("--max-length", type=int, default=50)
+    interpolate.add_argument("--path", default="linear", help="linear | slerp (default linear)")
+    interpolate.add_argument("--collapse", action="store_true",
+                             help="print a run of equal consecutive sentences once, at its first step")
+    add_decoding(interpolate)
+
+    analogy = commands.add_parser("analogy", help="latent arithmetic: decode z_b - z_a + z_c")
+    add_run_dir(analogy)
+    analogy.add_argument("a", help="a, in 'a is to b as c is to ?'")
+    analogy.add_argument("b")
+    analogy.add_argument("c")
+    add_decoding(analogy)
+
+    traverse = commands.add_parser("traverse", help="decode a sweep of one latent dimension")
+    add_run_dir(traverse)
+    traverse.add_argument("sentence", nargs="?", help="start from its posterior mean (default: the prior mean 0)")
+    traverse.add_argument("--dim", type=int, required=True, help="latent dimension to sweep, from 0")
+    traverse.add_argument("--span", type=float, default=3.0, help="sweep from -span to +span (default 3)")
+    traverse.add_argument("--steps", type=int, default=7, help="values in the sweep (default 7)")
+    add_decoding(traverse)
+
+    neighbourhood = commands.add_parser("neighbourhood", help="decode codes z + radius*eps around a sentence")
+    add_run_dir(neighbourhood)
+    neighbourhood.add_argument("sentence")
+    neighbourhood.add_argument("-n", type=int, default=10, help="how many codes (default 10)")
+    neighbourhood.add_argument("--radius", type=float, default=0.5, help="standard deviation of eps (default 0.5)")
+    add_decoding(neighbourhood, seed=0)
 
     encode = commands.add_parser("encode", help="write posterior means of a file's lines to a .npy file")
     add_run_dir(encode)
     encode.add_argument("file", help="text file, one sentence per line (blank lines are skipped)")
     encode.add_argument("--out", required=True, help="where to write the (n, latent) array, e.g. vectors.npy")
     encode.add_argument("--sample", action="store_true", help="one posterior sample per sentence, not the mean")
+    encode.add_argument("--seed", type=int, default=0, help="seed of the posterior samples (default 0)")
+
+    near = commands.add_parser("nearest", help="the sentences of a file closest to a query in latent space")
+    add_run_dir(near)
+    near.add_argument("--query", action="append", required=True, help="query sentence (repeatable)")
+    near.add_argument("--corpus", required=True, help="text file, one sentence per line, to search")
+    near.add_argument("-k", type=int, default=5, help="how many neighbours (default 5)")
+    near.add_argument("--metric", default="cosine", help="cosine | euclidean (default cosine)")
 
     evaluate = commands.add_parser("evaluate", help="IW-NLL, PPL, -ELBO, KL, MI, AU, BLEU of a split; writes results.json")
     add_run_dir(evaluate)
@@ -93,11 +126,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_decoding(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--strategy", default="greedy", help="greedy | sample (default greedy)")
-    parser.add_argument("--temperature", type=float, default=1.0, help="for --strategy sample (default 1.0)")
+def add_decoding(parser: argparse.ArgumentParser, seed: int | None = None) -> None:
+    parser.add_argument("--strategy", default="greedy", help="greedy | sample | top-k | top-p | beam (default greedy)")
+    parser.add_argument("--temperature", type=float, default=1.0,
+                        help="divides the logits of sample, top-k and top-p (default 1.0; 0 = greedy)")
+    parser.add_argument("--top-k", type=int, default=10, help="tokens kept by --strategy top-k (default 10)")
+    parser.add_argument("--top-p", type=float, default=0.9, help="probability mass kept by --strategy top-p (default 0.9)")
+    parser.add_argument("--beam-size", type=int, default=5, help="hypotheses per sentence for --strategy beam (default 5)")
+    parser.add_argument("--length-penalty", type=float, default=1.0,
+                        help="beam scores are log p / length**this (default 1.0; 0 = plain log p)")
     parser.add_argument("--max-length", type=int, default=50, help="most tokens per sentence (default 50)")
-    parser.add_argument("--seed", type=int, default=None, help="makes sampling reproducible")
+    parser.add_argument("--ban-unk", action="store_true", help="never emit <unk>")
+    parser.add_argument("--seed", type=int, default=seed, help="makes sampling reproducible")
+
+
+def decoding(args: argparse.Namespace) -> dict:
+    """The decoding options of a parsed command line, as keyword arguments of the API."""
+    return dict(strategy=args.strategy, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                beam_size=args.beam_size, length_penalty=args.length_penalty, max_length=args.max_length,
+                ban_unk=args.ban_unk, seed=args.seed)
 
 
 def run_train(args: argparse.Namespace) -> None:
@@ -162,6 +209,40 @@ def run_compare(args: argparse.Namespace) -> None:
     print(compare_table(results))
 
 
+GENERATION_COMMANDS = ("sample", "reconstruct", "interpolate", "analogy", "traverse", "neighbourhood")
+
+
+def run_generation(args: argparse.Namespace, vae) -> None:
+    """The commands that decode latent codes, each printing one sentence a line (with its step or value)."""
+    options = decoding(args)
+    if args.command == "sample":
+        for line in vae.sample(args.n, **options):
+            print(line)
+    elif args.command == "reconstruct":
+        for source, output in zip(args.sentences, vae.reconstruct(args.sentences, **options)):
+            print(f"{source}\t->\t{output}")
+    elif args.command == "interpolate":
+        from .latent_space import collapse_repeats
+
+        if args.first is not None and args.second is None:
+            raise TextVAEError("interpolate: give two sentences, or none for two prior samples")
+        path = vae.interpolate(args.first, args.second, args.steps, args.path, **options)
+        steps = collapse_repeats(path) if args.collapse else list(enumerate(path))
+        for step, line in steps:
+            print(f"{step}\t{line}")
+    elif args.command == "analogy":
+        print(vae.analogy(args.a, args.b, args.c, **options))
+    elif args.command == "traverse":
+        from .latent_space import traversal_values
+
+        lines = vae.traverse(args.sentence, args.dim, args.span, args.steps, **options)
+        for value, line in zip(traversal_values(args.span, args.steps).tolist(), lines):
+            print(f"{value:+.2f}\t{line}")
+    elif args.command == "neighbourhood":
+        for line in vae.neighbourhood(args.sentence, args.n, args.radius, **options):
+            print(line)
+
+
 def run(args: argparse.Namespace) -> None:
     if args.command == "train":
         return run_train(args)
@@ -175,26 +256,23 @@ def run(args: argparse.Namespace) -> None:
     from .api import load
 
     vae = load(args.run_dir, device=args.device, precision=args.precision)
-    if args.command == "sample":
-        for line in vae.sample(args.n, args.strategy, args.temperature, args.max_length, args.seed):
-            print(line)
-    elif args.command == "reconstruct":
-        for source, output in zip(args.sentences, vae.reconstruct(args.sentences, args.strategy, args.max_length,
-                                                                  args.seed)):
-            print(f"{source}\t->\t{output}")
-    elif args.command == "interpolate":
-        for step, line in enumerate(vae.interpolate(args.first, args.second, args.steps, args.max_length)):
-            print(f"{step}\t{line}")
+    if args.command in GENERATION_COMMANDS:
+        run_generation(args, vae)
     elif args.command == "encode":
         import numpy as np
 
-        from .data import check_text_file
+        from .api import read_lines
 
-        check_text_file(Path(args.file), "encode")
-        lines = [line for line in Path(args.file).read_text(encoding="utf-8").splitlines() if line.strip()]
-        vectors = vae.encode(lines, sample=args.sample)
+        lines = read_lines(args.file, "encode")
+        vectors = vae.encode(lines, sample=args.sample, seed=args.seed)
         np.save(args.out, vectors)
         print(f"wrote {vectors.shape[0]} vectors of size {vectors.shape[1]} to {args.out}")
+    elif args.command == "nearest":
+        for query in args.query:
+            found = vae.nearest(query, file=args.corpus, k=args.k, metric=args.metric)
+            print(f"query: {query}")
+            for rank, (sentence, score) in enumerate(found, 1):
+                print(f"{rank}\t{score:.4f}\t{sentence}")
     elif args.command == "evaluate":
         run_evaluate(args, vae)
     elif args.command == "score":

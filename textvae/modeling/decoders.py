@@ -11,6 +11,21 @@ from .output_loss import projected_token_nll
 LSTMState = tuple[torch.Tensor, torch.Tensor]
 
 
+def select_rows(state, indices: torch.Tensor, dim: int):
+    """`state` (a tensor, or tuples/lists/dicts of them, or None) keeping entries `indices` along `dim`.
+
+    Decoding strategies reorder or drop sequences (beam search, finished rows) through this, so any
+    decoder whose state is a nest of tensors with one batch dimension plugs in by naming that dimension.
+    """
+    if state is None:
+        return None
+    if isinstance(state, torch.Tensor):
+        return state.index_select(dim, indices)
+    if isinstance(state, dict):
+        return {key: select_rows(value, indices, dim) for key, value in state.items()}
+    return type(state)(select_rows(value, indices, dim) for value in state)
+
+
 class LSTMDecoder(nn.Module):
     """A unidirectional LSTM language model whose state and/or inputs carry z (Bowman et al. 2016).
 
@@ -54,6 +69,10 @@ class LSTMDecoder(nn.Module):
             state = self.initial_state(z)
         hidden, state = self.lstm(embedded, state)
         return hidden, state
+
+    def reorder_state(self, state: LSTMState | None, indices: torch.Tensor) -> LSTMState | None:
+        """The state of sequences `indices` (batch positions, repeats allowed); h and c are (layers, batch, hidden)."""
+        return select_rows(state, indices, dim=1)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Vocabulary scores for hidden states of any leading shape."""
