@@ -1,4 +1,4 @@
-"""Tests for benchmarks/: the training-speed benchmark runs end to end and prints its summary line."""
+"""Tests for benchmarks/: the training- and decoding-speed benchmarks run end to end and print their summary lines."""
 
 from __future__ import annotations
 
@@ -43,3 +43,20 @@ def test_streaming_memory_reports_peak_memory_per_file_size(tmp_path: Path) -> N
     assert sizes == ["1,500", "3,000"]  # smallest first
     match = re.fullmatch(r"lines=3000 streaming_peak_rss_mb=(\d+)", lines[-1])
     assert match and int(match.group(1)) > 0
+
+
+DECODE_SUMMARY = re.compile(r"greedy_batched_per_s=(\d+) greedy_single_per_s=(\d+) ratio=(\d+\.\d) "
+                            r"top_p_per_s=(\d+) beam5_per_s=(\d+)")
+
+
+def test_decode_speed_prints_summary_line(tiny_run: Path, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "decode_speed.py"), str(tiny_run), "--count", "12",
+         "--max-length", "12", "--device", "cpu"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert "one-at-a-time greedy gave the batched sentence for 12/12 codes" in lines
+    match = DECODE_SUMMARY.fullmatch(lines[-1])
+    assert match, f"unexpected last line: {lines[-1]!r}"
+    assert all(float(value) > 0 for value in match.groups())

@@ -15,6 +15,7 @@ import torch
 from conftest import tiny_model
 
 import textvae
+import textvae.sampling
 from textvae.beam_search import beam_search
 from textvae.cli import main
 from textvae.errors import TextVAEError
@@ -28,7 +29,7 @@ from textvae.latent_space import (
     traversal_points,
 )
 from textvae.modeling.decoders import select_rows
-from textvae.sampling import ban, banned_ids, top_k_filter, top_p_filter
+from textvae.sampling import ban, banned_ids, draw, draw_nucleus, top_k_filter, top_p_filter
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 
@@ -104,7 +105,21 @@ def test_top_p_filter_keeps_the_smallest_most_likely_set_with_mass_at_least_p(p)
         assert float(kept_probabilities.min()) >= float(left_out.max())  # the most likely ones
 
 
-def test_top_p_decoding_draws_only_from_the_nucleus():
+def test_draws_follow_the_weights_and_the_renormalised_nucleus(monkeypatch):
+    weights = torch.tensor([[0.0, 1.0, 3.0, 0.0, 6.0]]).repeat(20000, 1)
+    counts = torch.bincount(draw(weights, seeded(0)), minlength=5) / 20000
+    assert counts[[0, 3]].sum() == 0
+    assert torch.allclose(counts, weights[0] / 10, atol=0.015)
+    probabilities = torch.tensor([[0.05, 0.4, 0.1, 0.3, 0.15]]).repeat(20000, 1)
+    for first_look in (5, 2):  # the nucleus {1, 3, 4} fits in the first look, or needs the full sort
+        monkeypatch.setattr(textvae.sampling, "NUCLEUS_FIRST_LOOK", first_look)
+        counts = torch.bincount(draw_nucleus(probabilities, 0.8, seeded(1)), minlength=5) / 20000
+        assert torch.allclose(counts, torch.tensor([0.0, 0.4, 0.0, 0.3, 0.15]) / 0.85, atol=0.015)
+
+
+@pytest.mark.parametrize("first_look", [64, 2])
+def test_top_p_decoding_draws_only_from_the_nucleus(monkeypatch, first_look):
+    monkeypatch.setattr(textvae.sampling, "NUCLEUS_FIRST_LOOK", first_look)
     model, p, max_length = tiny_model(seed=4), 0.5, 8
     z = latent_codes(60, seed=4)
     sequences = decode(model, z, DecodingOptions(strategy="top-p", top_p=p, max_length=max_length),
@@ -123,7 +138,7 @@ def test_temperature_going_to_zero_equals_greedy(strategy):
     model = tiny_model(seed=5)
     z = latent_codes(40, seed=5)
     greedy = decode(model, z, DecodingOptions(max_length=12))
-    for temperature in (0.0, 1e-4):
+    for temperature in (0.0, 1e-6):
         options = DecodingOptions(strategy=strategy, temperature=temperature, top_k=5, max_length=12)
         assert decode(model, z, options, generator=seeded(9)) == greedy
     assert decode(model, z, DecodingOptions(strategy=strategy, temperature=1.0, top_k=5, max_length=12),

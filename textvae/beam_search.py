@@ -19,9 +19,9 @@ def beam_search(model, z: torch.Tensor | None, batch: int, beam_size: int, max_l
                 length_penalty: float, banned: list[int]) -> tuple[list[list[int]], list[float]]:
     """The best hypothesis of each row of `z` (token ids without <bos>/<eos>) and its normalised score.
 
-    Rows are (sentence, hypothesis) pairs, sentence-major. A finished hypothesis is extended by <pad>
-    (which live hypotheses may never emit, since it is banned) at log-probability 0 and no extra length,
-    which keeps it in the beam with its score unchanged.
+    Rows are (sentence, hypothesis) pairs, sentence-major. A finished hypothesis is extended only by
+    <pad> (which live hypotheses never emit, since it is banned) at log-probability 0 and no extra
+    length, which keeps it in the beam with its score unchanged.
     """
     config = model.config
     device = model.device
@@ -37,20 +37,26 @@ def beam_search(model, z: torch.Tensor | None, batch: int, beam_size: int, max_l
     tokens = torch.full((batch * width,), config.bos_token_id, dtype=torch.long, device=device)
     best: list[list[int]] = [[] for _ in range(batch)]
     best_scores = [0.0] * batch
+    stay_log_probs = torch.full((width,), float("-inf"), device=device)
+    stay_log_probs[0] = 0.0
     state = None
     for step in range(max_length):
         logits, state = model.decode_step(tokens, z_rows, state)
-        vocab = logits.size(-1)
-        log_probs = ban(logits, banned).log_softmax(dim=-1).view(-1, width, vocab)
-        stay = torch.full((vocab,), float("-inf"), device=device)
-        stay[pad] = 0.0
-        log_probs = torch.where(ended.unsqueeze(-1), stay, log_probs)
+        ban(logits, banned)
+        # Within one hypothesis every extension shares the normaliser, so only its `width` likeliest
+        # tokens can make the next beam: the full vocabulary is read twice and never copied.
+        best_logits, best_tokens = logits.topk(min(width, logits.size(-1)), dim=-1)
+        log_probs = (best_logits - logits.logsumexp(dim=-1, keepdim=True)).view(-1, width, best_logits.size(-1))
+        best_tokens = best_tokens.view_as(log_probs)
+        stays = ended.unsqueeze(-1)
+        log_probs = torch.where(stays, stay_log_probs[: log_probs.size(-1)], log_probs)
+        best_tokens = best_tokens.masked_fill(stays, pad)
         candidate_sums = sums.unsqueeze(-1) + log_probs
         candidate_lengths = lengths + (~ended).long()
         normaliser = candidate_lengths.clamp(min=1).float().pow(length_penalty).unsqueeze(-1)
-        scores, flat = (candidate_sums / normaliser).view(-1, width * vocab).topk(width, dim=-1)
-        parent, token = flat // vocab, flat % vocab
-        sums = candidate_sums.view(-1, width * vocab).gather(1, flat)
+        scores, flat = (candidate_sums / normaliser).flatten(1).topk(width, dim=-1)
+        parent, token = flat // log_probs.size(-1), best_tokens.flatten(1).gather(1, flat)
+        sums = candidate_sums.flatten(1).gather(1, flat)
         lengths = candidate_lengths.gather(1, parent)
         ended = ended.gather(1, parent) | (token == eos)
         history = torch.cat([history.gather(1, parent.unsqueeze(-1).expand_as(history)), token.unsqueeze(-1)], dim=2)

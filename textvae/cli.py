@@ -131,8 +131,10 @@ def add_decoding(parser: argparse.ArgumentParser, seed: int | None = None) -> No
     parser.add_argument("--temperature", type=float, default=1.0,
                         help="divides the logits of sample, top-k and top-p (default 1.0; 0 = greedy)")
     parser.add_argument("--top-k", type=int, default=10, help="tokens kept by --strategy top-k (default 10)")
-    parser.add_argument("--top-p", type=float, default=0.9, help="probability mass kept by --strategy top-p (default 0.9)")
-    parser.add_argument("--beam-size", type=int, default=5, help="hypotheses per sentence for --strategy beam (default 5)")
+    parser.add_argument("--top-p", type=float, default=0.9,
+                        help="probability mass kept by --strategy top-p (default 0.9)")
+    parser.add_argument("--beam-size", type=int, default=5,
+                        help="hypotheses per sentence for --strategy beam (default 5)")
     parser.add_argument("--length-penalty", type=float, default=1.0,
                         help="beam scores are log p / length**this (default 1.0; 0 = plain log p)")
     parser.add_argument("--max-length", type=int, default=50, help="most tokens per sentence (default 50)")

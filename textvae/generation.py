@@ -75,9 +75,9 @@ def decode(model, z: torch.Tensor | None, options: DecodingOptions = DecodingOpt
            generator: torch.Generator | None = None) -> list[list[int]]:
     """Token ids (without <bos>/<eos>) decoded from each row of `z` (or `count` sequences for an LM).
 
-    Beam search also decodes greedily and keeps, per row, whichever of the two scores higher under
-    `score_sequences`: plain beam search can prune the greedy prefix early and end below it, and this
-    way a wider beam never returns a worse sentence than greedy decoding.
+    Beam search also decodes greedily and keeps, per row, whichever of the two has the higher
+    length-normalised log-probability: plain beam search can prune the greedy prefix early and end
+    below it, and this way a wider beam never returns a worse sentence than greedy decoding.
     """
     batch = z.size(0) if z is not None else count
     if z is not None:
@@ -85,21 +85,26 @@ def decode(model, z: torch.Tensor | None, options: DecodingOptions = DecodingOpt
     banned = banned_ids(model.config, options.ban_unk)
     if options.strategy != "beam":
         return step_decode(model, z, batch, options, banned, generator)
-    found, _ = beam_search(model, z, batch, options.beam_size, options.max_length, options.length_penalty, banned)
+    found, found_scores = beam_search(model, z, batch, options.beam_size, options.max_length,
+                                      options.length_penalty, banned)
     if options.beam_size == 1:
         return found
-    greedy = step_decode(model, z, batch, DecodingOptions(max_length=options.max_length), banned)
-    beam_scores = score_sequences(model, z, found, options.max_length, options.ban_unk, options.length_penalty)
-    greedy_scores = score_sequences(model, z, greedy, options.max_length, options.ban_unk, options.length_penalty)
+    greedy, log_probs = step_decode(model, z, batch, DecodingOptions(max_length=options.max_length), banned,
+                                    with_log_probs=True)
+    greedy_scores = normalise(log_probs, greedy, options.max_length, options.length_penalty)
     return [b if b_score >= g_score else g for b, g, b_score, g_score
-            in zip(found, greedy, beam_scores.tolist(), greedy_scores.tolist())]
+            in zip(found, greedy, found_scores, greedy_scores.tolist())]
 
 
 @torch.no_grad()
 def step_decode(model, z: torch.Tensor | None, batch: int, options: DecodingOptions, banned: list[int],
-                generator: torch.Generator | None = None) -> list[list[int]]:
+                generator: torch.Generator | None = None, with_log_probs: bool = False):
     """Greedy or sampled decoding: all rows advance together one token a step; a row that emits <eos>
-    leaves the batch (its state rows are dropped), so the tail of long sentences costs only their own rows."""
+    leaves the batch (its state rows are dropped), so the tail of long sentences costs only their own rows.
+
+    With `with_log_probs`, also each sequence's log-probability (<eos> included) under the banned
+    softmax at temperature 1, as `score_sequences` computes it.
+    """
     config = model.config
     device = model.device
     eos = config.eos_token_id
@@ -107,11 +112,15 @@ def step_decode(model, z: torch.Tensor | None, batch: int, options: DecodingOpti
     lengths = torch.full((batch,), options.max_length, dtype=torch.long, device=device)
     rows = torch.arange(batch, device=device)  # original position of each row still decoding
     tokens = torch.full((batch,), config.bos_token_id, dtype=torch.long, device=device)
+    log_probs = torch.zeros(batch, device=device)
     state = None
     for step in range(options.max_length):
         logits, state = model.decode_step(tokens, z, state)
         tokens = next_tokens(ban(logits, banned), options.strategy, options.temperature, options.top_k,
                              options.top_p, generator)
+        if with_log_probs:
+            chosen = logits.gather(1, tokens.unsqueeze(1)).squeeze(1)
+            log_probs[rows] += chosen - logits.logsumexp(dim=1)
         out[rows, step] = tokens
         stopped = tokens == eos
         if bool(stopped.any()):
@@ -122,7 +131,15 @@ def step_decode(model, z: torch.Tensor | None, batch: int, options: DecodingOpti
             rows, tokens = rows[going], tokens[going]
             z = z.index_select(0, going) if z is not None else None
             state = model.decoder.reorder_state(state, going)
-    return [ids[:length] for ids, length in zip(out.tolist(), lengths.tolist())]
+    sequences = [ids[:length] for ids, length in zip(out.tolist(), lengths.tolist())]
+    return (sequences, log_probs) if with_log_probs else sequences
+
+
+def normalise(log_probs: torch.Tensor, sequences: list[list[int]], max_length: int,
+              length_penalty: float) -> torch.Tensor:
+    """log p(y|z) / |y|**length_penalty, where |y| counts the <eos> of sequences that have one."""
+    lengths = torch.tensor([len(ids) + (len(ids) < max_length) for ids in sequences], device=log_probs.device)
+    return log_probs / lengths.float().pow(length_penalty)
 
 
 @torch.no_grad()
@@ -151,7 +168,7 @@ def score_sequences(model, z: torch.Tensor | None, sequences: list[list[int]], m
         logits, state = model.decode_step(inputs[:, step], z, state)
         log_probs = ban(logits, banned).log_softmax(dim=-1).gather(1, padded[:, step: step + 1]).squeeze(1)
         total += torch.where(step < lengths, log_probs, torch.zeros_like(log_probs))
-    return total / lengths.float().pow(length_penalty)
+    return normalise(total, sequences, max_length, length_penalty)
 
 
 def prior_sample(model, count: int, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -38,7 +38,8 @@ def slerp_path(start: torch.Tensor, end: torch.Tensor, steps: int) -> torch.Tens
     if float(torch.sin(angle)) < 1e-6:
         return linear_path(start, end, steps)
     weights = torch.linspace(0.0, 1.0, steps, device=start.device, dtype=start.dtype).unsqueeze(1)
-    directions = (torch.sin((1 - weights) * angle) * start_unit + torch.sin(weights * angle) * end_unit) / torch.sin(angle)
+    directions = (torch.sin((1 - weights) * angle) * start_unit
+                  + torch.sin(weights * angle) * end_unit) / torch.sin(angle)
     path = ((1 - weights) * start_norm + weights * end_norm) * directions
     path[0], path[-1] = start, end
     return path
@@ -88,7 +89,8 @@ def neighbourhood_points(center: torch.Tensor, count: int, radius: float,
     return center.unsqueeze(0) + radius * noise
 
 
-def nearest(query: torch.Tensor, corpus: torch.Tensor, k: int, metric: str = "cosine") -> tuple[torch.Tensor, torch.Tensor]:
+def nearest(query: torch.Tensor, corpus: torch.Tensor, k: int,
+            metric: str = "cosine") -> tuple[torch.Tensor, torch.Tensor]:
     """The k corpus rows closest to each query row: (scores, indices), each (queries, k), best first.
 
     Scores are cosine similarities (higher is closer) or Euclidean distances (lower is closer).
