@@ -1,4 +1,4 @@
-"""Tests for benchmarks/: the training- and decoding-speed benchmarks run end to end and print their summary lines."""
+"""Tests for benchmarks/: each benchmark runs end to end and prints its summary line."""
 
 from __future__ import annotations
 

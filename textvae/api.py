@@ -93,7 +93,8 @@ def check_count(value, what: str) -> None:
 
 
 class TextVAEPipeline:
-    """A trained TextVAE with its tokenizer: sample, reconstruct, interpolate, encode, evaluate."""
+    """A trained TextVAE with its tokenizer: sample, reconstruct, interpolate, analogy, traverse, neighbourhood,
+    encode, nearest, evaluate, score, detect."""
 
     def __init__(self, model: TextVAE, tokenizer: PreTrainedTokenizerFast, run_config: RunConfig | None = None,
                  run_dir: Path | None = None, dtype: torch.dtype = torch.float32):
