@@ -6,7 +6,8 @@ over --steps timed training steps after --warmup untimed ones, same device and t
     in a plain script: random batches from the same tokenized train split, each padded to its longest
     sentence, an unpacked LSTM encoder, z into the decoder's initial state and every input, logits at
     every position, cross_entropy(ignore_index=pad), torch.optim.Adam with its defaults;
-  * textvae in each precision (fp32, bf16, fp16; --precision P for one), exactly as
+  * textvae in each precision (fp32, bf16, fp16; --precision P for one; --set train.compile=true
+    adds torch.compile, compiled during the untimed warm-up), exactly as
     `textvae.training.train` trains: length-bucketed batches, TextVAE with its fused output loss,
     fused Adam, the allocator setting of textvae.runtime, `training_step` (word dropout, ELBO loss with
     the KL schedule, gradient clipping, autocast). A precision this hardware cannot run is reported
@@ -171,7 +172,8 @@ def measure_variant(args: argparse.Namespace) -> dict:
         batches = reference_batches(splits["train"].token_ids, settings.batch_size, special, settings.seed)
     else:
         model = TextVAE(model_config).to(device)
-        step = textvae_step(model, build_optimizer(model, settings), settings, special, device, dtype)
+        runner = torch.compile(model) if settings.compile else model  # as train() does with train.compile
+        step = textvae_step(runner, build_optimizer(model, settings), settings, special, device, dtype)
         batches = itertools.chain.from_iterable(  # train()'s bucketed, shuffled batches, epoch after epoch
             iterate_batches(splits["train"], settings.batch_size, special, shuffle=True, seed=settings.seed,
                             epoch=epoch) for epoch in itertools.count())
