@@ -84,8 +84,8 @@ def keep_freed_memory() -> bool:
 
     By default glibc serves blocks above 32 MB (vocabulary-sized score matrices, IW-sample batches)
     with fresh mmap pages and unmaps them on free, so every training step page-faults its big
-    tensors in again; on the 2-core test machine that made zero-filling a 52 MB tensor 9× slower
-    and log-softmax 2.5× slower. Raising the thresholds keeps the memory in the heap for reuse;
+    tensors in again, which on small virtual machines can cost more than the arithmetic on them
+    (benchmarks/RESULTS.md). Raising the thresholds keeps the memory in the heap for reuse;
     peak memory is unchanged. Linux/glibc only; returns whether it applied. Process-wide, so
     textvae calls it only where it trains or evaluates.
     """

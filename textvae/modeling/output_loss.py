@@ -5,8 +5,8 @@ three vocabulary-sized tensors per step (logits, log-softmax, and a zero-filled 
 function keeps one. Forward turns the logits into probabilities in place and saves them; backward
 subtracts the one-hot targets in place and feeds the result to the two weight products. Without
 gradients (evaluation) rows go through in slices so memory stays bounded however many IW samples a
-batch holds. Scores are laid out vocabulary-major, (vocab, rows) = W hᵀ: on CPU that product runs
-about 1.7× faster than h Wᵀ (benchmarks/RESULTS.md). The matrix products run in the compute dtype
+batch holds. Scores are laid out vocabulary-major, (vocab, rows) = W hᵀ: on CPU that product ran
+1.4–1.7× faster than h Wᵀ (benchmarks/matmul_speed.py). The matrix products run in the compute dtype
 (bf16/fp16 under mixed precision); the log-sum-exp, probabilities and losses are always fp32.
 """
 
