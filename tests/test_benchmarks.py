@@ -60,3 +60,13 @@ def test_decode_speed_prints_summary_line(tiny_run: Path, tmp_path: Path) -> Non
     match = DECODE_SUMMARY.fullmatch(lines[-1])
     assert match, f"unexpected last line: {lines[-1]!r}"
     assert all(float(value) > 0 for value in match.groups())
+
+
+def test_matmul_speed_prints_rates_for_both_precisions_and_layouts() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "matmul_speed.py"), "--size", "64", "--rows", "16", "--hidden", "8",
+         "--vocab", "50"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    match = re.fullmatch(r"fp32_gflops=(\d+) bf16_gflops=(\d+\.\d) vocab_major_speedup=(\d+\.\d\d)",
+                         result.stdout.strip().splitlines()[-1])
+    assert match and float(match.group(3)) > 0
