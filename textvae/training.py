@@ -207,9 +207,12 @@ class MetricsLog:
 
 
 def prepare_out_dir(out_dir: Path, resume: bool) -> None:
+    """Check the run dir suits a new run (empty of runs) or a resumed one (has a checkpoint)."""
     if resume:
         if not (out_dir / CHECKPOINT).exists():
             raise TextVAEError(f"--resume: {out_dir} has no {CHECKPOINT}; train into it first without --resume")
+        for leftover in [*out_dir.glob(".save-*"), *out_dir.glob(".*.tmp")]:  # from a run killed mid-write
+            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
         return
     if (out_dir / CHECKPOINT).exists() or (out_dir / "model.safetensors").exists():
         raise TextVAEError(f"--out {out_dir} already holds a run; pass --resume to continue it, or choose a new --out")
@@ -330,6 +333,8 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
     if resume:
         state = load_checkpoint(out_dir, model, optimizer, scheduler, scaler, draws)
         state.finished = False  # the resumed run's own limits decide when it ends
+        if state.evals_since_best == 0 and state.history and workers.is_main:
+            save_model(model, out_dir)  # the checkpoint's weights are the best: redo a save a kill may have cut
         logger.info(f"resumed at step {state.step} (epoch {state.epoch}, batch {state.batch_in_epoch})")
     else:
         state = TrainerState()
@@ -374,10 +379,10 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
         if settings.early_stopping_patience and state.evals_since_best >= settings.early_stopping_patience:
             logger.info(f"early stop at step {state.step}: no improvement in {state.evals_since_best} evaluations")
             state.finished = True
-        if workers.is_main:
+        if workers.is_main:  # checkpoint first: a kill between the two leaves what resume repairs (below)
+            save_checkpoint(out_dir, model, optimizer, scheduler, state, scaler, draws)
             if improved:
                 save_model(model, out_dir)
-            save_checkpoint(out_dir, model, optimizer, scheduler, state, scaler, draws)
         workers.barrier()
 
     window_tokens, window_start = 0, time.perf_counter()
