@@ -120,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="Markdown table of the results.json of several runs")
     compare.add_argument("run_dirs", nargs="+", help="run dirs that `textvae evaluate` has scored")
 
+    plot = commands.add_parser("plot", help="PNGs of the training curves and of the latent space (PCA)")
+    plot.add_argument("run_dir", help="a run directory written by `textvae train`")
+    plot.add_argument("--out", help="folder for curves.png and latent.png (default: the run dir)")
+    plot.add_argument("--split", default="valid", help="split whose posterior means are mapped (default valid)")
+    plot.add_argument("--label", help="label column to colour the map by (default: the corpus's first, if any)")
+    plot.add_argument("--limit", type=int, default=2000, help="most sentences on the map (default 2000)")
+
     corpus = commands.add_parser("corpus", help="write the embedded synthetic corpus to a folder")
     corpus.add_argument("out_dir")
     corpus.add_argument("--seed", type=int, default=0)
@@ -250,6 +257,12 @@ def run(args: argparse.Namespace) -> None:
         return run_train(args)
     if args.command == "compare":
         return run_compare(args)
+    if args.command == "plot":
+        from .plotting import plot_run
+
+        report = plot_run(args.run_dir, args.out, args.split, args.label, args.limit)
+        print("wrote " + ", ".join(str(path) for path in report["files"]))
+        return
     if args.command == "corpus":
         from .synthetic import write_corpus
 
