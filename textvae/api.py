@@ -100,6 +100,7 @@ class TextVAEPipeline:
                  run_dir: Path | None = None, dtype: torch.dtype = torch.float32):
         self.model = model.eval()
         self.dtype = dtype  # compute dtype of scoring (evaluate, score, detect)
+        self.progress = False  # progress bars (with ETA) while scoring; the CLI turns them on
         self.tokenizer = tokenizer
         self.run_config = run_config
         self.run_dir = run_dir
@@ -296,7 +297,8 @@ class TextVAEPipeline:
         else:
             target = self.given_split(sentences, file)
         latent = self.model.config.has_latent
-        scores = score_split(self.model, target, batch_size, iw_samples if latent else 0, seed, dtype=self.dtype)
+        scores = score_split(self.model, target, batch_size, iw_samples if latent else 0, seed, dtype=self.dtype,
+                             progress=self.progress)
         results = summarise(scores, iw_samples if latent else 0, au_threshold, seed)
         results["split"] = str(file) if file is not None else ("sentences" if sentences is not None else split)
         if latent and bleu:  # greedy decodes of the posterior means score_split already computed
@@ -320,7 +322,8 @@ class TextVAEPipeline:
         NLL per predicted token; higher means less likely under the model."""
         target = self.given_split(sentences, file)
         iw_samples = iw_samples if self.model.config.has_latent else 0
-        scores = score_split(self.model, target, batch_size, iw_samples, seed, dtype=self.dtype)
+        scores = score_split(self.model, target, batch_size, iw_samples, seed, dtype=self.dtype,
+                             progress=self.progress)
         return [{"text": text, "neg_elbo": float(neg_elbo), "iw_nll": float(nll), "nll_per_token": float(nll / tokens),
                  "tokens": int(tokens)}
                 for text, neg_elbo, nll, tokens in zip(target.texts, scores.neg_elbo, scores.nll, scores.tokens)]

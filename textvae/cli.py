@@ -271,6 +271,7 @@ def run(args: argparse.Namespace) -> None:
     from .api import load
 
     vae = load(args.run_dir, device=args.device, precision=args.precision)
+    vae.progress = sys.stderr.isatty()  # bars with ETA for long IW-NLL runs, not in logs or pipes
     if args.command in GENERATION_COMMANDS:
         run_generation(args, vae)
     elif args.command == "encode":

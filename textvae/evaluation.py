@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from sacrebleu.metrics import BLEU
+from tqdm.auto import tqdm
 
 from .data import TokenizedSplit, iterate_batches
 from .modeling import TextVAE
@@ -69,18 +70,26 @@ class SentenceScores:
 
 @torch.no_grad()
 def score_split(model: TextVAE, split: TokenizedSplit, batch_size: int = 128, iw_samples: int = 0,
-                seed: int = 0, iw_chunk: int = 50, dtype: torch.dtype = torch.float32) -> SentenceScores:
+                seed: int = 0, iw_chunk: int = 50, dtype: torch.dtype = torch.float32,
+                progress: bool = False) -> SentenceScores:
     """Every sentence's rec, KL, NLL and posterior, with one encoder pass per sentence; matrix products
-    run under `dtype` autocast (sums and log-densities stay fp32)."""
+    run under `dtype` autocast (sums and log-densities stay fp32); `progress` shows a bar with an ETA."""
     device = model.device
     if device.type == "cpu":
         keep_freed_memory()
     with autocast(device, dtype):
-        return _score_split(model, split, batch_size, iw_samples, seed, iw_chunk)
+        return _score_split(model, split, batch_size, iw_samples, seed, iw_chunk, progress)
+
+
+def counted(batches, bar: tqdm):
+    """The batches, advancing `bar` by each batch's sentences once it is done."""
+    for batch in batches:
+        yield batch
+        bar.update(len(batch.indices))
 
 
 def _score_split(model: TextVAE, split: TokenizedSplit, batch_size: int, iw_samples: int, seed: int,
-                 iw_chunk: int) -> SentenceScores:
+                 iw_chunk: int, progress: bool) -> SentenceScores:
     was_training = model.training
     model.eval()
     device = model.device
@@ -90,7 +99,9 @@ def _score_split(model: TextVAE, split: TokenizedSplit, batch_size: int, iw_samp
     rec, kl, nll, tokens = (np.zeros(count) for _ in range(4))
     latent = model.config.latent_size if model.config.has_latent else 0
     means, logvars = np.zeros((count, latent)), np.zeros((count, latent))
-    for batch in iterate_batches(split, batch_size, special):
+    bar = tqdm(total=len(split), disable=not progress, unit="sentence", dynamic_ncols=True,
+               desc=f"IW-NLL k={iw_samples}" if iw_samples and latent else "scoring")
+    for batch in counted(iterate_batches(split, batch_size, special), bar):
         token_ids, rows = batch.token_ids.to(device), batch.indices
         tokens[rows] = (batch.lengths - 1).numpy()
         if not model.config.has_latent:
@@ -106,6 +117,7 @@ def _score_split(model: TextVAE, split: TokenizedSplit, batch_size: int, iw_samp
             nll[rows] = -log_px.cpu().numpy()
         else:
             nll[rows] = rec[rows] + kl[rows]
+    bar.close()
     model.train(was_training)
     if not latent:
         return SentenceScores(rec, kl, nll, tokens)
