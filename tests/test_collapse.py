@@ -160,7 +160,8 @@ def test_target_rate_multiplier_is_trained_and_checkpointed(tmp_path):
 def test_bn_vae_keeps_the_expected_kl_above_its_analytic_floor():
     """Minimising the KL alone drives a plain posterior towards zero KL; with BN-VAE the batch-mean KL stays at
     or above sum_d (gamma^2 v_d / (v_d + eps) + beta_d^2) / 2 throughout (v_d: the batch variance of the raw
-    means; the factor v / (v + eps) is batch norm's eps, ~1 here), which is ~ sum_d (gamma^2 + beta_d^2) / 2."""
+    means), and that stays at sum_d (gamma^2 + beta_d^2) / 2: the optimiser does not escape through eps (with
+    batch norm's usual eps = 1e-5 it does, shrinking v_d below eps within 20 steps)."""
     gamma = 0.6
     batch = random_batch(sentences=32)
     token_ids, lengths = batch.token_ids, batch.lengths
@@ -168,7 +169,7 @@ def test_bn_vae_keeps_the_expected_kl_above_its_analytic_floor():
     for bn in (0.0, gamma):
         model = tiny_model(bn_vae_gamma=bn).train()
         optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
-        for _ in range(60):
+        for _ in range(100):
             mean, logvar = model.encode(token_ids, lengths)
             kl = 0.5 * (mean.pow(2) + logvar.exp() - logvar - 1.0)
             batch_kl = kl.sum(-1).mean()
@@ -182,7 +183,7 @@ def test_bn_vae_keeps_the_expected_kl_above_its_analytic_floor():
                 assert floor >= model.config.latent_size * gamma ** 2 / 2
                 assert batch_kl.item() >= exact.item() - 1e-5, (batch_kl.item(), exact.item())
                 assert exact.item() >= 0.99 * floor, (exact.item(), floor)
-                assert torch.allclose(mean.mean(0), model.posterior.mean_norm.shift, atol=1e-5)
+                assert torch.allclose(mean.mean(0), model.posterior.mean_norm.shift, atol=1e-3 * gamma)
             optimizer.zero_grad()
             batch_kl.backward()
             optimizer.step()
