@@ -183,7 +183,9 @@ def test_bn_vae_keeps_the_expected_kl_above_its_analytic_floor():
                 assert floor >= model.config.latent_size * gamma ** 2 / 2
                 assert batch_kl.item() >= exact.item() - 1e-5, (batch_kl.item(), exact.item())
                 assert exact.item() >= 0.99 * floor, (exact.item(), floor)
-                assert torch.allclose(mean.mean(0), model.posterior.mean_norm.shift, atol=1e-3 * gamma)
+                shift = model.posterior.mean_norm.shift.detach()
+                assert torch.allclose(mean.mean(0), shift, atol=1e-3 * gamma)  # batch mean of mu_hat = beta
+                assert torch.allclose(mean.pow(2).mean(0), gamma ** 2 + shift ** 2, rtol=1e-3)  # mean square
             optimizer.zero_grad()
             batch_kl.backward()
             optimizer.step()
@@ -238,24 +240,30 @@ def test_decoder_reset_gives_a_fresh_decoder_and_keeps_the_trained_encoder():
 
 
 def test_pretraining_trains_an_autoencoder_then_resets_the_decoder_in_the_loop(tmp_path, monkeypatch):
-    resets = []
-    original = textvae.training.reset_decoder
+    """The encoder that starts the VAE phase is the one the autoencoder phase trained; the decoder is fresh."""
+    resets, first_vae_step = [], []
+    original_reset, original_step = textvae.training.reset_decoder, textvae.training.training_step
 
-    def spy(model, optimizers, seed):
-        before = snapshot(model.encoder)
-        original(model, optimizers, seed)
-        resets.append((before, snapshot(model.encoder), snapshot(model.decoder)))
+    def reset_spy(model, optimizers, seed):
+        resets.append((snapshot(model.encoder), snapshot(model.posterior)))
+        original_reset(model, optimizers, seed)
 
-    monkeypatch.setattr(textvae.training, "reset_decoder", spy)
+    def step_spy(model, *args, **kwargs):
+        if resets and not first_vae_step:  # the first update after the reset: what it starts from
+            first_vae_step.append((snapshot(model.encoder), snapshot(model.posterior), snapshot(model.decoder)))
+        return original_step(model, *args, **kwargs)
+
+    monkeypatch.setattr(textvae.training, "reset_decoder", reset_spy)
+    monkeypatch.setattr(textvae.training, "training_step", step_spy)
     run = tmp_path / "pretrain"
     train(tiny_settings("train.max_steps=8", "train.eval_every=4", "train.log_every=1", "train.pretrain_ae_steps=4",
                         "train.kl_schedule=constant"), run)
-    assert len(resets) == 1
-    encoder_before, encoder_after, decoder_after = resets[0]
-    assert same(encoder_before, encoder_after)
+    assert len(resets) == 1 and len(first_vae_step) == 1
+    (encoder_trained, posterior_trained), (encoder, posterior, decoder) = resets[0], first_vae_step[0]
+    assert same(encoder, encoder_trained) and same(posterior, posterior_trained)
     config = textvae.TextVAEConfig.from_pretrained(run)
     torch.manual_seed(0 + 2)  # train.seed (0) + 2
-    assert same(decoder_after, LSTMDecoder(config).state_dict())
+    assert same(decoder, LSTMDecoder(config).state_dict())
     weights = [line["kl_weight"] for line in read_metrics(run) if line["split"] == "train"]
     assert weights == [0.0] * 4 + [1.0] * 4
     valid = [line for line in read_metrics(run) if line["split"] == "valid"]
