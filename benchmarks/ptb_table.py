@@ -51,7 +51,7 @@ ROWS: dict[str, tuple[str, list[str]]] = {
                 [f"train.pretrain_ae_steps={5 * EPOCH}", "model.bn_vae_gamma=0.75", "train.free_bits=0.3"]),
 }
 
-# Li et al. 2020 (Optimus), Table 1, PTB, quoting He et al. 2019 and Li et al. 2019 (same LSTM setting).
+# Li et al. 2020 (Optimus), PTB, quoting He et al. 2019 and Li et al. 2019 (the same LSTM setting), as the issue lists them.
 PUBLISHED = [
     ("LSTM-LM", {"nll": 101.04, "ppl": 100.47}),
     ("VAE + annealing (Bowman et al.)", {"kl": 0.0}),
@@ -64,8 +64,8 @@ TRAINED = "ptb_table_train.json"  # written when a row's training has finished
 RESULTS = "ptb_table_results.json"  # the row's test results (with their k)
 COLUMNS = (("NLL", "nll", 2), ("−ELBO", "neg_elbo", 2), ("KL", "kl", 2), ("MI", "mi", 2), ("AU", "au", 0),
            ("PPL", "ppl", 2), ("BLEU", "bleu", 2))
-CURVES = (("kl", "KL (nats/sentence)"), ("mi", "MI (nats)"), ("au", "active units"),
-          ("nll", "validation −ELBO (LM: NLL), nats/sentence"))
+CURVES = (("kl", "KL, nats/sentence (train batches)"), ("mi", "MI, nats (valid)"), ("au", "active units (valid)"),
+          ("nll", "−ELBO, nats/sentence (valid; LM: NLL)"))
 
 logger = logging.getLogger("ptb_table")
 
@@ -137,9 +137,9 @@ def train_row(name: str, args: argparse.Namespace) -> None:
         spent = (read_json(clock) or {"seconds": 0.0})["seconds"] + time.perf_counter() - start
         write_json(clock, {"seconds": spent})
     device = select_device(config.train.device)
-    name_of_device = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    described = f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
     write_json(run_dir / TRAINED, {"seconds": spent, "steps": summary["steps"], "epochs": summary["epochs"],
-                                   "device": f"{device} ({name_of_device})"})
+                                   "device": described})
 
 
 def evaluate_row(name: str, args: argparse.Namespace) -> dict:
@@ -216,6 +216,22 @@ def target_verdict(finished: dict[str, dict]) -> str:
     return f"Target (PPL below the LM baseline's {baseline:.2f}, KL ≥ 8, AU = 32): {verdict}."
 
 
+def describe_recipe(path: str) -> str:
+    """The shared recipe in words, read from the config file."""
+    config = load_config(path)
+    model, settings = {**load_config(None).model, **config.model}, config.train
+    sizes = {key: model.get(key, default) for key, default in (("encoder_layers", 1), ("decoder_layers", 1),
+             ("embedding_size", 256), ("encoder_hidden_size", 256), ("decoder_hidden_size", 256), ("latent_size", 32))}
+    schedule = settings.kl_schedule
+    if schedule == "linear":
+        schedule = (f"linear KL annealing {settings.kl_start_weight:g} → {settings.kl_max_weight:g} over "
+                    f"{settings.kl_anneal_steps} steps")
+    return (f"{sizes['encoder_layers']}-layer LSTM encoder, {sizes['decoder_layers']}-layer LSTM decoder, embedding "
+            f"{sizes['embedding_size']}, hidden {sizes['encoder_hidden_size']}/{sizes['decoder_hidden_size']}, latent "
+            f"{sizes['latent_size']}, batch {settings.batch_size}, {settings.optimizer} {settings.lr:g}, {schedule}, "
+            f"at most {settings.max_epochs} epochs")
+
+
 def write_table(finished: dict[str, dict], args: argparse.Namespace, plots: list[Path]) -> str:
     runs_dir = Path(args.runs_dir)
     any_results = next(iter(finished.values()), {})
@@ -232,9 +248,8 @@ def write_table(finished: dict[str, dict], args: argparse.Namespace, plots: list
         "",
         f"Date {date.today().isoformat()}; torch {torch.__version__}, Python {platform.python_version()}; "
         f"trained on: {', '.join(devices)}.",
-        f"Recipe: `{args.config}` for every row (1-layer LSTM encoder and decoder, embedding 256, hidden 256, "
-        "latent 32, batch 32, Adam 1e-3, linear KL annealing 0.1 → 1 over 10 epochs unless the row changes it)"
-        + (f", plus `{' '.join(shared_overrides(args))}`" if shared_overrides(args) else "") + ".",
+        f"Recipe: `{args.config}` for every row ({describe_recipe(args.config)}; each row changes only what its "
+        f"remedy needs, listed below), plus `{' '.join(shared_overrides(args))}`.",
         f"Test split: {any_results.get('sentences', '?')} sentences, {any_results.get('tokens', '?')} predicted tokens "
         f"(words + `<eos>`). NLL: importance-weighted with k = {args.iw_samples} per sentence (the LM's is exact); "
         "NLL, −ELBO, KL and MI in nats per sentence; PPL = exp(Σ NLL / Σ predicted tokens); AU: dimensions with "
@@ -247,7 +262,7 @@ def write_table(finished: dict[str, dict], args: argparse.Namespace, plots: list
         "",
         target_verdict(finished),
         "",
-        "Published rows: Li et al. 2020 (Optimus), Table 1, quoting He et al. 2019 and Li et al. 2019 for the same "
+        "Published rows: Li et al. 2020 (Optimus), quoting He et al. 2019 and Li et al. 2019 for the same "
         "LSTM setting on PTB; a dash where the source gives no number. Their preprocessing and PPL convention may "
         "differ in detail from textvae's.",
         "",
@@ -264,7 +279,7 @@ def write_table(finished: dict[str, dict], args: argparse.Namespace, plots: list
     return text
 
 
-def plot_curves(names: list[str], args: argparse.Namespace) -> list[Path]:
+def plot_curves(finished: dict[str, dict], args: argparse.Namespace) -> list[Path]:
     """One PNG per curve (KL, MI, AU, validation NLL bound against the step), a line per row; [] without
     matplotlib."""
     try:
@@ -275,10 +290,13 @@ def plot_curves(names: list[str], args: argparse.Namespace) -> list[Path]:
         print("matplotlib is not installed: skipping the training-curve plots (pip install matplotlib for them)")
         return []
     table = Path(args.table)
+    table.parent.mkdir(parents=True, exist_ok=True)
     written = []
     for key, label in CURVES:
         figure, axes = plt.subplots(figsize=(7, 4.5))
-        for name in names:
+        for name, results in finished.items():
+            if key != "nll" and "mi" not in results:  # the LM has no latent: no KL, MI or AU curve
+                continue
             lines = read_metrics(Path(args.runs_dir) / name)
             split = "train" if key == "kl" else "valid"
             field = "loss" if key == "nll" else key
@@ -286,7 +304,7 @@ def plot_curves(names: list[str], args: argparse.Namespace) -> list[Path]:
             if points:
                 axes.plot(*zip(*points), label=name, marker="" if split == "train" else ".")
         axes.set_xlabel("training step")
-        axes.set_ylabel(label + (" (train batches)" if key == "kl" else " (valid)"))
+        axes.set_ylabel(label)
         if axes.lines:
             axes.legend(fontsize=8)
         figure.tight_layout()
@@ -304,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.rows:
         train_row(name, args)
     finished = {name: evaluate_row(name, args) for name in ROWS if (Path(args.runs_dir) / name / TRAINED).is_file()}
-    plots = plot_curves(list(finished), args)
+    plots = plot_curves(finished, args)
     text = write_table(finished, args, plots)
     print(text)
     return 0

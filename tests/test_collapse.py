@@ -362,6 +362,9 @@ def test_resume_is_exact_across_the_decoder_reset_with_every_remedy_on(tmp_path)
     train(tiny_settings("train.max_steps=16", *extra), tmp_path / "straight")
     train(tiny_settings("train.max_steps=8", *extra), tmp_path / "interrupted")
     assert checkpoint(tmp_path / "interrupted")["state"]["decoder_reset"] is False  # stopped right at the boundary
+    train(resumed_config(tmp_path / "interrupted", ["train.max_steps=12"]), tmp_path / "interrupted", resume=True)
+    state = checkpoint(tmp_path / "interrupted")["state"]  # stopped again, with the multiplier at work
+    assert state["decoder_reset"] is True and state["kl_multiplier"] > 0
     train(resumed_config(tmp_path / "interrupted", ["train.max_steps=16"]), tmp_path / "interrupted", resume=True)
     straight, continued = checkpoint(tmp_path / "straight"), checkpoint(tmp_path / "interrupted")
     assert straight["model"].keys() == continued["model"].keys()

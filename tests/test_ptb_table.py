@@ -89,8 +89,8 @@ def test_plots_are_written_or_skipped_with_a_message(table_run, capsys):
         import matplotlib  # noqa: F401
     except ImportError:
         assert pngs == []
-        script.plot_curves(["lm"], script.parse_args(["--table", str(tmp / "out" / "table.md"),
-                                                      "--runs-dir", str(tmp / "runs")]))
+        script.plot_curves({"lm": {}}, script.parse_args(["--table", str(tmp / "out" / "table.md"),
+                                                          "--runs-dir", str(tmp / "runs")]))
         assert "matplotlib is not installed" in capsys.readouterr().out
     else:
         assert pngs == ["table_au.png", "table_kl.png", "table_mi.png", "table_nll.png"]
