@@ -352,6 +352,26 @@ def test_aggressive_mode_is_switched_off_by_validation_mi_and_the_checkpoint_kee
     assert state["aggressive_off"] is True and state["previous_mi"] == 1.5
 
 
+def test_aggressive_switch_off_survives_resume(tmp_path, monkeypatch):
+    def fake_evaluations():
+        mis = iter([1.0, 2.0, 1.5, 3.0, 4.0])  # off at the third validation (step 6)
+        return lambda model, split, batch_size, seed=0, dtype=None: {
+            "neg_elbo": 50.0, "rec": 45.0, "kl": 5.0, "ppl_bound": 100.0, "mi": next(mis), "au": 2}
+
+    extra = ["train.eval_every=2", "train.log_every=1", "train.aggressive=true", "train.aggressive_max_inner_steps=2",
+             "train.aggressive_window=10"]
+    monkeypatch.setattr(textvae.training, "evaluate_split", fake_evaluations())
+    train(tiny_settings("train.max_steps=10", *extra), tmp_path / "straight")
+    monkeypatch.setattr(textvae.training, "evaluate_split", fake_evaluations())  # one sequence for both halves
+    train(tiny_settings("train.max_steps=6", *extra), tmp_path / "interrupted")
+    assert checkpoint(tmp_path / "interrupted")["state"]["aggressive_off"] is True
+    train(resumed_config(tmp_path / "interrupted", ["train.max_steps=10"]), tmp_path / "interrupted", resume=True)
+    inner = [line["step"] for line in read_metrics(tmp_path / "interrupted") if "inner_steps" in line]
+    assert inner == [1, 2, 3, 4, 5, 6]
+    straight, continued = checkpoint(tmp_path / "straight")["model"], checkpoint(tmp_path / "interrupted")["model"]
+    assert all(torch.equal(straight[name], continued[name]) for name in straight)
+
+
 # ---- all of them at once: exact resume across the decoder reset -------------------------------------------
 
 def test_resume_is_exact_across_the_decoder_reset_with_every_remedy_on(tmp_path):

@@ -101,6 +101,7 @@ def test_finished_rows_are_skipped_and_unfinished_ones_resume(table_run):
     runs = tmp / "runs"
     lm_checkpoint = (runs / "lm" / "checkpoint.pt").stat().st_mtime_ns
     (runs / "free_bits" / "ptb_table_train.json").unlink()  # as if that row had been stopped part-way
+    first_lines = (runs / "free_bits" / "metrics.jsonl").read_text().splitlines()
     assert script.main(["--rows", "lm,free_bits", "--max-steps", "5", *common]) == 0
     assert (runs / "lm" / "checkpoint.pt").stat().st_mtime_ns == lm_checkpoint  # finished: not trained again
     trained = json.loads((runs / "free_bits" / "ptb_table_train.json").read_text())
@@ -108,6 +109,7 @@ def test_finished_rows_are_skipped_and_unfinished_ones_resume(table_run):
     steps = [json.loads(line)["step"] for line in (runs / "free_bits" / "metrics.jsonl").read_text().splitlines()
              if json.loads(line)["split"] == "train"]
     assert steps == [1, 2, 3, 4, 5]
+    assert (runs / "free_bits" / "metrics.jsonl").read_text().splitlines()[: len(first_lines)] == first_lines
     results = json.loads((runs / "free_bits" / "ptb_table_results.json").read_text())
     assert results["trained_steps"] == 5  # the resumed model was evaluated again
     text = (tmp / "out" / "table.md").read_text(encoding="utf-8")
