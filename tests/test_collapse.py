@@ -446,3 +446,34 @@ def test_free_bits_floor_matches_across_modes_for_uniform_kl():
     assert all(value == pytest.approx(1.5) for value in values.values())
     assert kl_term(kl, 0.1, "sentence").item() == pytest.approx(0.6)
     assert math.isclose(kl_term(kl, 0.0, "sentence").item(), 0.6, rel_tol=1e-6)
+
+
+# ---- under torchrun -----------------------------------------------------------------------------------------
+
+@pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                    reason="torch.distributed with gloo is needed")
+def test_two_process_ddp_with_the_remedies_equals_one_process(tmp_path):
+    """The remedies that are exact per sentence (free bits per dimension, the target-rate multiplier from the
+    whole batch's KL, the decoder reset, aggressive inner updates on shared random batches) make the same
+    updates under DDP as in one process."""
+    from test_distributed import final_weights, run_training
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text("""\
+data: {source: null, max_length: 40}
+tokenizer: {vocab_size: 400}
+model: {embedding_size: 16, encoder_hidden_size: 16, decoder_hidden_size: 16, latent_size: 4}
+train: {batch_size: 11, max_steps: 6, eval_every: 3, num_threads: 1, device: cpu, kl_schedule: constant,
+        eval_batch_size: 256, progress_bar: false, log_every: 1, free_bits: 0.2, free_bits_mode: dimension,
+        target_rate: 30, target_rate_lr: 0.05, pretrain_ae_steps: 2, aggressive: true,
+        aggressive_max_inner_steps: 3, aggressive_window: 10}
+""", encoding="utf-8")
+    run_training(config, tmp_path / "single", processes=1)
+    run_training(config, tmp_path / "ddp", processes=2)
+    single, ddp = final_weights(tmp_path / "single"), final_weights(tmp_path / "ddp")
+    for name, weight in single.items():
+        torch.testing.assert_close(ddp[name], weight, rtol=1e-4, atol=1e-5, msg=name)
+    states = [checkpoint(tmp_path / run)["state"] for run in ("single", "ddp")]
+    assert states[0]["kl_multiplier"] > 0
+    assert states[1]["kl_multiplier"] == pytest.approx(states[0]["kl_multiplier"], rel=1e-4)
+    assert states[0]["decoder_reset"] and states[1]["decoder_reset"]
