@@ -76,7 +76,14 @@ class TrainConfig:
     kl_cycles: int = 4  # number of cycles (cyclical)
     kl_cycle_rise_ratio: float = 0.5  # share of each cycle spent rising from 0 to kl_max_weight (cyclical)
     word_dropout: float = 0.0  # probability of replacing a decoder input word by <unk> (Bowman et al. 2016)
-    free_bits: float = 0.0  # per-dimension KL floor in nats (Kingma et al. 2016); 0 = off
+    free_bits: float = 0.0  # KL floor lambda in nats per latent dimension (Kingma et al. 2016); 0 = off
+    free_bits_mode: str = "batch_dimension"  # batch_dimension | dimension | sentence: what the floor clamps
+    target_rate: float = 0.0  # minimum desired KL in nats per sentence, a Lagrangian constraint (Pelsmaeker & Aziz 2019); 0 = off
+    target_rate_lr: float = 0.01  # step size of the gradient ascent on the target-rate multiplier
+    pretrain_ae_steps: int = 0  # train as an autoencoder (beta = 0) this many steps, then reset the decoder (Li et al. 2019)
+    aggressive: bool = False  # aggressive inference-network training until validation MI stops rising (He et al. 2019)
+    aggressive_max_inner_steps: int = 100  # most encoder-only updates before each joint update
+    aggressive_window: int = 10  # inner updates compared: stop once a window's mean loss is not below the previous one's
     log_every: int = 50  # steps between train lines in metrics.jsonl
     progress_bar: bool = True
     num_threads: int = 0  # torch CPU threads; 0 = torch's default
@@ -85,16 +92,19 @@ class TrainConfig:
 
 
 SCHEDULES = ("constant", "linear", "logistic", "cyclical")
+FREE_BITS_MODES = ("batch_dimension", "dimension", "sentence")
 CHOICES = {
     ("data", "length_policy"): ("drop", "truncate"),
     ("tokenizer", "kind"): ("word", "bpe", "file"),
     ("train", "optimizer"): ("adam", "adamw", "sgd"),
     ("train", "kl_schedule"): SCHEDULES,
     ("train", "precision"): ("auto", "fp32", "bf16", "fp16"),
+    ("train", "free_bits_mode"): FREE_BITS_MODES,
 }
 POSITIVE = {("data", "max_length"), ("data", "tokenizer_sample"), ("data", "shuffle_buffer"), ("data", "bucket_batches"), ("tokenizer", "vocab_size"), ("tokenizer", "min_frequency"),
             ("train", "batch_size"), ("train", "eval_batch_size"), ("train", "lr"), ("train", "log_every"),
-            ("train", "kl_cycles"), ("train", "kl_anneal_steps")}
+            ("train", "kl_cycles"), ("train", "kl_anneal_steps"), ("train", "target_rate_lr"),
+            ("train", "aggressive_max_inner_steps"), ("train", "aggressive_window")}
 PROBABILITIES = {("train", "word_dropout"), ("train", "kl_cycle_rise_ratio"), ("train", "lr_decay_factor")}
 
 

@@ -46,6 +46,14 @@ class Workers:
         if self.distributed:
             dist.barrier()
 
+    def all_sum(self, value: float, device: torch.device) -> float:
+        """The sum of `value` over all processes (the value itself for a single process)."""
+        if not self.distributed:
+            return value
+        total = torch.tensor([value], dtype=torch.float64, device=device)
+        dist.all_reduce(total)
+        return float(total)
+
     def from_main(self, value):
         """`value` as rank 0 has it, on every process (any picklable object)."""
         if not self.distributed:

@@ -1,4 +1,5 @@
-"""The training objective: KL-weight schedules, word dropout, free bits, and the ELBO loss they shape."""
+"""The training objective: KL-weight schedules, word dropout, free bits, the target-rate constraint, and
+the ELBO loss they shape."""
 
 from __future__ import annotations
 
@@ -19,7 +20,12 @@ def kl_weight(step: int, settings: TrainConfig) -> float:
     logistic: kl_max_weight / (1 + exp(-rate (step - kl_anneal_steps / 2))) (Bowman et al. 2016).
     cyclical: kl_cycles cycles over kl_anneal_steps; each rises linearly from 0 to kl_max_weight over the
       first kl_cycle_rise_ratio of the cycle and then holds (Fu et al. 2019); flat after the last cycle.
+    With pretrain_ae_steps = N the first N steps train an autoencoder (beta = 0) and the schedule's clock
+    starts at step N, when the decoder is reset (Li et al. 2019; textvae.collapse).
     """
+    if step < settings.pretrain_ae_steps:
+        return 0.0
+    step -= settings.pretrain_ae_steps
     top = settings.kl_max_weight
     total = settings.kl_anneal_steps
     if settings.kl_schedule == "constant":
@@ -57,12 +63,34 @@ def word_dropout(input_ids: torch.Tensor, probability: float, unk_id: int, spare
     return input_ids.masked_fill(drop, unk_id)
 
 
-def kl_term(kl: torch.Tensor, free_bits: float) -> torch.Tensor:
-    """The KL to penalise, averaged over the batch; with free bits, each dimension's batch-mean KL
-    counts as at least `free_bits` nats, so below that floor it gets no gradient (Kingma et al. 2016)."""
-    if free_bits > 0.0:
+def kl_term(kl: torch.Tensor, free_bits: float, mode: str = "batch_dimension") -> torch.Tensor:
+    """The KL to penalise per sentence, averaged over the batch, with free bits: a floor of `free_bits`
+    (lambda) nats per latent dimension below which the KL gets no gradient (Kingma et al. 2016; Li et al. 2019).
+
+    `kl` is (batch, latent). Modes say what is clamped at the floor:
+      batch_dimension: each dimension's batch-mean KL at lambda (Kingma et al.'s groups = dimensions);
+      dimension: each sentence's KL in each dimension at lambda;
+      sentence: each sentence's total KL at lambda * latent (the same budget, spread as the model likes).
+    A clamped value counts as the floor in the loss, so above the floor the KL is penalised as usual.
+    """
+    if free_bits <= 0.0:
+        return kl.sum(-1).mean()
+    if mode == "batch_dimension":
         return torch.clamp(kl.mean(0), min=free_bits).sum()
-    return kl.sum(-1).mean()
+    if mode == "dimension":
+        return torch.clamp(kl, min=free_bits).sum(-1).mean()
+    if mode == "sentence":
+        return torch.clamp(kl.sum(-1), min=free_bits * kl.size(-1)).mean()
+    raise ValueError(f"unknown free bits mode {mode!r}")
+
+
+def updated_multiplier(multiplier: float, batch_kl: float, settings: TrainConfig) -> float:
+    """One step of gradient ascent on the Lagrange multiplier u >= 0 of the constraint KL >= r (the
+    minimum desired rate of Pelsmaeker & Aziz 2019): u <- max(0, u + target_rate_lr (r - KL)), with KL the
+    batch-mean KL per sentence. u grows while the KL is short of the target and decays to 0 once it is met."""
+    if settings.target_rate <= 0.0:
+        return 0.0
+    return max(0.0, multiplier + settings.target_rate_lr * (settings.target_rate - batch_kl))
 
 
 @dataclass
@@ -81,13 +109,18 @@ class Loss:
         return float(self.loss.detach()) / self.scale
 
 
-def elbo_loss(output: TextVAEOutput, weight: float, free_bits: float = 0.0, scale: float = 1.0) -> Loss:
-    """Per-sentence negative ELBO averaged over the batch: rec + beta * KL (free bits applied to the KL).
-    `scale` multiplies the loss to minimise (not the logged parts): distributed training uses it so
-    that averaging the processes' gradients gives the whole batch's."""
+def elbo_loss(output: TextVAEOutput, weight: float, free_bits: float = 0.0, scale: float = 1.0,
+              free_bits_mode: str = "batch_dimension", target_rate: float = 0.0, multiplier: float = 0.0) -> Loss:
+    """Per-sentence negative ELBO averaged over the batch: rec + beta * KL (free bits applied to the KL),
+    plus u (r - KL) when a target rate r is set (the Lagrangian term; u = `multiplier`, see
+    `updated_multiplier`). `scale` multiplies the loss to minimise (not the logged parts): distributed
+    training uses it so that averaging the processes' gradients gives the whole batch's."""
     rec = output.rec_nll.mean()
     if output.kl is None:  # LM baseline: no latent, the loss is the NLL
         zero = torch.zeros((), device=rec.device)
         return Loss(scale * rec, rec.detach(), zero, 0.0, scale)
     kl = output.kl.sum(-1).mean()
-    return Loss(scale * (rec + weight * kl_term(output.kl, free_bits)), rec.detach(), kl.detach(), weight, scale)
+    objective = rec + weight * kl_term(output.kl, free_bits, free_bits_mode)
+    if target_rate > 0.0 and multiplier > 0.0:
+        objective = objective + multiplier * (target_rate - kl)
+    return Loss(scale * objective, rec.detach(), kl.detach(), weight, scale)

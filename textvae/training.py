@@ -1,8 +1,9 @@
 """The training loop, readable top to bottom: data → model → steps → evaluation → checkpoints.
 
 A run dir holds what users load (config.json + model.safetensors of the best model, tokenizer files,
-train_config.yaml) plus what resuming needs (checkpoint.pt: weights, optimizer, scheduler, counters,
-random states). Every file is written to a temporary name and renamed, so a run killed at any moment
+train_config.yaml) plus what resuming needs (checkpoint.pt: weights, optimizers, scheduler, counters,
+random states, and the state of the collapse remedies: target-rate multiplier, decoder reset done,
+aggressive mode switched off). Every file is written to a temporary name and renamed, so a run killed at any moment
 leaves the previous good files in place; `resume` continues exactly as an uninterrupted run would.
 """
 
@@ -31,10 +32,18 @@ from .config import RunConfig, TrainConfig, config_from_dict, read_yaml, save_co
 from .data import Batch, TokenizedSplit, iterate_batches, load_corpus, prepare_split
 from .distributed import Workers, teardown
 from .distributed import setup as setup_workers
+from .collapse import (
+    aggressive_inner_loop,
+    aggressive_stays_on,
+    check_remedies,
+    decoder_parameters,
+    encoder_parameters,
+    reset_decoder,
+)
 from .errors import TextVAEError
 from .evaluation import evaluate_split
 from .modeling import TextVAE, build_model_config, check_model_section
-from .objectives import Loss, elbo_loss, kl_weight, word_dropout
+from .objectives import Loss, elbo_loss, kl_weight, updated_multiplier, word_dropout
 from .runtime import autocast, keep_freed_memory, resolve_precision
 from .streaming import StreamingTrainSplit, load_streaming_splits
 from .tokenization import build_tokenizer, special_ids, vocabulary_size
@@ -56,6 +65,10 @@ class TrainerState:
     evals_since_best: int = 0
     finished: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)  # validation results, in order
+    kl_multiplier: float = 0.0  # Lagrange multiplier of the target-rate constraint (train.target_rate)
+    decoder_reset: bool = False  # the decoder has been re-initialised after train.pretrain_ae_steps
+    aggressive_off: bool = False  # train.aggressive was switched off for good by the MI rule
+    previous_mi: float | None = None  # validation MI the aggressive switch-off rule compares with
 
 
 # ---- setup ----------------------------------------------------------------------------------------
@@ -77,9 +90,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_optimizer(model: torch.nn.Module, settings: TrainConfig) -> torch.optim.Optimizer:
-    """The configured optimizer; Adam/AdamW use PyTorch's fused kernel (one pass over all parameters)."""
-    params = model.parameters()
+def build_optimizer(model: torch.nn.Module | list[torch.nn.Parameter], settings: TrainConfig) -> torch.optim.Optimizer:
+    """The configured optimizer over a model's (or a list of) parameters; Adam/AdamW use PyTorch's fused
+    kernel (one pass over all parameters)."""
+    params = model.parameters() if isinstance(model, torch.nn.Module) else model
     if settings.optimizer == "adam":
         return torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay, fused=True)
     if settings.optimizer == "adamw":
@@ -154,10 +168,12 @@ def save_model(model: TextVAE, out_dir: Path) -> None:
 
 
 def save_checkpoint(out_dir: Path, model: TextVAE, optimizer, scheduler, state: TrainerState,
-                    scaler: torch.amp.GradScaler | None = None, draws: torch.Generator | None = None) -> None:
+                    scaler: torch.amp.GradScaler | None = None, draws: torch.Generator | None = None,
+                    encoder_optimizer: torch.optim.Optimizer | None = None) -> None:
     payload = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
+        "encoder_optimizer": encoder_optimizer.state_dict() if encoder_optimizer is not None else None,
         "scheduler": scheduler.state_dict(),
         "state": asdict(state),
         "torch_rng": torch.get_rng_state(),
@@ -170,7 +186,8 @@ def save_checkpoint(out_dir: Path, model: TextVAE, optimizer, scheduler, state: 
 
 
 def load_checkpoint(out_dir: Path, model: TextVAE, optimizer, scheduler,
-                    scaler: torch.amp.GradScaler | None = None, draws: torch.Generator | None = None) -> TrainerState:
+                    scaler: torch.amp.GradScaler | None = None, draws: torch.Generator | None = None,
+                    encoder_optimizer: torch.optim.Optimizer | None = None) -> TrainerState:
     path = out_dir / CHECKPOINT
     try:
         payload = torch.load(path, map_location=model.device, weights_only=False)
@@ -179,6 +196,8 @@ def load_checkpoint(out_dir: Path, model: TextVAE, optimizer, scheduler,
         raise TextVAEError(f"checkpoint {path} cannot be read or does not fit this model "
                            f"({str(error).splitlines()[0][:120]}); start a new run with another --out") from None
     optimizer.load_state_dict(payload["optimizer"])
+    if encoder_optimizer is not None and payload.get("encoder_optimizer") is not None:
+        encoder_optimizer.load_state_dict(payload["encoder_optimizer"])
     scheduler.load_state_dict(payload["scheduler"])
     torch.set_rng_state(payload["torch_rng"].cpu())
     if payload["cuda_rng"] is not None and torch.cuda.is_available():
@@ -241,9 +260,14 @@ def step_draws(token_ids: torch.Tensor, latent_size: int, settings: TrainConfig,
 def training_step(model: TextVAE, optimizer: torch.optim.Optimizer, token_ids: torch.Tensor, lengths: torch.Tensor,
                   step: int, settings: TrainConfig, special: dict[str, int], dtype: torch.dtype = torch.float32,
                   scaler: torch.amp.GradScaler | None = None, generator: torch.Generator | None = None,
-                  rows: list[int] | None = None, world_size: int = 1) -> Loss:
+                  rows: list[int] | None = None, world_size: int = 1, multiplier: float = 0.0,
+                  parameters: list[torch.nn.Parameter] | None = None) -> Loss:
     """One update: word dropout on the decoder inputs → forward (under `dtype` autocast) → ELBO loss →
     backward → clip → step. fp16 needs a `scaler` (loss scaling); fp32 and bf16 do not.
+
+    `multiplier` is the target-rate Lagrange multiplier (objectives.updated_multiplier). With `parameters`
+    only those change: every other gradient is dropped before clipping and the step (aggressive training
+    updates the encoder alone, then the decoder alone).
 
     The random numbers come from `generator`, drawn for the whole batch. With `rows` (distributed
     training) this process trains on those rows of the batch only, with the draws a single process
@@ -266,18 +290,27 @@ def training_step(model: TextVAE, optimizer: torch.optim.Optimizer, token_ids: t
                                   training=model.training, uniform=uniform)
     with autocast(token_ids.device, dtype):
         output = model(token_ids, lengths, decoder_input_ids=decoder_inputs, noise=noise)
-    loss = elbo_loss(output, kl_weight(step, settings), settings.free_bits, scale)
+    loss = elbo_loss(output, kl_weight(step, settings), settings.free_bits, scale, settings.free_bits_mode,
+                     settings.target_rate, multiplier)
     if not torch.isfinite(loss.loss):
         raise TextVAEError(f"the loss became {loss.value} at step {step}; lower train.lr "
                            f"(now {optimizer.param_groups[0]['lr']:g}) or train.grad_clip, then --resume")
-    optimizer.zero_grad(set_to_none=True)
+    model.zero_grad(set_to_none=True)
     if scaler is None:
         loss.loss.backward()
     else:
         scaler.scale(loss.loss).backward()
+    updated = list(model.parameters())
+    if parameters is not None:
+        kept = {id(parameter) for parameter in parameters}
+        for parameter in updated:
+            if id(parameter) not in kept:
+                parameter.grad = None
+        updated = [parameter for parameter in updated if id(parameter) in kept]
+    if scaler is not None:
         scaler.unscale_(optimizer)
     if settings.grad_clip:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+        torch.nn.utils.clip_grad_norm_(updated, settings.grad_clip)
     if scaler is None:
         optimizer.step()
     else:
@@ -292,6 +325,7 @@ def train(config: RunConfig, out_dir: str | Path, resume: bool = False) -> dict[
     out_dir = Path(out_dir)
     settings = config.train
     check_model_section(config.model)  # fail on a typo before any data is read
+    check_remedies(config)
     workers, device = setup_workers(select_device(settings.device))
     try:
         return train_loop(config, out_dir, resume, workers, device)
@@ -329,9 +363,11 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
     optimizer = build_optimizer(model, settings)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, factor=settings.lr_decay_factor, patience=settings.lr_decay_patience, min_lr=settings.min_lr)
+    # aggressive training (He et al. 2019) updates the encoder with an optimizer of its own
+    encoder_optimizer = build_optimizer(encoder_parameters(model), settings) if settings.aggressive else None
 
     if resume:
-        state = load_checkpoint(out_dir, model, optimizer, scheduler, scaler, draws)
+        state = load_checkpoint(out_dir, model, optimizer, scheduler, scaler, draws, encoder_optimizer)
         state.finished = False  # the resumed run's own limits decide when it ends
         if state.evals_since_best == 0 and state.history and workers.is_main:
             save_model(model, out_dir)  # the checkpoint's weights are the best: redo a save a kill may have cut
@@ -367,23 +403,64 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
                       "rec": results["rec"], "kl": results["kl"], "kl_weight": kl_weight(state.step, settings),
                       "ppl_bound": results["ppl_bound"]}
             record.update({key: results[key] for key in ("mi", "au") if key in results})  # collapse diagnostics
+            if pretraining():
+                record["pretraining"] = True  # an autoencoder-phase model: not a candidate for the best
+            if aggressive_now() and "mi" in record:
+                record["aggressive"] = aggressive_stays_on(state.previous_mi, record["mi"])
             log(record)
         record = workers.from_main(record)
         state.history.append(record)
+        if "aggressive" in record:
+            state.aggressive_off, state.previous_mi = not record["aggressive"], record["mi"]
+            if state.aggressive_off:
+                logger.info(f"aggressive training off from step {state.step}: validation MI stopped rising")
         improved = record["loss"] < state.best_valid
         if improved:
             state.best_valid, state.evals_since_best = record["loss"], 0
         else:
             state.evals_since_best += 1
-        scheduler.step(record["loss"])
-        if settings.early_stopping_patience and state.evals_since_best >= settings.early_stopping_patience:
+        if not record.get("pretraining"):  # the autoencoder phase neither decays the LR nor stops early
+            scheduler.step(record["loss"])
+        if (settings.early_stopping_patience and state.evals_since_best >= settings.early_stopping_patience
+                and not record.get("pretraining")):
             logger.info(f"early stop at step {state.step}: no improvement in {state.evals_since_best} evaluations")
             state.finished = True
         if workers.is_main:  # checkpoint first: a kill between the two leaves what resume repairs (below)
-            save_checkpoint(out_dir, model, optimizer, scheduler, state, scaler, draws)
+            save_checkpoint(out_dir, model, optimizer, scheduler, state, scaler, draws, encoder_optimizer)
             if improved:
                 save_model(model, out_dir)
         workers.barrier()
+
+    def pretraining() -> bool:
+        return state.step < settings.pretrain_ae_steps or (settings.pretrain_ae_steps > 0 and not state.decoder_reset)
+
+    def aggressive_now() -> bool:
+        return settings.aggressive and not state.aggressive_off
+
+    def start_vae_phase() -> None:
+        """Li et al. 2019: the autoencoder phase is over; a fresh decoder, and the LR, plateau and
+        early-stopping bookkeeping start again (the autoencoder's scores do not compete with the VAE's)."""
+        reset_decoder(model, [optimizer] + ([encoder_optimizer] if encoder_optimizer else []), settings.seed + 2)
+        for group in optimizer.param_groups:
+            group["lr"] = settings.lr
+        scheduler.best, scheduler.num_bad_epochs = scheduler.mode_worse, 0
+        state.best_valid, state.evals_since_best, state.decoder_reset = float("inf"), 0, True
+        logger.info(f"step {state.step}: autoencoder pretraining done, decoder re-initialised")
+
+    inner_batches = list(iterate_batches(splits["train"], settings.batch_size, special)) if settings.aggressive else []
+
+    def draw_inner_batch() -> Batch:
+        """A random train batch for an inner encoder update, from the shared (checkpointed) generator."""
+        index = int(torch.randint(len(inner_batches), (1,), device=device, generator=draws))
+        return inner_batches[index]
+
+    def encoder_update(batch: Batch) -> float:
+        """One encoder-only update; the whole batch's summed loss (all processes together)."""
+        rows = workers.rows(len(batch.indices))
+        loss = training_step(trained, encoder_optimizer, batch.token_ids.to(device), batch.lengths, state.step,
+                             settings, special, dtype, scaler, draws, rows, workers.world_size,
+                             state.kl_multiplier, encoder_parameters(model))
+        return workers.all_sum(loss.value * (len(rows) if rows else len(batch.indices)), device)
 
     window_tokens, window_start = 0, time.perf_counter()
     while not state.finished and state.epoch < settings.max_epochs:
@@ -393,9 +470,22 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
             state.batch_in_epoch += 1
             if len(batch.indices) < workers.world_size:  # too few sentences to give every process one
                 continue
+            if settings.pretrain_ae_steps and state.step >= settings.pretrain_ae_steps and not state.decoder_reset:
+                start_vae_phase()
+            inner_steps, updated = 0, None
+            if aggressive_now():  # the encoder catches up first; then the joint step updates the decoder alone
+                for group in encoder_optimizer.param_groups:  # the encoder's LR follows the decayed one
+                    group["lr"] = optimizer.param_groups[0]["lr"]
+                inner_steps = aggressive_inner_loop(encoder_update, batch, draw_inner_batch,
+                                                    settings.aggressive_max_inner_steps, settings.aggressive_window)
+                updated = decoder_parameters(model)
+            rows = workers.rows(len(batch.indices))
             loss = training_step(trained, optimizer, batch.token_ids.to(device), batch.lengths, state.step,
-                                 settings, special, dtype, scaler, draws, workers.rows(len(batch.indices)),
-                                 workers.world_size)
+                                 settings, special, dtype, scaler, draws, rows, workers.world_size,
+                                 state.kl_multiplier, updated)
+            if settings.target_rate and not pretraining():
+                batch_kl = workers.all_sum(float(loss.kl) * (len(rows) if rows else len(batch.indices)), device)
+                state.kl_multiplier = updated_multiplier(state.kl_multiplier, batch_kl / len(batch.indices), settings)
             state.step += 1
             window_tokens += batch.predicted_tokens
             bar.update(1)
@@ -403,9 +493,14 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
             if state.step % settings.log_every == 0:
                 elapsed = time.perf_counter() - window_start
                 tokens_per_s = window_tokens / elapsed if elapsed > 0 else 0.0
-                log({"step": state.step, "epoch": state.epoch, "split": "train", "loss": loss.value,
-                     "rec": float(loss.rec), "kl": float(loss.kl), "kl_weight": loss.kl_weight,
-                     "lr": optimizer.param_groups[0]["lr"], "tokens_per_s": round(tokens_per_s, 1)})
+                record = {"step": state.step, "epoch": state.epoch, "split": "train", "loss": loss.value,
+                          "rec": float(loss.rec), "kl": float(loss.kl), "kl_weight": loss.kl_weight,
+                          "lr": optimizer.param_groups[0]["lr"], "tokens_per_s": round(tokens_per_s, 1)}
+                if settings.target_rate:
+                    record["kl_multiplier"] = state.kl_multiplier
+                if inner_steps:
+                    record["inner_steps"] = inner_steps
+                log(record)
                 bar.set_postfix(loss=f"{loss.value:.2f}", kl=f"{float(loss.kl):.2f}", tok_s=f"{tokens_per_s:.0f}")
                 window_tokens, window_start = 0, time.perf_counter()
             if settings.eval_every and state.step % settings.eval_every == 0:
@@ -422,5 +517,6 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
     bar.close()
     if not state.history or state.history[-1]["step"] != state.step:
         evaluate_and_checkpoint()
-    best = min(state.history, key=lambda record: record["loss"])
+    candidates = [record for record in state.history if not record.get("pretraining")] or state.history
+    best = min(candidates, key=lambda record: record["loss"])
     return {"best_valid": best, "last_valid": state.history[-1], "steps": state.step, "epochs": state.epoch}

@@ -18,7 +18,8 @@ class TextVAEConfig(PretrainedConfig):
     """Sizes of a sentence VAE (Bowman et al. 2016) or, with model_variant='lm', of the same decoder without z.
 
     z_conditioning says how the latent code reaches the decoder: 'init' maps z to the initial LSTM
-    state, 'input' concatenates z to every input embedding, 'both' does the two.
+    state, 'input' concatenates z to every input embedding, 'both' does the two. bn_vae_gamma > 0
+    batch-normalises the posterior means with that fixed scale (BN-VAE, Zhu et al. 2020; modeling.posterior).
     """
 
     model_type = "textvae"
@@ -37,6 +38,7 @@ class TextVAEConfig(PretrainedConfig):
         z_conditioning: str = "both",
         embedding_dropout: float = 0.0,
         decoder_dropout: float = 0.0,
+        bn_vae_gamma: float = 0.0,
         pad_token_id: int = 0,
         bos_token_id: int = 1,
         eos_token_id: int = 2,
@@ -59,6 +61,7 @@ class TextVAEConfig(PretrainedConfig):
         self.z_conditioning = z_conditioning
         self.embedding_dropout = embedding_dropout
         self.decoder_dropout = decoder_dropout
+        self.bn_vae_gamma = bn_vae_gamma
         self.unk_token_id = unk_token_id
         super().__init__(pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id, **kwargs)
         self.validate_sizes()
@@ -84,6 +87,9 @@ class TextVAEConfig(PretrainedConfig):
             value = getattr(self, key)
             if not 0.0 <= value < 1.0:
                 raise TextVAEError(f"model.{key}: must be in [0, 1), got {value!r}")
+        gamma = self.bn_vae_gamma
+        if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0.0 <= gamma < float("inf"):
+            raise TextVAEError(f"model.bn_vae_gamma: must be a number >= 0 (0 = no BN-VAE), got {gamma!r}")
 
 
 def model_section_defaults() -> dict[str, Any]:

@@ -46,7 +46,8 @@ class TextVAE(PreTrainedModel):
     def __init__(self, config: TextVAEConfig):
         super().__init__(config)
         self.encoder = LSTMEncoder(config) if config.has_latent else None
-        self.posterior = GaussianPosterior(self.encoder.summary_size, config.latent_size) if config.has_latent else None
+        self.posterior = (GaussianPosterior(self.encoder.summary_size, config.latent_size, config.bn_vae_gamma)
+                          if config.has_latent else None)
         self.decoder = LSTMDecoder(config)
         self.post_init()
 

@@ -1,0 +1,116 @@
+"""benchmarks/ptb_table.py on a tiny fake corpus: two rows train a few steps, the Markdown table's numbers are
+the runs' own test results, finished rows are skipped and unfinished ones resume."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+WORDS = "the a cat dog bird sat ran flew on under mat tree big small red blue and saw it".split()
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("ptb_table", ROOT / "benchmarks" / "ptb_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_corpus(folder: Path) -> Path:
+    rng = random.Random(0)
+    folder.mkdir(parents=True)
+    for name, count in (("train", 120), ("valid", 24), ("test", 20)):
+        lines = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 8))) for _ in range(count)]
+        (folder / f"{name}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def table_run(tmp_path_factory):
+    """Train two rows (LM and free bits) 3 steps each, then stop; the table and the run dirs."""
+    tmp = tmp_path_factory.mktemp("ptb_table")
+    corpus = write_corpus(tmp / "corpus")
+    config = tmp / "tiny.yaml"
+    config.write_text(f"""\
+data: {{source: {corpus}, max_length: 20}}
+tokenizer: {{vocab_size: 100}}
+model: {{embedding_size: 8, encoder_hidden_size: 8, decoder_hidden_size: 8, latent_size: 4}}
+train: {{batch_size: 16, eval_batch_size: 32, log_every: 1, num_threads: 1}}
+""", encoding="utf-8")
+    script = load_script()
+    common = ["--config", str(config), "--runs-dir", str(tmp / "runs"), "--table", str(tmp / "out" / "table.md"),
+              "--iw-samples", "3", "--device", "cpu", "--quiet"]
+    assert script.main(["--rows", "lm,free_bits", "--max-steps", "3", *common]) == 0
+    return script, tmp, common
+
+
+def markdown_row(text: str, start: str) -> list[str]:
+    line = next(line for line in text.splitlines() if line.startswith(start))
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def test_table_numbers_come_from_the_runs_results(table_run):
+    script, tmp, _ = table_run
+    text = (tmp / "out" / "table.md").read_text(encoding="utf-8")
+    assert "python benchmarks/ptb_table.py --rows lm,free_bits --max-steps 3" in text
+    header = markdown_row(text, "| row |")
+    assert header == ["row", "NLL", "−ELBO", "KL", "MI", "AU", "PPL", "BLEU", "train time", "tokens/s"]
+    for name, label in (("lm", "LSTM-LM (`lm`)"), ("free_bits", "free bits")):
+        results = json.loads((tmp / "runs" / name / "ptb_table_results.json").read_text())
+        assert results["iw_samples_asked"] == 3 and results["split"] == "test" and results["sentences"] == 20
+        cells = dict(zip(header, markdown_row(text, f"| {label}")))
+        assert cells["NLL"] == f"{results['nll']:.2f}" and cells["PPL"] == f"{results['ppl']:.2f}"
+        assert cells["−ELBO"] == f"{results['neg_elbo']:.2f}" and cells["KL"] == f"{results['kl']:.2f}"
+        metrics = [json.loads(line) for line in (tmp / "runs" / name / "metrics.jsonl").read_text().splitlines()]
+        speeds = sorted(line["tokens_per_s"] for line in metrics if line["split"] == "train")
+        assert len(speeds) == 3 and cells["tokens/s"] == str(int(speeds[1]))  # the median of 3
+        if name == "lm":
+            assert cells["MI"] == cells["AU"] == cells["BLEU"] == "–"
+        else:
+            assert cells["MI"] == f"{results['mi']:.2f}" and cells["AU"] == str(results["au"])
+            assert cells["BLEU"] == f"{results['bleu']:.2f}"
+    published = markdown_row(text, "| LSTM-LM (published)")
+    assert published[1] == "101.04" and published[6] == "100.47"
+    assert "| AE pretraining + free bits (published) | – | – | 6.54 | 5.31 | 32 | 96.86 |" in text
+    measured = [line for line in text.splitlines() if line.startswith("| ") and "`)" in line]
+    assert len(measured) == 2  # only the rows that were run
+    assert "Target (PPL below the LM baseline's" in text
+
+
+def test_plots_are_written_or_skipped_with_a_message(table_run, capsys):
+    script, tmp, _ = table_run
+    pngs = sorted(path.name for path in (tmp / "out").glob("*.png"))
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert pngs == []
+        script.plot_curves({"lm": {}}, script.parse_args(["--table", str(tmp / "out" / "table.md"),
+                                                          "--runs-dir", str(tmp / "runs")]))
+        assert "matplotlib is not installed" in capsys.readouterr().out
+    else:
+        assert pngs == ["table_au.png", "table_kl.png", "table_mi.png", "table_nll.png"]
+
+
+def test_finished_rows_are_skipped_and_unfinished_ones_resume(table_run):
+    script, tmp, common = table_run
+    runs = tmp / "runs"
+    lm_checkpoint = (runs / "lm" / "checkpoint.pt").stat().st_mtime_ns
+    (runs / "free_bits" / "ptb_table_train.json").unlink()  # as if that row had been stopped part-way
+    first_lines = (runs / "free_bits" / "metrics.jsonl").read_text().splitlines()
+    assert script.main(["--rows", "lm,free_bits", "--max-steps", "5", *common]) == 0
+    assert (runs / "lm" / "checkpoint.pt").stat().st_mtime_ns == lm_checkpoint  # finished: not trained again
+    trained = json.loads((runs / "free_bits" / "ptb_table_train.json").read_text())
+    assert trained["steps"] == 5  # resumed from step 3, not restarted
+    steps = [json.loads(line)["step"] for line in (runs / "free_bits" / "metrics.jsonl").read_text().splitlines()
+             if json.loads(line)["split"] == "train"]
+    assert steps == [1, 2, 3, 4, 5]
+    assert (runs / "free_bits" / "metrics.jsonl").read_text().splitlines()[: len(first_lines)] == first_lines
+    results = json.loads((runs / "free_bits" / "ptb_table_results.json").read_text())
+    assert results["trained_steps"] == 5  # the resumed model was evaluated again
+    text = (tmp / "out" / "table.md").read_text(encoding="utf-8")
+    assert f"| {results['nll']:.2f} |" in next(line for line in text.splitlines() if "(`free_bits`)" in line)
