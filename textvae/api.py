@@ -36,7 +36,7 @@ from .evaluation import (
     summarise,
     unigram_nll,
 )
-from .generation import DecodingOptions, decode, prior_sample
+from .generation import DecodingOptions, decode, is_whole, prior_sample
 from .latent_space import (
     analogy_point,
     check_search,
@@ -88,7 +88,7 @@ def read_lines(file: str | Path, what: str) -> list[str]:
 
 def check_count(value, what: str) -> None:
     """Fail with one line unless `value` is a whole number >= 1."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    if not is_whole(value) or value < 1:
         raise TextVAEError(f"{what}: must be a positive whole number, got {value!r}")
 
 
@@ -279,8 +279,7 @@ class TextVAEPipeline:
     def given_split(self, sentences: str | list[str] | None, file: str | Path | None) -> TokenizedSplit:
         """Sentences (or a file's non-blank lines) tokenized with no length limit."""
         if file is not None:
-            check_text_file(Path(file), "file")
-            sentences = [line for line in Path(file).read_text(encoding="utf-8").splitlines() if line.strip()]
+            sentences = read_lines(file, "file")
         return prepare_texts(as_sentences(sentences), self.tokenizer, max_length=10**9, length_policy="truncate")
 
     def evaluate(self, split: str = "test", sentences: list[str] | None = None, file: str | Path | None = None,

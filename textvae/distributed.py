@@ -42,6 +42,11 @@ class Workers:
         """The rows of a global batch this process trains on (None = all of them)."""
         return list(range(self.rank, batch_size, self.world_size)) if self.distributed else None
 
+    def share(self, batch_size: int) -> int:
+        """How many rows of a global batch this process trains on."""
+        rows = self.rows(batch_size)
+        return batch_size if rows is None else len(rows)
+
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import datasets
 
-from .config import DataConfig
+from .config import DataConfig, TokenizerConfig
 from .data import Batch, BucketBatchSampler, TokenizedSplit, collate, prepare_split, prepare_texts, text_files
 from .errors import TextVAEError
+from .tokenization import build_tokenizer
 
 
 class StreamingTrainSplit:
@@ -72,8 +73,8 @@ def first_lines(path: Path, count: int) -> list[str]:
         return list(itertools.islice((line.strip() for line in handle if line.strip()), count))
 
 
-def load_streaming_splits(settings: DataConfig, tokenizer, build_tokenizer) -> tuple[object, dict]:
-    """The tokenizer (built by `build_tokenizer(sample)` unless given) and the splits of a streamed corpus."""
+def load_streaming_splits(settings: DataConfig, tokenizer_settings: TokenizerConfig, tokenizer) -> tuple[object, dict]:
+    """The tokenizer (trained on a sample of the train file unless given) and the splits of a streamed corpus."""
     if settings.source is None and not settings.train_file:
         raise TextVAEError("data.streaming needs text files: set data.train_file (and valid_file) or data.source "
                            "to a folder with train.txt and valid.txt")
@@ -82,7 +83,7 @@ def load_streaming_splits(settings: DataConfig, tokenizer, build_tokenizer) -> t
         raise TextVAEError("data.streaming needs a validation file (a streamed train split cannot be held out "
                            "from); set data.valid_file or add valid.txt to the data.source folder")
     if tokenizer is None:
-        tokenizer = build_tokenizer(first_lines(files["train"], settings.tokenizer_sample))
+        tokenizer = build_tokenizer(tokenizer_settings, first_lines(files["train"], settings.tokenizer_sample))
     small = datasets.load_dataset("text", data_files={name: str(path) for name, path in files.items() if name != "train"})
     splits: dict[str, TokenizedSplit | StreamingTrainSplit] = {
         name: prepare_split(split, tokenizer, settings) for name, split in small.items()}

@@ -105,7 +105,7 @@ def load_splits(config: RunConfig, tokenizer: PreTrainedTokenizerFast | None) ->
     """Load the corpus, build (or reuse) the tokenizer, and tokenize every split under the length policy
     (with data.streaming the train split stays a stream: textvae.streaming)."""
     if config.data.streaming:
-        return load_streaming_splits(config.data, tokenizer, lambda sample: build_tokenizer(config.tokenizer, sample))
+        return load_streaming_splits(config.data, config.tokenizer, tokenizer)
     corpus = load_corpus(config.data)
     if tokenizer is None:
         tokenizer = build_tokenizer(config.tokenizer, corpus["train"].select_columns(["text"]).to_dict()["text"])
@@ -460,7 +460,7 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
         loss = training_step(trained, encoder_optimizer, batch.token_ids.to(device), batch.lengths, state.step,
                              settings, special, dtype, scaler, draws, rows, workers.world_size,
                              state.kl_multiplier, encoder_parameters(model))
-        return workers.all_sum(loss.value * (len(rows) if rows else len(batch.indices)), device)
+        return workers.all_sum(loss.value * workers.share(len(batch.indices)), device)
 
     window_tokens, window_start = 0, time.perf_counter()
     while not state.finished and state.epoch < settings.max_epochs:
@@ -484,7 +484,7 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
                                  settings, special, dtype, scaler, draws, rows, workers.world_size,
                                  state.kl_multiplier, updated)
             if settings.target_rate and not pretraining():
-                batch_kl = workers.all_sum(float(loss.kl) * (len(rows) if rows else len(batch.indices)), device)
+                batch_kl = workers.all_sum(float(loss.kl) * workers.share(len(batch.indices)), device)
                 state.kl_multiplier = updated_multiplier(state.kl_multiplier, batch_kl / len(batch.indices), settings)
             state.step += 1
             window_tokens += batch.predicted_tokens
