@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a config value, e.g. --set model.latent_size=32 (repeatable)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     train.add_argument("--quiet", action="store_true", help="no progress bar or per-split log lines")
+    train.add_argument("--tensorboard", action="store_true",
+                       help="also log the metrics to RUN_DIR/tensorboard/ (needs: pip install tensorboard)")
 
     sample = commands.add_parser("sample", help="decode sentences from the prior")
     add_run_dir(sample)
@@ -171,6 +173,8 @@ def run_train(args: argparse.Namespace) -> None:
         config = load_config(args.config or DEMO_RECIPE, args.overrides)
     if args.quiet:
         config.train.progress_bar = False
+    if args.tensorboard:
+        config.train.tensorboard = True
     summary = train(config, out, resume=args.resume)
     best = summary["best_valid"]
     print(f"run dir: {out}")

@@ -86,6 +86,7 @@ class TrainConfig:
     aggressive_window: int = 10  # inner updates compared: stop once a window's mean loss is not below the previous one's
     log_every: int = 50  # steps between train lines in metrics.jsonl
     progress_bar: bool = True
+    tensorboard: bool = False  # also log metrics.jsonl's scalars to RUN_DIR/tensorboard/ (needs the tensorboard package)
     num_threads: int = 0  # torch CPU threads; 0 = torch's default
     precision: str = "auto"  # auto | fp32 | bf16 | fp16: matrix products under autocast; auto = bf16 where fast
     compile: bool = False  # torch.compile the model (measured: no gain for the LSTM models on CPU; README "Speed")

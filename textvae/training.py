@@ -9,6 +9,7 @@ leaves the previous good files in place; `resume` continues exactly as an uninte
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -42,6 +43,7 @@ from .collapse import (
 )
 from .errors import TextVAEError
 from .evaluation import evaluate_split
+from .logging_sinks import TENSORBOARD_DIR, TensorBoardLog, require_tensorboard
 from .modeling import TextVAE, build_model_config, check_model_section
 from .objectives import Loss, elbo_loss, kl_weight, updated_multiplier, word_dropout
 from .runtime import autocast, keep_freed_memory, resolve_precision
@@ -326,14 +328,16 @@ def train(config: RunConfig, out_dir: str | Path, resume: bool = False) -> dict[
     settings = config.train
     check_model_section(config.model)  # fail on a typo before any data is read
     check_remedies(config)
+    if settings.tensorboard:
+        require_tensorboard()  # a missing package fails now, not after the data is read
     workers, device = setup_workers(select_device(settings.device))
-    try:
-        return train_loop(config, out_dir, resume, workers, device)
-    finally:
-        teardown(workers)
+    with contextlib.ExitStack() as cleanup:  # closes what the loop opens (the TensorBoard writer), even on errors
+        cleanup.callback(teardown, workers)
+        return train_loop(config, out_dir, resume, workers, device, cleanup)
 
 
-def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers, device: torch.device) -> dict[str, Any]:
+def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers, device: torch.device,
+               cleanup: contextlib.ExitStack) -> dict[str, Any]:
     settings = config.train
     if workers.is_main:
         prepare_out_dir(out_dir, resume)
@@ -377,7 +381,12 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
         if workers.is_main:
             model.config.save_pretrained(str(out_dir))
             (out_dir / METRICS).unlink(missing_ok=True)  # left by a run that died before its first checkpoint
+            shutil.rmtree(out_dir / TENSORBOARD_DIR, ignore_errors=True)  # its events too
     metrics = MetricsLog(out_dir / METRICS, state.step if resume else None) if workers.is_main else None
+    board = None
+    if settings.tensorboard and workers.is_main:
+        board = TensorBoardLog(out_dir / TENSORBOARD_DIR, state.step if resume else None)
+        cleanup.callback(board.close)
     trained = DistributedDataParallel(model) if workers.distributed else model
     if settings.compile:
         trained = torch.compile(trained)
@@ -392,6 +401,8 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
     def log(record: dict[str, Any]) -> None:
         if metrics is not None:
             metrics.write(record)
+        if board is not None:
+            board.write(record)
 
     def evaluate_and_checkpoint() -> None:
         """Score the valid split, keep the best model, adapt the LR, decide on early stopping, checkpoint.
