@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from transformers import PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
@@ -47,11 +47,11 @@ from .latent_space import (
     traversal_points,
     traversal_values,
 )
-from .modeling import TextVAE
+from .modeling import TextVAE, TextVAEConfig
 from .modeling.posterior import reparameterize
 from .runtime import resolve_precision
 from .tokenization import decode_ids, encode_texts, special_ids, vocabulary_size
-from .training import TRAIN_CONFIG, resumed_config, select_device
+from .training import TRAIN_CONFIG, resumed_config, select_device, weights_mismatch
 
 
 def check_run_dir(run_dir: Path) -> None:
@@ -345,12 +345,29 @@ class TextVAEPipeline:
         return report
 
 
+def check_weights_fit(run_dir: Path) -> None:
+    """Fail with one line when model.safetensors does not hold the weights config.json describes (files of
+    two runs mixed up), instead of transformers' size-mismatch report; damaged files are left to `load`."""
+    try:
+        with safe_open(str(run_dir / "model.safetensors"), "pt") as weights:
+            saved = {name: tuple(weights.get_slice(name).get_shape()) for name in weights.keys()}
+        with torch.device("meta"):  # shapes only: no memory for the weights
+            skeleton = TextVAE(TextVAEConfig.from_pretrained(str(run_dir)))
+    except Exception:  # unreadable or damaged files: `load` reports those
+        return
+    mismatch = weights_mismatch(skeleton, saved, "model.safetensors")
+    if mismatch:
+        raise TextVAEError(f"run dir {run_dir}: model.safetensors does not fit config.json ({mismatch}); the two "
+                           "files come from different runs: copy both from the same run, or retrain")
+
+
 def load(run_dir: str | Path, device: str = "auto", precision: str = "auto") -> TextVAEPipeline:
     """The model and tokenizer of a run dir, ready on `device` ('auto' = CUDA when present); scoring runs
     in `precision` (auto | fp32 | bf16 | fp16; auto = bf16 where the hardware is fast at it)."""
     run_dir = Path(run_dir)
     check_run_dir(run_dir)
     hf_logging.disable_progress_bar()
+    check_weights_fit(run_dir)
     try:
         model = TextVAE.from_pretrained(str(run_dir))
     except (OSError, ValueError, RuntimeError, SafetensorError) as error:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,7 @@ CHOICES = {
     ("train", "free_bits_mode"): FREE_BITS_MODES,
 }
 POSITIVE = {("data", "max_length"), ("data", "tokenizer_sample"), ("data", "shuffle_buffer"), ("data", "bucket_batches"), ("tokenizer", "vocab_size"), ("tokenizer", "min_frequency"),
-            ("train", "batch_size"), ("train", "eval_batch_size"), ("train", "lr"), ("train", "log_every"),
+            ("train", "batch_size"), ("train", "eval_batch_size"), ("train", "max_epochs"), ("train", "lr"), ("train", "log_every"),
             ("train", "kl_cycles"), ("train", "kl_anneal_steps"), ("train", "target_rate_lr"),
             ("train", "aggressive_max_inner_steps"), ("train", "aggressive_window")}
 PROBABILITIES = {("train", "word_dropout"), ("train", "kl_cycle_rise_ratio"), ("train", "lr_decay_factor")}
@@ -138,6 +139,14 @@ def nearest(word: str, candidates: list[str]) -> str:
     return f" (valid keys: {', '.join(sorted(candidates))})"
 
 
+def number_from_text(text: str) -> float | str:
+    """'3e-4' → 0.0003; text that is not a number comes back unchanged."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def check_value(where: str, value: Any, default: Any, annotation: str) -> Any:
     """Coerce `value` to the type of the field (int→float allowed) or raise naming the key."""
     optional = "None" in annotation
@@ -150,7 +159,9 @@ def check_value(where: str, value: Any, default: Any, annotation: str) -> Any:
             return value
         raise TextVAEError(f"config key {where}: expected true or false, got {value!r}")
     if "float" in annotation or isinstance(default, float):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, str):
+            value = number_from_text(value)  # YAML 1.1 reads 3e-4 (no dot) as text
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             return float(value)
         raise TextVAEError(f"config key {where}: expected a number, got {value!r}")
     if "int" in annotation or isinstance(default, int):

@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
+import pickle
 import random
 import shutil
 import tempfile
@@ -46,14 +48,32 @@ from .evaluation import evaluate_split
 from .logging_sinks import TENSORBOARD_DIR, TensorBoardLog, require_tensorboard
 from .modeling import TextVAE, build_model_config, check_model_section
 from .objectives import Loss, elbo_loss, kl_weight, updated_multiplier, word_dropout
-from .runtime import autocast, keep_freed_memory, resolve_precision
+from .runtime import autocast, free_memory, keep_freed_memory, resolve_precision
 from .streaming import StreamingTrainSplit, load_streaming_splits
-from .tokenization import build_tokenizer, special_ids, vocabulary_size
+from .tokenization import build_tokenizer, check_tokenizer_section, special_ids, vocabulary_size
 
 logger = logging.getLogger("textvae")
 CHECKPOINT = "checkpoint.pt"
 TRAIN_CONFIG = "train_config.yaml"
 METRICS = "metrics.jsonl"
+
+
+class Diverged(TextVAEError):
+    """The training or validation loss stopped being a finite number; `train` adds how to go on."""
+
+    def __init__(self, what: str, value: float, step: int, lr: float):
+        super().__init__(f"the {what} became {value} at step {step} (train.lr is {lr:g})")
+        self.lr = lr
+
+
+def diverged_advice(error: Diverged, out_dir: Path) -> str:
+    """The divergence message plus the fix: resume from the last (good) checkpoint, or start again."""
+    lower = f"--set train.lr={error.lr / 10:g}"
+    if (out_dir / CHECKPOINT).exists():
+        return (f"{error}; lower train.lr or train.grad_clip and continue from the last checkpoint, which is from "
+                f"before the problem: textvae train --out {out_dir} --resume {lower}")
+    return (f"{error}; no checkpoint was written yet: train again (the same --out will do) with a lower "
+            f"train.lr (e.g. {lower}) or train.grad_clip")
 
 
 @dataclass
@@ -71,6 +91,7 @@ class TrainerState:
     decoder_reset: bool = False  # the decoder has been re-initialised after train.pretrain_ae_steps
     aggressive_off: bool = False  # train.aggressive was switched off for good by the MI rule
     previous_mi: float | None = None  # validation MI the aggressive switch-off rule compares with
+    train_lr: float | None = None  # the train.lr setting the run last trained with (a new one applies on resume)
 
 
 # ---- setup ----------------------------------------------------------------------------------------
@@ -85,6 +106,24 @@ def select_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise TextVAEError(f"train.device: '{name}' is not a device; use auto, cpu, cuda or cuda:N") from None
+
+
+BYTES_PER_PARAMETER = 16  # fp32 weight, gradient and Adam's two moments: the least training needs
+
+
+def check_model_fits(model_config, device: torch.device) -> None:
+    """Refuse a model whose weights, gradients and optimizer state alone exceed the free memory, with the
+    sizes to lower, instead of an allocation error or the kernel killing the process."""
+    try:
+        with torch.device("meta"):  # count the parameters without allocating them
+            parameters = sum(parameter.numel() for parameter in TextVAE(model_config).parameters())
+    except Exception:  # a model that cannot be built on the meta device: building it for real will tell
+        return
+    needed, free = parameters * BYTES_PER_PARAMETER, free_memory(device)
+    if free is not None and needed > free:
+        raise TextVAEError(f"the model has {parameters:,} parameters: training needs at least {needed / 2**30:.1f} GiB "
+                           f"but {free / 2**30:.1f} GiB of {device.type} memory is free; lower model.embedding_size, "
+                           "the hidden sizes, model.latent_size or tokenizer.vocab_size")
 
 
 def seed_everything(seed: int) -> None:
@@ -146,6 +185,16 @@ def hold_out(train: TokenizedSplit, share: float = 0.05) -> TokenizedSplit:
 
 # ---- files of the run dir -------------------------------------------------------------------------
 
+def write_failure(error: Exception) -> str:
+    """Why a write failed, in a few words: the OS's text for an errno ('No space left on device')."""
+    code = getattr(error, "errno", None) or (error.args[0] if error.args and isinstance(error.args[0], int) else None)
+    if getattr(error, "strerror", None):
+        return error.strerror
+    if code is not None:
+        return os.strerror(code)
+    return (str(error).splitlines() or [type(error).__name__])[0][:120]
+
+
 def replace_atomically(write, target: Path) -> None:
     """Call write(tmp_path), flush it to disk, then rename over `target`; the old file survives a crash."""
     tmp = target.with_name(f".{target.name}.tmp")
@@ -156,7 +205,7 @@ def replace_atomically(write, target: Path) -> None:
         os.replace(tmp, target)
     except (OSError, RuntimeError) as error:  # torch.save reports a full disk as RuntimeError
         tmp.unlink(missing_ok=True)
-        reason = getattr(error, "strerror", None) or str(error).splitlines()[0][:120]
+        reason = write_failure(error)
         raise TextVAEError(f"could not write {target} ({reason}); free disk space or choose "
                            "another --out; the previous file is kept") from None
 
@@ -187,16 +236,43 @@ def save_checkpoint(out_dir: Path, model: TextVAE, optimizer, scheduler, state: 
     replace_atomically(lambda tmp: torch.save(payload, tmp), out_dir / CHECKPOINT)
 
 
+def weights_mismatch(model: torch.nn.Module, saved: dict[str, tuple[int, ...]], where: str) -> str | None:
+    """The first way saved weights (name → shape) do not fit `model`, in words, or None when they fit.
+
+    Names missing from `saved` are fine when they share their parameter with a saved name (tied weights,
+    which save_pretrained stores once)."""
+    shapes = {name: tuple(value.shape) for name, value in model.state_dict().items()}
+    for name, shape in shapes.items():
+        if name in saved and tuple(saved[name]) != shape:
+            return (f"{name} has shape {tuple(saved[name])} in {where} but {shape} in the model its config describes")
+    tied = {}
+    for name, parameter in model.named_parameters(remove_duplicate=False):
+        tied.setdefault(id(parameter), []).append(name)
+    stored_once = {name for names in tied.values() if any(other in saved for other in names) for name in names}
+    missing = [name for name in shapes if name not in saved and name not in stored_once]
+    if missing:
+        return f"{where} lacks {missing[0]}" + (f" and {len(missing) - 1} more weights" if len(missing) > 1 else "")
+    unknown = [name for name in saved if name not in shapes]
+    if unknown:
+        return f"{where} has {unknown[0]}, which the model its config describes does not"
+    return None
+
+
 def load_checkpoint(out_dir: Path, model: TextVAE, optimizer, scheduler,
                     scaler: torch.amp.GradScaler | None = None, draws: torch.Generator | None = None,
                     encoder_optimizer: torch.optim.Optimizer | None = None) -> TrainerState:
     path = out_dir / CHECKPOINT
     try:
         payload = torch.load(path, map_location=model.device, weights_only=False)
-        model.load_state_dict(payload["model"])
-    except (RuntimeError, EOFError, KeyError, OSError) as error:
-        raise TextVAEError(f"checkpoint {path} cannot be read or does not fit this model "
-                           f"({str(error).splitlines()[0][:120]}); start a new run with another --out") from None
+        saved = {name: tuple(value.shape) for name, value in payload["model"].items()}
+    except (RuntimeError, EOFError, KeyError, OSError, pickle.UnpicklingError, AttributeError, TypeError) as error:
+        raise TextVAEError(f"checkpoint {path} cannot be read ({str(error).splitlines()[0][:120]}); it is truncated "
+                           "or damaged: start a new run with another --out") from None
+    mismatch = weights_mismatch(model, saved, str(path))
+    if mismatch:
+        raise TextVAEError(f"checkpoint {path} does not fit the model of this run's config: {mismatch}; resume with "
+                           "the run's own model settings (no --set model.*), or start a new run with another --out")
+    model.load_state_dict(payload["model"])
     optimizer.load_state_dict(payload["optimizer"])
     if encoder_optimizer is not None and payload.get("encoder_optimizer") is not None:
         encoder_optimizer.load_state_dict(payload["encoder_optimizer"])
@@ -220,11 +296,16 @@ class MetricsLog:
         if resume_step is not None and path.exists():
             kept = [line for line in path.read_text(encoding="utf-8").splitlines()
                     if line.strip() and json.loads(line)["step"] <= resume_step]
-            path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+            text = "".join(line + "\n" for line in kept)
+            replace_atomically(lambda tmp: tmp.write_text(text, encoding="utf-8"), path)
 
     def write(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+        try:
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+        except OSError as error:
+            raise TextVAEError(f"could not append to {self.path} ({write_failure(error)}); free disk space, then "
+                               "--resume: the last checkpoint is kept") from None
 
 
 def prepare_out_dir(out_dir: Path, resume: bool) -> None:
@@ -238,6 +319,21 @@ def prepare_out_dir(out_dir: Path, resume: bool) -> None:
     if (out_dir / CHECKPOINT).exists() or (out_dir / "model.safetensors").exists():
         raise TextVAEError(f"--out {out_dir} already holds a run; pass --resume to continue it, or choose a new --out")
     out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def apply_new_lr(state: TrainerState, out_dir: Path, lr: float, optimizers: list[torch.optim.Optimizer | None]) -> None:
+    """On resume, a train.lr that differs from the one the checkpointed run trained with (`--set train.lr=...`)
+    replaces the checkpoint's, possibly decayed, learning rate; an unchanged train.lr keeps the checkpoint's."""
+    before = state.train_lr  # None in checkpoints older than this field: the run's train_config.yaml tells
+    if before is None:
+        before = float(read_yaml(out_dir / TRAIN_CONFIG).get("train", {}).get("lr", lr))
+    state.train_lr = lr
+    if before == lr:
+        return
+    for optimizer in optimizers:
+        for group in optimizer.param_groups if optimizer is not None else []:
+            group["lr"] = lr
+    logger.info(f"train.lr changed on resume: {before:g} -> {lr:g}")
 
 
 def resumed_config(out_dir: Path, overrides: list[str] | tuple[str, ...]) -> RunConfig:
@@ -295,8 +391,7 @@ def training_step(model: TextVAE, optimizer: torch.optim.Optimizer, token_ids: t
     loss = elbo_loss(output, kl_weight(step, settings), settings.free_bits, scale, settings.free_bits_mode,
                      settings.target_rate, multiplier)
     if not torch.isfinite(loss.loss):
-        raise TextVAEError(f"the loss became {loss.value} at step {step}; lower train.lr "
-                           f"(now {optimizer.param_groups[0]['lr']:g}) or train.grad_clip, then --resume")
+        raise Diverged("loss", loss.value, step, optimizer.param_groups[0]["lr"])
     model.zero_grad(set_to_none=True)
     if scaler is None:
         loss.loss.backward()
@@ -328,12 +423,16 @@ def train(config: RunConfig, out_dir: str | Path, resume: bool = False) -> dict[
     settings = config.train
     check_model_section(config.model)  # fail on a typo before any data is read
     check_remedies(config)
+    check_tokenizer_section(config.tokenizer)
     if settings.tensorboard:
         require_tensorboard()  # a missing package fails now, not after the data is read
     workers, device = setup_workers(select_device(settings.device))
     with contextlib.ExitStack() as cleanup:  # closes what the loop opens (the TensorBoard writer), even on errors
         cleanup.callback(teardown, workers)
-        return train_loop(config, out_dir, resume, workers, device, cleanup)
+        try:
+            return train_loop(config, out_dir, resume, workers, device, cleanup)
+        except Diverged as error:
+            raise TextVAEError(diverged_advice(error, out_dir)) from None
 
 
 def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers, device: torch.device,
@@ -363,7 +462,9 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
     if not workers.is_main or resume:
         tokenizer, splits = load_splits(config, PreTrainedTokenizerFast.from_pretrained(str(out_dir)))
     special = special_ids(tokenizer)
-    model = TextVAE(build_model_config(config.model, vocabulary_size(tokenizer), special)).to(device)
+    model_config = build_model_config(config.model, vocabulary_size(tokenizer), special)
+    check_model_fits(model_config, device)
+    model = TextVAE(model_config).to(device)
     optimizer = build_optimizer(model, settings)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, factor=settings.lr_decay_factor, patience=settings.lr_decay_patience, min_lr=settings.min_lr)
@@ -373,11 +474,12 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
     if resume:
         state = load_checkpoint(out_dir, model, optimizer, scheduler, scaler, draws, encoder_optimizer)
         state.finished = False  # the resumed run's own limits decide when it ends
+        apply_new_lr(state, out_dir, settings.lr, [optimizer, encoder_optimizer])
         if state.evals_since_best == 0 and state.history and workers.is_main:
             save_model(model, out_dir)  # the checkpoint's weights are the best: redo a save a kill may have cut
         logger.info(f"resumed at step {state.step} (epoch {state.epoch}, batch {state.batch_in_epoch})")
     else:
-        state = TrainerState()
+        state = TrainerState(train_lr=settings.lr)
         if workers.is_main:
             model.config.save_pretrained(str(out_dir))
             (out_dir / METRICS).unlink(missing_ok=True)  # left by a run that died before its first checkpoint
@@ -420,6 +522,8 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
                 record["aggressive"] = aggressive_stays_on(state.previous_mi, record["mi"])
             log(record)
         record = workers.from_main(record)
+        if not math.isfinite(record["loss"]):  # keep the last checkpoint, from before the problem
+            raise Diverged("validation loss", record["loss"], state.step, optimizer.param_groups[0]["lr"])
         state.history.append(record)
         if "aggressive" in record:
             state.aggressive_off, state.previous_mi = not record["aggressive"], record["mi"]
