@@ -6,7 +6,12 @@ starting with 'textvae: error:') or the Python API (`TextVAEError` with the key 
 
 from __future__ import annotations
 
+import errno
+import json
+import logging
+import os
 import random
+import re
 import shutil
 import socket
 import time
@@ -14,12 +19,14 @@ from pathlib import Path
 
 import datasets
 import pytest
+import torch
 
 import textvae
 from textvae.cli import main
 from textvae.config import DataConfig, config_from_dict, load_config
 from textvae.data import load_corpus
 from textvae.errors import TextVAEError
+from textvae import training
 from textvae.training import load_splits
 
 WORDS = "the a cat dog bird sat ran flew on under mat tree big small red blue".split()
@@ -306,12 +313,14 @@ def test_crlf_lines_load_clean(tmp_path):
     assert not any("\r" in text for split in splits.values() for text in split.texts)
 
 
-def test_blank_lines_are_dropped_and_counted(tmp_path):
+def test_blank_lines_are_dropped_and_counted(tmp_path, caplog):
     folder = tmp_path / "data"
     folder.mkdir()
     (folder / "train.txt").write_text("the cat sat\n\n   \na dog ran\n\t\nthe bird flew\n", encoding="utf-8")
     (folder / "valid.txt").write_text("the cat ran\n", encoding="utf-8")
-    _, splits = load_splits(config_from_dict({"data": {"source": str(folder)}}), None)
+    with caplog.at_level(logging.INFO, logger="textvae"):
+        _, splits = load_splits(config_from_dict({"data": {"source": str(folder)}}), None)
+    assert "train: 3 sentences kept of 6 lines (3 blank, 0 too long dropped, 0 truncated)" in caplog.messages
     report = splits["train"].report
     assert (report.lines, report.kept, report.blank) == (6, 3, 3)
     assert splits["train"].texts == ["the cat sat", "a dog ran", "the bird flew"]
@@ -319,21 +328,25 @@ def test_blank_lines_are_dropped_and_counted(tmp_path):
 
 
 @pytest.mark.parametrize("policy", ["drop", "truncate"])
-def test_too_long_lines_follow_the_length_policy(tmp_path, policy):
+def test_too_long_lines_follow_the_length_policy(tmp_path, policy, caplog):
     folder = tmp_path / "data"
     folder.mkdir()
     long_line = "the big red cat sat on the mat today"
-    (folder / "train.txt").write_text(f"the cat sat\n{long_line}\na dog ran\n", encoding="utf-8")
+    far_too_long = " ".join(sentences(2000))  # about 10,000 words on one line
+    (folder / "train.txt").write_text(f"the cat sat\n{long_line}\na dog ran\n{far_too_long}\n", encoding="utf-8")
     (folder / "valid.txt").write_text("the cat ran\n", encoding="utf-8")
     config = config_from_dict({"data": {"source": str(folder), "max_length": 4, "length_policy": policy}})
-    _, splits = load_splits(config, None)
+    with caplog.at_level(logging.INFO, logger="textvae"):
+        _, splits = load_splits(config, None)
     train = splits["train"]
     if policy == "drop":
-        assert (train.report.too_long_dropped, train.report.truncated, len(train)) == (1, 0, 2)
-        assert long_line not in train.texts
+        assert (train.report.too_long_dropped, train.report.truncated, len(train)) == (2, 0, 2)
+        assert long_line not in train.texts and far_too_long not in train.texts
+        assert "train: 2 sentences kept of 4 lines (0 blank, 2 too long dropped, 0 truncated)" in caplog.messages
     else:
-        assert (train.report.too_long_dropped, train.report.truncated, len(train)) == (0, 1, 3)
+        assert (train.report.too_long_dropped, train.report.truncated, len(train)) == (0, 2, 4)
         assert max(len(ids) for ids in train.token_ids) == 4
+        assert "train: 4 sentences kept of 4 lines (0 blank, 0 too long dropped, 2 truncated)" in caplog.messages
 
 
 def test_corpus_folder_as_source(corpus):
@@ -354,3 +367,243 @@ def test_saved_dataset_dict_with_sentence_column(tmp_path):
     assert list(loaded["valid"]["text"]) == ["the cat ran"]
     with pytest.raises(TextVAEError, match=r"has no column 'text' \(columns: sentence\); set data.text_column"):
         load_corpus(DataConfig(source=str(saved)))
+
+
+# ---- more text files and corpora ------------------------------------------------------------------
+
+def test_empty_valid_file_is_named(capsys, tmp_path):
+    folder = write_corpus(tmp_path / "data", test=False)
+    (folder / "valid.txt").write_text("\n \n", encoding="utf-8")
+    line = cli_error(capsys, "train", "--out", tmp_path / "out", *TINY, "--set", f"data.source={folder}")
+    assert f"valid split: {folder / 'valid.txt'} is empty" in line and "one sentence per line" in line
+
+
+def test_a_corpus_with_a_tiny_vocabulary_trains_and_decodes_only_its_words(tmp_path):
+    folder = write_corpus(tmp_path / "data", words=["yes", "no"], test=False)
+    run = train_run(tmp_path / "run", folder)
+    vae = textvae.load(run, device="cpu")
+    assert set(vae.tokenizer.get_vocab()) == {"<pad>", "<bos>", "<eos>", "<unk>", "yes", "no"}
+    words = {word for line in vae.sample(20, strategy="sample", seed=0, ban_unk=True) for word in line.split()}
+    assert words <= {"yes", "no"}
+    assert vae.encode(["yes no yes", "maybe"]).shape == (2, 4)  # an unknown word is <unk>, not an error
+
+
+def test_a_vocabulary_emptied_by_min_frequency_says_which_key(capsys, tmp_path, corpus):
+    line = cli_error(capsys, "train", "--out", tmp_path / "out", *TINY, "--set", f"data.source={corpus}",
+                     "--set", "tokenizer.min_frequency=100000")
+    assert "yielded no vocabulary" in line and "tokenizer.min_frequency=100000" in line and "lower" in line
+
+
+# ---- more config ----------------------------------------------------------------------------------
+
+def test_numbers_written_without_a_dot_are_numbers(tmp_path):
+    # YAML 1.1 reads 3e-4 as text; a float key takes it as the number it means
+    assert load_config(None, ["train.lr=3e-4"]).train.lr == pytest.approx(3e-4)
+    path = tmp_path / "config.yaml"
+    path.write_text("train:\n  lr: 1e-3\n  grad_clip: 2E0\n", encoding="utf-8")
+    assert (load_config(path).train.lr, load_config(path).train.grad_clip) == (pytest.approx(1e-3), 2.0)
+    for text in ("nan", "inf", "fast"):
+        with pytest.raises(TextVAEError, match=rf"config key train\.lr: expected a number, got '?{text}'?"):
+            load_config(None, [f"train.lr={text}"])
+    with pytest.raises(TextVAEError, match=r"train\.batch_size: expected a whole number"):
+        load_config(None, ["train.batch_size=3e1"])  # whole-number keys stay strict
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("train.batch_size=0", "config key train.batch_size: must be > 0, got 0"),
+    ("train.max_epochs=0", "config key train.max_epochs: must be > 0, got 0"),
+    ("data.max_length=0", "config key data.max_length: must be > 0, got 0"),
+    ("train.word_dropout=1.5", "config key train.word_dropout: must be between 0 and 1, got 1.5"),
+    ("train.max_steps=-1", "config key train.max_steps: must not be negative, got -1"),
+    ("model.latent_size=0", "model.latent_size: must be a positive whole number, got 0"),
+    ("model.encoder_layers=0", "model.encoder_layers: must be a positive whole number, got 0"),
+    ("model.embedding_size=2.5", "config key model.embedding_size: expected a whole number, got 2.5"),
+    ("tokenizer.vocab_size=4", "config key tokenizer.vocab_size: 4 leaves no room for words"),
+])
+def test_impossible_sizes_name_the_key_before_anything_is_written(capsys, tmp_path, corpus, override, message):
+    out = tmp_path / "out"
+    line = cli_error(capsys, "train", "--out", out, *TINY, "--set", f"data.source={corpus}", "--set", override)
+    assert message in line
+    assert not out.exists()
+
+
+def test_a_model_too_big_for_the_free_memory_is_refused_with_the_sizes_to_lower(capsys, tmp_path, corpus,
+                                                                                  monkeypatch):
+    monkeypatch.setattr("textvae.training.free_memory", lambda device: 1 << 20)  # a machine with 1 MiB free
+    line = cli_error(capsys, "train", "--out", tmp_path / "out", *TINY, "--set", f"data.source={corpus}",
+                     "--set", "model.latent_size=4096")
+    assert "parameters: training needs at least" in line and "GiB of cpu memory is free" in line
+    assert "model.latent_size" in line and "tokenizer.vocab_size" in line
+    assert not (tmp_path / "out" / "checkpoint.pt").exists()
+
+
+# ---- checkpoints and weights of another model ----------------------------------------------------
+
+def test_weights_of_another_model_give_one_line_not_a_size_mismatch_report(capsys, tmp_path, run_dir, other_run_dir):
+    mixed = shutil.copytree(run_dir, tmp_path / "mixed")
+    shutil.copyfile(other_run_dir / "model.safetensors", mixed / "model.safetensors")  # other vocabulary size
+    with pytest.raises(TextVAEError, match=rf"run dir {mixed}: model.safetensors does not fit config.json "
+                                           r"\(.* has shape \(\d+, \d+\) in model.safetensors but \(\d+, \d+\)"):
+        textvae.load(mixed, device="cpu")
+    line = cli_error(capsys, "sample", mixed, "--device", "cpu")  # one line: no transformers report either
+    assert "come from different runs" in line and "copy both from the same run" in line
+
+
+def test_config_json_edited_to_other_sizes_is_caught(tmp_path, run_dir):
+    edited = shutil.copytree(run_dir, tmp_path / "edited")
+    config = json.loads((edited / "config.json").read_text(encoding="utf-8"))
+    config["latent_size"] = 6
+    (edited / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    with pytest.raises(TextVAEError, match=r"posterior\.\S+ has shape \(8, \d+\) in model.safetensors but \(12, \d+\)"):
+        textvae.load(edited, device="cpu")
+
+
+def test_truncated_checkpoint_on_resume(capsys, tmp_path, run_dir):
+    damaged = shutil.copytree(run_dir, tmp_path / "damaged")
+    checkpoint = damaged / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 2])
+    line = cli_error(capsys, "train", "--out", damaged, "--resume", "--set", "train.max_steps=4")
+    assert f"checkpoint {checkpoint} cannot be read" in line and "truncated or damaged" in line
+
+
+def test_checkpoint_of_another_model_on_resume(capsys, tmp_path, run_dir, other_run_dir):
+    mixed = shutil.copytree(run_dir, tmp_path / "mixed")
+    shutil.copyfile(other_run_dir / "checkpoint.pt", mixed / "checkpoint.pt")
+    line = cli_error(capsys, "train", "--out", mixed, "--resume", "--set", "train.max_steps=4")
+    assert f"checkpoint {mixed / 'checkpoint.pt'} does not fit the model of this run's config" in line
+    assert "has shape" in line and "another --out" in line
+    resized = shutil.copytree(run_dir, tmp_path / "resized")  # the run's own checkpoint, other model sizes
+    line = cli_error(capsys, "train", "--out", resized, "--resume", "--set", "model.latent_size=6")
+    assert "does not fit" in line and "no --set model.*" in line
+
+
+# ---- sentences given to a trained model -----------------------------------------------------------
+
+def test_very_long_sentences_are_encoded_decoded_and_scored_whole(capsys, tmp_path, run_dir):
+    vae = textvae.load(run_dir, device="cpu")
+    long_sentence = " ".join(sentences(3000))  # about 15,000 words, far over data.max_length
+    one_huge_word = "x" * 1_000_000  # no spaces: one unknown word
+    assert vae.encode([long_sentence, one_huge_word]).shape == (2, 4)
+    assert len(vae.reconstruct([long_sentence], max_length=10)[0].split()) <= 10
+    assert len(vae.interpolate(long_sentence, "the cat sat", steps=3)) == 3
+    assert vae.nearest(long_sentence, sentences=["the cat sat", long_sentence], k=1)[0][0] == long_sentence
+    scored = vae.score([long_sentence, one_huge_word], iw_samples=4)
+    assert scored[0]["tokens"] == len(long_sentence.split()) + 1  # scored whole, not truncated
+    assert scored[1]["tokens"] == 2
+    assert all(row["neg_elbo"] > 0 and row["iw_nll"] < float("inf") for row in scored)
+    source = tmp_path / "long.txt"
+    source.write_text(f"{long_sentence}\nthe cat sat\n", encoding="utf-8")
+    assert main(["encode", str(run_dir), str(source), "--out", str(tmp_path / "v.npy"), "--device", "cpu"]) == 0
+    assert main(["score", str(run_dir), str(source), "--out", str(tmp_path / "s.jsonl"), "--iw-samples", "2",
+                 "--device", "cpu"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [row["tokens"] for row in rows] == [len(long_sentence.split()) + 1, 4]
+    assert main(["reconstruct", str(run_dir), long_sentence, "--max-length", "5", "--device", "cpu"]) == 0
+    assert capsys.readouterr().out.count("\t->\t") == 1
+
+
+def test_empty_sentences_for_score_and_the_cli(capsys, tmp_path, run_dir):
+    vae = textvae.load(run_dir, device="cpu")
+    with pytest.raises(TextVAEError, match=r"sentences\[1\] is empty; give at least one word"):
+        vae.score(["the cat sat", ""])
+    with pytest.raises(TextVAEError, match=r"expected a sentence or a non-empty list of sentences"):
+        vae.score([])
+    with pytest.raises(TextVAEError, match=r"query\[0\] is empty"):
+        vae.nearest("  ", sentences=["the cat sat"])
+    assert "interpolate[0] is empty" in cli_error(capsys, "interpolate", run_dir, "", "the cat sat", "--device", "cpu")
+    blank = tmp_path / "blank.txt"
+    blank.write_text("\n \n", encoding="utf-8")
+    line = cli_error(capsys, "score", run_dir, blank, "--out", tmp_path / "s.jsonl", "--device", "cpu")
+    assert f"{blank} is empty" in line and "one sentence per line" in line
+
+
+# ---- divergence -----------------------------------------------------------------------------------
+
+def test_nan_loss_before_any_checkpoint_names_step_and_lr(capsys, tmp_path, corpus):
+    out = tmp_path / "out"
+    line = cli_error(capsys, "train", "--out", out, *TINY, "--set", f"data.source={corpus}",
+                     "--set", "train.lr=1e30", "--set", "train.max_steps=20")
+    assert re.search(r"the loss became (nan|inf) at step \d+ \(train\.lr is 1e\+30\); no checkpoint was written "
+                     r"yet: train again .* lower train\.lr", line), line
+    assert not (out / "checkpoint.pt").exists()
+
+
+def test_nan_loss_after_a_checkpoint_keeps_it_and_a_lower_lr_resumes(capsys, tmp_path, run_dir):
+    run = shutil.copytree(run_dir, tmp_path / "run")
+    before = (run / "checkpoint.pt").read_bytes()
+    line = cli_error(capsys, "train", "--out", run, "--resume", "--set", "train.lr=1e30", "--set", "train.max_steps=20")
+    assert re.search(r"the loss became (nan|inf) at step \d+ \(train\.lr is 1e\+30\); .* continue from the last "
+                     rf"checkpoint, which is from before the problem: textvae train --out {run} --resume "
+                     r"--set train\.lr=1e\+29", line), line
+    assert (run / "checkpoint.pt").read_bytes() == before
+    assert main(["train", "--out", str(run), "--resume", "--quiet", "--set", "train.lr=5e-4",
+                 "--set", "train.max_steps=4", "--set", "train.log_every=1"]) == 0
+    logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [(r["step"], r["lr"]) for r in logged if r["split"] == "train" and r["step"] > 2] == [(3, 5e-4), (4, 5e-4)]
+
+
+def test_nan_validation_loss_is_not_checkpointed(capsys, tmp_path, run_dir, monkeypatch):
+    run = shutil.copytree(run_dir, tmp_path / "run")
+    before = (run / "checkpoint.pt").read_bytes()
+    real = training.evaluate_split
+
+    def nan_evaluation(*args, **kwargs):
+        results = real(*args, **kwargs)
+        return {**results, "neg_elbo": float("nan")}
+
+    monkeypatch.setattr(training, "evaluate_split", nan_evaluation)
+    line = cli_error(capsys, "train", "--out", run, "--resume", "--set", "train.max_steps=4")
+    lr = load_config(run / "train_config.yaml").train.lr
+    assert f"the validation loss became nan at step 4 (train.lr is {lr:g})" in line and "--resume" in line
+    assert (run / "checkpoint.pt").read_bytes() == before
+
+
+# ---- disk full ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("failure", [OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), OSError(errno.ENOSPC),
+                                     RuntimeError("[enforce fail at inline_container.cc] . unexpected pos 64")],
+                         ids=["oserror", "bare-errno", "torch-save"])
+def test_disk_full_while_saving_keeps_the_previous_file(tmp_path, failure):
+    target = tmp_path / "checkpoint.pt"
+    target.write_bytes(b"the previous good checkpoint")
+
+    def write_half_then_fail(tmp: Path) -> None:
+        tmp.write_bytes(b"half a new")
+        raise failure
+
+    with pytest.raises(TextVAEError) as caught:
+        training.replace_atomically(write_half_then_fail, target)
+    message = str(caught.value)
+    assert message.startswith(f"could not write {target} (") and "free disk space" in message
+    assert "the previous file is kept" in message and "\n" not in message
+    if isinstance(failure, OSError):
+        assert "(No space left on device)" in message
+    assert target.read_bytes() == b"the previous good checkpoint"
+    assert [path.name for path in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temporary file left
+
+
+def test_disk_full_during_training_is_one_line_and_resumable(capsys, tmp_path, run_dir, monkeypatch):
+    run = shutil.copytree(run_dir, tmp_path / "run")
+    before = (run / "checkpoint.pt").read_bytes()
+
+    def full_disk(payload, path, *args, **kwargs):
+        Path(path).write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    line = cli_error(capsys, "train", "--out", run, "--resume", "--set", "train.max_steps=4")
+    assert f"could not write {run / 'checkpoint.pt'} (No space left on device)" in line
+    assert (run / "checkpoint.pt").read_bytes() == before
+    monkeypatch.undo()
+    assert main(["train", "--out", str(run), "--resume", "--quiet", "--set", "train.max_steps=4"]) == 0
+
+
+def test_disk_full_while_logging_metrics(tmp_path, monkeypatch):
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    log = training.MetricsLog(tmp_path / "metrics.jsonl")
+    monkeypatch.setattr(training, "open", full_disk, raising=False)
+    with pytest.raises(TextVAEError, match=r"could not append to .*metrics\.jsonl \(No space left on device\); "
+                                           r"free disk space, then --resume"):
+        log.write({"step": 1, "split": "train", "loss": 1.0})
