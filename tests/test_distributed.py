@@ -45,7 +45,8 @@ def test_two_process_ddp_equals_one_process_on_the_combined_batches_and_resumes(
     config = tmp_path / "tiny.yaml"
     config.write_text(CONFIG, encoding="utf-8")
     run_training(config, tmp_path / "single", processes=1)
-    run_training(config, tmp_path / "ddp", processes=2)
+    board = ["--tensorboard"] if has_tensorboard() else []
+    run_training(config, tmp_path / "ddp", processes=2, extra=board)
     # the same 5 steps under DDP, interrupted after 3 (the checkpoint at the evaluation) and resumed
     run_training(config, tmp_path / "resumed", processes=2, extra=["--set", "train.max_steps=3"])
     run_training(config, tmp_path / "resumed", processes=2, extra=["--resume", "--set", "train.max_steps=5"])
@@ -66,3 +67,13 @@ def test_two_process_ddp_equals_one_process_on_the_combined_batches_and_resumes(
     ddp_lines = (tmp_path / "ddp" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     single_lines = (tmp_path / "single" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(ddp_lines) == len(single_lines) == 5 + 2
+    if board:  # and only rank 0 wrote TensorBoard events: one event file
+        assert len(list((tmp_path / "ddp" / "tensorboard").glob("events.out.tfevents.*"))) == 1
+
+
+def has_tensorboard() -> bool:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return False
+    return True
