@@ -18,7 +18,7 @@ from .config import RunConfig
 from .data import Batch
 from .errors import TextVAEError
 from .modeling import TextVAE, check_model_section
-from .modeling.decoders import LSTMDecoder
+from .modeling.decoders import build_decoder
 
 
 def check_remedies(config: RunConfig) -> None:
@@ -52,7 +52,7 @@ def fresh_decoder_state(model: TextVAE, seed: int) -> dict[str, torch.Tensor]:
     (torch's global random state is left as it was), so a reset is the same on every device and resume."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return LSTMDecoder(model.config).state_dict()
+        return build_decoder(model.config).state_dict()
 
 
 def reset_decoder(model: TextVAE, optimizers: list[torch.optim.Optimizer], seed: int) -> None:

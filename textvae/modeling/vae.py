@@ -14,8 +14,8 @@ from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .configuration import TextVAEConfig
-from .decoders import LSTMDecoder, LSTMState
-from .encoders import LSTMEncoder
+from .decoders import build_decoder
+from .encoders import build_encoder
 from .posterior import GaussianPosterior, kl_per_dimension, reparameterize
 
 
@@ -45,10 +45,10 @@ class TextVAE(PreTrainedModel):
 
     def __init__(self, config: TextVAEConfig):
         super().__init__(config)
-        self.encoder = LSTMEncoder(config) if config.has_latent else None
+        self.encoder = build_encoder(config) if config.has_latent else None
         self.posterior = (GaussianPosterior(self.encoder.summary_size, config.latent_size, config.bn_vae_gamma)
                           if config.has_latent else None)
-        self.decoder = LSTMDecoder(config)
+        self.decoder = build_decoder(config)
         self.post_init()
 
     def _init_weights(self, module: torch.nn.Module) -> None:
@@ -96,8 +96,8 @@ class TextVAE(PreTrainedModel):
         rec_nll.index_add_(0, sentence_of_token, token_nll)
         return rec_nll, target_lengths
 
-    def decode_step(self, token_ids: torch.Tensor, z: torch.Tensor | None,
-                    state: LSTMState | None) -> tuple[torch.Tensor, LSTMState]:
-        """Next-token logits (batch, vocab) after feeding `token_ids` (batch,), and the new state."""
+    def decode_step(self, token_ids: torch.Tensor, z: torch.Tensor | None, state) -> tuple[torch.Tensor, object]:
+        """Next-token logits (batch, vocab) after feeding `token_ids` (batch,), and the new decoder state
+        (the decoder's own kind: LSTM (h, c), a Transformer's key/value cache)."""
         hidden, state = self.decoder(token_ids.unsqueeze(1), z, state)
         return self.decoder.logits(hidden[:, -1]).float(), state
