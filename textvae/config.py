@@ -58,8 +58,10 @@ class TrainConfig:
     eval_batch_size: int = 128
     max_epochs: int = 10
     max_steps: int = 0  # 0 = no step limit (max_epochs decides)
+    max_minutes: float = 0.0  # stop after this much training time (evaluations not counted; kept across resumes); 0 = off
     optimizer: str = "adam"  # adam | adamw | sgd
     lr: float = 1e-3
+    warmup_steps: int = 0  # raise the LR linearly from lr / warmup_steps to lr over the first steps (Transformers); 0 = off
     weight_decay: float = 0.0
     momentum: float = 0.0  # for sgd
     grad_clip: float = 5.0  # max global gradient norm; 0 = off
