@@ -23,6 +23,7 @@ from datetime import date
 from pathlib import Path
 
 import torch
+from ptb_table import cell, read_json, write_json  # benchmarks/ is the script's own folder on sys.path
 
 import textvae
 from textvae.config import load_config
@@ -57,14 +58,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.budget_minutes <= 0 or args.iw_samples < 0:
         parser.error("--budget-minutes must be > 0 and --iw-samples >= 0")
     return args
-
-
-def read_json(path: Path) -> dict | None:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
-def write_json(path: Path, value: dict) -> None:
-    path.write_text(json.dumps(value, indent=1) + "\n", encoding="utf-8")
 
 
 def overrides(args: argparse.Namespace) -> list[str]:
@@ -109,12 +102,6 @@ def evaluate_model(name: str, args: argparse.Namespace) -> dict:
                                 f"(z: {vae.model.config.z_conditioning})")
     write_json(run_dir / RESULTS, results)
     return results
-
-
-def cell(value, digits: int) -> str:
-    if value is None:
-        return "–"
-    return f"{value:.{digits}f}" if digits else str(int(value))
 
 
 def write_table(results: dict[str, dict], args: argparse.Namespace) -> str:
