@@ -113,5 +113,5 @@ def test_save_and_load_reproduce_identical_logits(tmp_path):
 def test_impossible_sizes_are_refused():
     with pytest.raises(TextVAEError, match="model.latent_size: must be a positive whole number, got -4"):
         tiny_config(latent_size=-4)
-    with pytest.raises(TextVAEError, match="model.z_conditioning: 'memory' is not one of init, input, both"):
+    with pytest.raises(TextVAEError, match="model.z_conditioning: 'memory' is not a way into a lstm decoder; use one of init, input, both"):
         tiny_config(z_conditioning="memory")
