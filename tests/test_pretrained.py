@@ -150,6 +150,17 @@ def test_mean_pooling_ignores_padding(folders, tokenizer):
 
 # ---- the decoder: z, causality, cache ----------------------------------------------------------------
 
+def test_without_z_the_decoder_is_the_pretrained_language_model(folders, tokenizer):
+    model = optimus(folders, tokenizer, model_variant="lm")
+    data = batch(tokenizer)
+    words = data.token_ids[:, 1: int(data.lengths.min()) - 1]  # pretrained ids only: no <bos>, <eos> or <pad>
+    assert int(words.max()) < model.decoder.pretrained_vocab
+    gpt2 = GPT2LMHeadModel.from_pretrained(folders["gpt2"]).eval()
+    hidden, _ = model.decoder(words, None)
+    expected = gpt2(input_ids=words).logits
+    assert torch.allclose(model.decoder.logits(hidden)[..., : expected.size(-1)], expected, atol=1e-5)
+
+
 @pytest.mark.parametrize("conditioning", ["memory", "input", "both"])
 def test_every_conditioning_makes_the_logits_depend_on_z(folders, tokenizer, conditioning):
     model = optimus(folders, tokenizer, z_conditioning=conditioning)
@@ -388,6 +399,8 @@ def test_models_on_the_wrong_side_are_refused(folders, tokenizer):
 def test_config_mistakes_are_one_line_errors(folders):
     with pytest.raises(TextVAEError, match="model.pretrained_encoder is set but model.encoder_type is lstm"):
         check_model_section({"pretrained_encoder": str(folders["bert"])})
+    with pytest.raises(TextVAEError, match="model.freeze_decoder: only pretrained weights"):
+        check_model_section({"freeze_decoder": True})
     with pytest.raises(TextVAEError, match="unknown config key 'model.pretrained_decoder_config'"):
         check_model_section({"pretrained_decoder_config": {}})
     with pytest.raises(TextVAEError, match="tokenizer.kind: 'word' trains a new vocabulary"):
@@ -397,3 +410,9 @@ def test_config_mistakes_are_one_line_errors(folders):
         load_config(None, ["tokenizer.kind=pretrained"])
     settings = load_config(None, ["model.decoder_type=pretrained", f"model.pretrained_decoder={folders['gpt2']}"])
     assert (settings.tokenizer.kind, settings.tokenizer.path) == ("pretrained", str(folders["gpt2"]))
+
+
+def test_the_example_recipe_is_a_valid_config():
+    settings = load_config(Path(__file__).resolve().parents[1] / "configs" / "optimus_local.yaml")
+    assert (settings.tokenizer.kind, settings.tokenizer.path) == ("pretrained", "models/gpt2")
+    assert check_model_section(settings.model)["encoder_type"] == "pretrained"

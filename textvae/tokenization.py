@@ -123,11 +123,11 @@ def folder_tokenizer(folder: str | Path, key: str = "tokenizer.path") -> Tokeniz
                            f"vocabulary files): {str(error).splitlines()[0][:160]}") from None
 
 
-def load_pretrained_tokenizer(folder: str | Path) -> PreTrainedTokenizerFast:
+def load_pretrained_tokenizer(folder: str | Path, key: str = "tokenizer.path") -> PreTrainedTokenizerFast:
     """The tokenizer of a Hugging Face model folder (tokenizer.kind: pretrained), with <pad> <bos> <eos> <unk>
     added at the end of its vocabulary where missing: ids the pretrained model has never seen, which a
     pretrained decoder gives rows of their own (modeling.pretrained)."""
-    return with_special_tokens(folder_tokenizer(folder))
+    return with_special_tokens(folder_tokenizer(folder, key))
 
 
 def build_tokenizer(settings: TokenizerConfig, train_texts: Iterable[str]) -> PreTrainedTokenizerFast:
@@ -137,7 +137,7 @@ def build_tokenizer(settings: TokenizerConfig, train_texts: Iterable[str]) -> Pr
         if not settings.path:
             raise TextVAEError("tokenizer.kind is 'pretrained' but tokenizer.path is empty; set it to a Hugging Face "
                                "model folder, or set model.pretrained_decoder (its tokenizer is the default)")
-        return load_pretrained_tokenizer(settings.path)
+        return load_pretrained_tokenizer(settings.path, "tokenizer.path (by default model.pretrained_decoder)")
     if settings.kind == "file":
         if not settings.path:
             raise TextVAEError("tokenizer.kind is 'file' but tokenizer.path is empty; set it to a tokenizer.json")

@@ -145,6 +145,9 @@ class TextVAEConfig(PretrainedConfig):
                 raise TextVAEError(f"model.pretrained_{side} is set but model.{side}_type is "
                                    f"{getattr(self, f'{side}_type')}; set model.{side}_type: pretrained to use the "
                                    f"folder, or remove model.pretrained_{side}")
+            if getattr(self, f"{side}_type") != "pretrained" and getattr(self, f"freeze_{side}"):
+                raise TextVAEError(f"model.freeze_{side}: only pretrained weights can be kept fixed, but "
+                                   f"model.{side}_type is {getattr(self, f'{side}_type')}; remove the key")
         for key in ("embedding_dropout", "decoder_dropout", "transformer_dropout"):
             value = getattr(self, key)
             if not 0.0 <= value < 1.0:

@@ -199,7 +199,7 @@ class PretrainedEncoder(nn.Module):
     def own_ids(self, texts: list[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """The texts in the encoder's own ids, right-padded, with the attention mask of the real tokens."""
         encodings = [encoding.ids for encoding in self.own_tokenizer.encode_batch(texts)]
-        width = max(len(ids) for ids in encodings)
+        width = max(1, *(len(ids) for ids in encodings))
         input_ids = torch.full((len(texts), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(texts), width), dtype=torch.long)
         for row, ids in enumerate(encodings):
@@ -214,7 +214,7 @@ class PretrainedEncoder(nn.Module):
         if self.pooling == "summary_token":
             return states[:, 0]
         real = mask.unsqueeze(-1).to(states.dtype)
-        return (states * real).sum(1) / real.sum(1)
+        return (states * real).sum(1) / real.sum(1).clamp(min=1)
 
 
 # ---- the decoder ------------------------------------------------------------------------------------
