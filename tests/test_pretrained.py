@@ -9,8 +9,22 @@ from pathlib import Path
 
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import BertConfig, BertModel, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+from tokenizers import (
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
+from transformers import (
+    BertConfig,
+    BertModel,
+    GPT2Config,
+    GPT2LMHeadModel,
+    PreTrainedTokenizerFast,
+)
 
 import textvae
 from textvae.cli import main
@@ -21,7 +35,12 @@ from textvae.errors import TextVAEError
 from textvae.modeling import TextVAE, TextVAEConfig, check_model_section
 from textvae.modeling.pretrained import ENCODER_TOKENIZER
 from textvae.synthetic import generate_split
-from textvae.tokenization import encode_texts, load_pretrained_tokenizer, special_ids, vocabulary_size
+from textvae.tokenization import (
+    encode_texts,
+    load_pretrained_tokenizer,
+    special_ids,
+    vocabulary_size,
+)
 from textvae.training import resumed_config, train
 
 SENTENCES = ["the brave sailor will reach the quiet bridge .", "a dog ran .",
@@ -82,8 +101,8 @@ def tokenizer(folders):
 
 def optimus(folders, tokenizer, seed: int = 0, **overrides) -> TextVAE:
     """A TextVAE with the tiny BERT encoder and GPT-2 decoder, in eval mode, ready to encode."""
-    settings = dict(encoder_type="pretrained", decoder_type="pretrained", pretrained_encoder=str(folders["bert"]),
-                    pretrained_decoder=str(folders["gpt2"]), latent_size=4, z_conditioning="both")
+    settings = {"encoder_type": "pretrained", "decoder_type": "pretrained", "latent_size": 4, "z_conditioning": "both",
+                "pretrained_encoder": str(folders["bert"]), "pretrained_decoder": str(folders["gpt2"])}
     settings.update(overrides)
     torch.manual_seed(seed)
     model = TextVAE(TextVAEConfig(vocab_size=vocabulary_size(tokenizer), **special_ids(tokenizer), **settings))

@@ -45,7 +45,7 @@ class TokenizerConfig:
     kind: str = "word"  # word | bpe | file | pretrained
     vocab_size: int = 10000  # the most entries, special tokens included
     min_frequency: int = 1  # rarer words/merges are left out (words become <unk>)
-    path: str | None = None  # a tokenizer.json (kind: file) or a model folder (kind: pretrained; default model.pretrained_decoder)
+    path: str | None = None  # a tokenizer.json (kind: file), a model folder (kind: pretrained; default: the decoder's)
     lowercase: bool = False  # lowercase text before tokenizing (also applied to sentences typed later)
 
 

@@ -34,8 +34,9 @@ class TextVAEConfig(PretrainedConfig):
     'memory' makes z a key/value slot every layer attends to and 'input' adds z to every input embedding;
     'both' does the two (for Transformers, the Optimus combination). encoder_pooling turns a Transformer
     encoder's token states into one summary: their 'mean', or a learned 'summary_token' read at the front
-    (for a pretrained encoder: the first token its tokenizer puts in front, e.g. BERT's [CLS]). bn_vae_gamma > 0 batch-normalises the posterior means with
-    that fixed scale (BN-VAE, Zhu et al. 2020; modeling.posterior).
+    (for a pretrained encoder: the first token its tokenizer puts in front, e.g. BERT's [CLS]).
+    bn_vae_gamma > 0 batch-normalises the posterior means with that fixed scale (BN-VAE, Zhu et al. 2020;
+    modeling.posterior).
     """
 
     model_type = "textvae"

@@ -37,7 +37,13 @@ import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, DynamicCache, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    DynamicCache,
+    PreTrainedModel,
+)
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from transformers.models.auto.modeling_auto import (
     MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
@@ -122,7 +128,10 @@ def pretrained_model(config: TextVAEConfig, side: str) -> tuple[PreTrainedModel,
     `from_config`, its weights to come from the run's model.safetensors; otherwise the folder is read, checked
     and recorded in `config`, so that the model saved with it rebuilds without the folder.
     """
-    auto_class, check = (AutoModel, check_encoder_kind) if side == "encoder" else (AutoModelForCausalLM, check_decoder_kind)
+    if side == "encoder":
+        auto_class, check = AutoModel, check_encoder_kind
+    else:
+        auto_class, check = AutoModelForCausalLM, check_decoder_kind
     recorded = getattr(config, f"pretrained_{side}_config")
     if recorded:
         return auto_class.from_config(hf_config_from_dict(recorded), dtype=torch.float32), False
@@ -354,8 +363,9 @@ def check_memory_layers(text_config, conditioning: str | None) -> None:
     """'memory' needs every layer to keep all its keys: refuse sliding-window or linear-attention layers."""
     layer_types = getattr(text_config, "layer_types", None) or []
     if conditioning in ("memory", "both") and any(kind != "full_attention" for kind in layer_types):
+        kinds = ", ".join(sorted(set(layer_types)))
         raise TextVAEError(f"model.z_conditioning: '{conditioning}' puts z in every layer's keys, but this "
-                           f"{text_config.model_type} decoder has layers that drop old keys ({sorted(set(layer_types))}); "
+                           f"{text_config.model_type} decoder has layers that drop old keys ({kinds}); "
                            "use z_conditioning: input")
 
 
