@@ -361,6 +361,7 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
         tokenizer, splits = load_splits(config, PreTrainedTokenizerFast.from_pretrained(str(out_dir)))
     special = special_ids(tokenizer)
     model = TextVAE(build_model_config(config.model, vocabulary_size(tokenizer), special)).to(device)
+    model.attach_tokenizer(tokenizer)  # a pretrained encoder reads sentences back as text (modeling.pretrained)
     optimizer = build_optimizer(model, settings)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, factor=settings.lr_decay_factor, patience=settings.lr_decay_patience, min_lr=settings.min_lr)

@@ -26,13 +26,17 @@ class TextVAEConfig(PretrainedConfig):
     encoder_type and decoder_type pick LSTMs, Transformers (sizes: *_hidden_size is the model width,
     *_layers the depth, attention_heads, feedforward_size, position_encoding, max_positions,
     transformer_dropout) or pretrained Hugging Face models read from local folders (pretrained_encoder,
-    pretrained_decoder; freeze_* keeps their weights fixed). z_conditioning says how the latent code reaches
-    the decoder: for an LSTM, 'init' maps z to the initial state and 'input' concatenates z to every input
-    embedding; for a Transformer, 'memory' makes z a key/value slot every layer attends to and 'input' adds
-    z to every input embedding; 'both' does the two (for Transformers, the Optimus combination).
-    encoder_pooling turns a Transformer encoder's token states into one summary: their 'mean', or a
-    learned 'summary_token' read at the front. bn_vae_gamma > 0 batch-normalises the posterior means with
-    that fixed scale (BN-VAE, Zhu et al. 2020; modeling.posterior).
+    pretrained_decoder; freeze_* keeps their weights fixed; modeling.pretrained). The folders are read once,
+    when a model is first built: pretrained_encoder_config / pretrained_decoder_config then record the Hugging
+    Face configs, so a saved run rebuilds those models without the folders (not set by users).
+    z_conditioning says how the latent code reaches the decoder: for an LSTM, 'init' maps z to the initial
+    state and 'input' concatenates z to every input embedding; for a Transformer (own or pretrained),
+    'memory' makes z a key/value slot every layer attends to and 'input' adds z to every input embedding;
+    'both' does the two (for Transformers, the Optimus combination). encoder_pooling turns a Transformer
+    encoder's token states into one summary: their 'mean', or a learned 'summary_token' read at the front
+    (for a pretrained encoder: the first token its tokenizer puts in front, e.g. BERT's [CLS]).
+    bn_vae_gamma > 0 batch-normalises the posterior means with that fixed scale (BN-VAE, Zhu et al. 2020;
+    modeling.posterior).
     """
 
     model_type = "textvae"
@@ -64,6 +68,8 @@ class TextVAEConfig(PretrainedConfig):
         pretrained_decoder: str = "",
         freeze_encoder: bool = False,
         freeze_decoder: bool = False,
+        pretrained_encoder_config: dict | None = None,
+        pretrained_decoder_config: dict | None = None,
         pad_token_id: int = 0,
         bos_token_id: int = 1,
         eos_token_id: int = 2,
@@ -99,6 +105,8 @@ class TextVAEConfig(PretrainedConfig):
         self.pretrained_decoder = pretrained_decoder
         self.freeze_encoder = freeze_encoder
         self.freeze_decoder = freeze_decoder
+        self.pretrained_encoder_config = pretrained_encoder_config
+        self.pretrained_decoder_config = pretrained_decoder_config
         self.unk_token_id = unk_token_id
         super().__init__(pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id, **kwargs)
         self.validate_sizes()
@@ -134,6 +142,13 @@ class TextVAEConfig(PretrainedConfig):
             if getattr(self, f"{side}_type") == "pretrained" and not getattr(self, f"pretrained_{side}"):
                 raise TextVAEError(f"model.pretrained_{side}: {side}_type is pretrained, so give the local folder "
                                    f"of a Hugging Face model (config.json + weights)")
+            if getattr(self, f"{side}_type") != "pretrained" and getattr(self, f"pretrained_{side}"):
+                raise TextVAEError(f"model.pretrained_{side} is set but model.{side}_type is "
+                                   f"{getattr(self, f'{side}_type')}; set model.{side}_type: pretrained to use the "
+                                   f"folder, or remove model.pretrained_{side}")
+            if getattr(self, f"{side}_type") != "pretrained" and getattr(self, f"freeze_{side}"):
+                raise TextVAEError(f"model.freeze_{side}: only pretrained weights can be kept fixed, but "
+                                   f"model.{side}_type is {getattr(self, f'{side}_type')}; remove the key")
         for key in ("embedding_dropout", "decoder_dropout", "transformer_dropout"):
             value = getattr(self, key)
             if not 0.0 <= value < 1.0:
@@ -146,7 +161,8 @@ class TextVAEConfig(PretrainedConfig):
 def model_section_defaults() -> dict[str, Any]:
     """The keys a `model:` config section may hold, with their defaults."""
     parameters = inspect.signature(TextVAEConfig.__init__).parameters
-    skip = {"self", "kwargs", "vocab_size", "pad_token_id", "bos_token_id", "eos_token_id", "unk_token_id"}
+    skip = {"self", "kwargs", "vocab_size", "pad_token_id", "bos_token_id", "eos_token_id", "unk_token_id",
+            "pretrained_encoder_config", "pretrained_decoder_config"}  # recorded by the model, not set by users
     keys = {name: p.default for name, p in parameters.items() if name not in skip}
     keys["model_type"] = "vae"  # the name users write for model_variant
     return keys
