@@ -34,6 +34,15 @@ def batch_of(sentences: list[list[int]]):
     return collate(sentences, list(range(len(sentences))), bos_id=1, eos_id=2, pad_id=0)
 
 
+def scramble_padding(token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """A copy of a padded batch with random word ids where the padding was (there must be some)."""
+    scrambled = token_ids.clone()
+    padding = torch.arange(scrambled.size(1)).unsqueeze(0) >= lengths.unsqueeze(1)
+    assert padding.any()
+    scrambled[padding] = torch.randint(4, 30, (int(padding.sum()),))
+    return scrambled
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """A run dir trained for a few steps on the embedded corpus with a tiny model."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -70,3 +71,27 @@ def test_matmul_speed_prints_rates_for_both_precisions_and_layouts() -> None:
     match = re.fullmatch(r"fp32_gflops=(\d+) bf16_gflops=(\d+\.\d) vocab_major_speedup=(\d+\.\d\d)",
                          result.stdout.strip().splitlines()[-1])
     assert match and float(match.group(3)) > 0
+
+
+def test_transformer_vs_lstm_trains_both_for_the_budget_and_tables_their_own_results(tmp_path: Path) -> None:
+    lstm, transformer = tmp_path / "lstm.yaml", tmp_path / "transformer.yaml"
+    lstm.write_text(TINY_CONFIG, encoding="utf-8")
+    transformer.write_text(TINY_CONFIG.replace(
+        "latent_size: 4}", "latent_size: 4, encoder_type: transformer, decoder_type: transformer, attention_heads: 2, "
+        "feedforward_size: 32, z_conditioning: memory}"), encoding="utf-8")
+    command = [sys.executable, str(ROOT / "benchmarks" / "transformer_vs_lstm.py"), "--models",
+               f"lstm={lstm},transformer={transformer}", "--budget-minutes", "0.01", "--iw-samples", "2",
+               "--runs-dir", str(tmp_path / "runs"), "--table", str(tmp_path / "table.md"), "--quiet",
+               "--set", "train.eval_every=1000", "--set", "train.log_every=2"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert re.fullmatch(r"seconds=\d+ models=2 lstm_nll=\d+\.\d\d transformer_nll=\d+\.\d\d",
+                        result.stdout.strip().splitlines()[-1])
+    table = (tmp_path / "table.md").read_text(encoding="utf-8")
+    for name, kind in (("lstm", "lstm encoder, lstm decoder"), ("transformer", "transformer encoder, transformer decoder")):
+        results = json.loads((tmp_path / "runs" / name / "budget_results.json").read_text())
+        assert 0.6 <= results["train_seconds"] < 60  # the 0.6 s budget, then the step that crossed it
+        row = next(line for line in table.splitlines() if line.startswith(f"| `{name}`"))
+        assert kind in row and f"| {results['nll']:.2f} |" in row and f"| {results['ppl']:.2f} |" in row
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "already trained, skipped" in again.stderr

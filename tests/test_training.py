@@ -128,3 +128,23 @@ def word_edit_distance(first: str, second: str) -> int:
         for j, other in enumerate(b, 1):
             previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (word != other))
     return row[-1]
+
+
+def test_warmup_raises_the_learning_rate_linearly_then_holds_it(tmp_path):
+    out = tmp_path / "warm"
+    train(tiny_settings("train.max_steps=6", "train.log_every=1", "train.lr=0.002", "train.warmup_steps=4",
+                        "train.eval_every=100"), out)
+    rates = [record["lr"] for record in read_metrics(out) if record["split"] == "train"]
+    assert rates == pytest.approx([0.0005, 0.001, 0.0015, 0.002, 0.002, 0.002])
+
+
+def test_max_minutes_stops_training_and_its_clock_survives_resume(tmp_path):
+    out = tmp_path / "timed"
+    summary = train(tiny_settings("train.max_steps=100000", "train.max_minutes=0.002", "train.eval_every=100000"),
+                    out)  # 0.12 s of training: a handful of steps
+    assert 0 < summary["steps"] < 100000
+    state = torch.load(out / "checkpoint.pt", weights_only=False)["state"]
+    assert state["finished"] and 0.12 <= state["train_seconds"] < 30
+    again = train(resumed_config(out, ["train.max_minutes=0.004"]), out, resume=True)
+    state = torch.load(out / "checkpoint.pt", weights_only=False)["state"]
+    assert again["steps"] > summary["steps"] and 0.24 <= state["train_seconds"] < 60

@@ -8,6 +8,7 @@ The training loop (`textvae.training`) calls the functions here at the right ste
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 
@@ -18,7 +19,7 @@ from .config import RunConfig
 from .data import Batch
 from .errors import TextVAEError
 from .modeling import TextVAE, check_model_section
-from .modeling.decoders import LSTMDecoder
+from .modeling.decoders import build_decoder
 
 
 def check_remedies(config: RunConfig) -> None:
@@ -49,10 +50,14 @@ def decoder_parameters(model: TextVAE) -> list[nn.Parameter]:
 
 def fresh_decoder_state(model: TextVAE, seed: int) -> dict[str, torch.Tensor]:
     """The weights of a newly initialised decoder for `model`'s config, drawn on the CPU from `seed` alone
-    (torch's global random state is left as it was), so a reset is the same on every device and resume."""
+    (torch's global random state is left as it was), so a reset is the same on every device and resume.
+    A fresh pretrained decoder is its folder's pretrained weights (read again from model.pretrained_decoder),
+    with newly drawn z layers and rows for the added tokens."""
+    config = copy.deepcopy(model.config)
+    config.pretrained_decoder_config = None  # not the recorded architecture alone: the folder's weights
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return LSTMDecoder(model.config).state_dict()
+        return build_decoder(config).state_dict()
 
 
 def reset_decoder(model: TextVAE, optimizers: list[torch.optim.Optimizer], seed: int) -> None:

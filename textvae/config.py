@@ -40,12 +40,13 @@ class DataConfig:
 
 @dataclass
 class TokenizerConfig:
-    """How text becomes ids: a word-level or BPE vocabulary trained on the train split, or a given file."""
+    """How text becomes ids: a word-level or BPE vocabulary trained on the train split, a given file, or the
+    tokenizer of a Hugging Face model folder ('pretrained', the default when model.decoder_type is pretrained)."""
 
-    kind: str = "word"  # word | bpe | file
+    kind: str = "word"  # word | bpe | file | pretrained
     vocab_size: int = 10000  # the most entries, special tokens included
     min_frequency: int = 1  # rarer words/merges are left out (words become <unk>)
-    path: str | None = None  # a tokenizer.json, for kind: file
+    path: str | None = None  # a tokenizer.json (kind: file), a model folder (kind: pretrained; default: the decoder's)
     lowercase: bool = False  # lowercase text before tokenizing (also applied to sentences typed later)
 
 
@@ -59,8 +60,10 @@ class TrainConfig:
     eval_batch_size: int = 128
     max_epochs: int = 10
     max_steps: int = 0  # 0 = no step limit (max_epochs decides)
+    max_minutes: float = 0.0  # stop after this much training time (evaluations not counted; kept across resumes); 0 = off
     optimizer: str = "adam"  # adam | adamw | sgd
     lr: float = 1e-3
+    warmup_steps: int = 0  # raise the LR linearly from lr / warmup_steps to lr over the first steps (Transformers); 0 = off
     weight_decay: float = 0.0
     momentum: float = 0.0  # for sgd
     grad_clip: float = 5.0  # max global gradient norm; 0 = off
@@ -97,7 +100,7 @@ SCHEDULES = ("constant", "linear", "logistic", "cyclical")
 FREE_BITS_MODES = ("batch_dimension", "dimension", "sentence")
 CHOICES = {
     ("data", "length_policy"): ("drop", "truncate"),
-    ("tokenizer", "kind"): ("word", "bpe", "file"),
+    ("tokenizer", "kind"): ("word", "bpe", "file", "pretrained"),
     ("train", "optimizer"): ("adam", "adamw", "sgd"),
     ("train", "kl_schedule"): SCHEDULES,
     ("train", "precision"): ("auto", "fp32", "bf16", "fp16"),
@@ -265,10 +268,28 @@ def config_from_dict(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]
         sections[name][key] = value
     return RunConfig(
         data=build_section("data", sections["data"]),
-        tokenizer=build_section("tokenizer", sections["tokenizer"]),
+        tokenizer=tokenizer_for_model(sections["tokenizer"], sections["model"]),
         model=sections["model"],
         train=build_section("train", sections["train"]),
     )
+
+
+def tokenizer_for_model(values: dict[str, Any], model: dict[str, Any]) -> TokenizerConfig:
+    """The tokenizer section, fitted to the model: a pretrained decoder reads its own vocabulary, so its
+    folder's tokenizer is the default (kind 'pretrained', path model.pretrained_decoder), and a vocabulary
+    trained here (word, bpe) is refused, since the decoder's embeddings would not match it."""
+    pretrained_decoder = model.get("decoder_type") == "pretrained"
+    if pretrained_decoder and values.get("kind") in ("word", "bpe"):
+        raise TextVAEError(f"config key tokenizer.kind: '{values['kind']}' trains a new vocabulary, but a pretrained "
+                           "decoder reads its own; set tokenizer.kind: pretrained (or remove the key)")
+    values = {"kind": "pretrained", **values} if pretrained_decoder else values
+    section = build_section("tokenizer", values)
+    if section.kind == "pretrained" and not section.path:
+        if not model.get("pretrained_decoder"):
+            raise TextVAEError("config key tokenizer.kind: 'pretrained' reads a model folder's tokenizer; set "
+                               "tokenizer.path to the folder (or model.pretrained_decoder)")
+        section.path = str(model["pretrained_decoder"])
+    return section
 
 
 def save_config(config: RunConfig, path: str | Path) -> None:

@@ -1,4 +1,5 @@
-"""Tokenizers built with `tokenizers`: word-level or BPE trained on the train split, or a given tokenizer.json.
+"""Tokenizers built with `tokenizers`: word-level or BPE trained on the train split, a given tokenizer.json, or
+the tokenizer of a local Hugging Face model folder (a pretrained decoder reads its own vocabulary).
 
 Every tokenizer carries the four special tokens the model relies on; trained ones put them first,
 so <pad>=0, <bos>=1, <eos>=2, <unk>=3. Tokenizers are wrapped in a transformers fast tokenizer so
@@ -88,22 +89,63 @@ def vocabulary_size(tokenizer: PreTrainedTokenizerFast) -> int:
     return max(tokenizer.get_vocab().values()) + 1
 
 
+def with_special_tokens(tokenizer: Tokenizer) -> PreTrainedTokenizerFast:
+    """`tokenizer` with any of <pad> <bos> <eos> <unk> it lacks added at the end of its vocabulary, wrapped."""
+    tokenizer.add_special_tokens([token for token in SPECIAL_TOKENS if tokenizer.token_to_id(token) is None])
+    return wrap(tokenizer)
+
+
 def load_tokenizer_file(path: str | Path) -> PreTrainedTokenizerFast:
     """A tokenizer from a tokenizer.json, with any missing special token added at the end of its vocabulary."""
     path = Path(path)
     if not path.is_file():
         raise TextVAEError(f"tokenizer file not found: {path}; set tokenizer.path to a tokenizer.json "
                            "or use tokenizer.kind: word|bpe to train one")
+    return with_special_tokens(read_tokenizer_json(path))
+
+
+def read_tokenizer_json(path: Path) -> Tokenizer:
+    """The `tokenizers.Tokenizer` saved in a tokenizer.json, or one clear line if it cannot be read."""
     try:
-        tokenizer = Tokenizer.from_file(str(path))
+        return Tokenizer.from_file(str(path))
     except Exception as error:  # tokenizers raises a bare Exception for unreadable files
         raise TextVAEError(f"tokenizer file {path}: not a valid tokenizer.json ({str(error).splitlines()[0]})") from None
-    tokenizer.add_special_tokens([token for token in SPECIAL_TOKENS if tokenizer.token_to_id(token) is None])
-    return wrap(tokenizer)
+
+
+def folder_tokenizer(folder: str | Path, key: str = "tokenizer.path") -> Tokenizer:
+    """The tokenizer of a local Hugging Face model folder: its tokenizer.json, or else the fast tokenizer
+    transformers builds from the folder's vocabulary files (vocab.txt, vocab.json + merges.txt, ...).
+    `key` names the config key that gave the folder, for the error message. Nothing is downloaded."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise TextVAEError(f"{key}: folder not found: {folder}; put a local copy of the Hugging Face model there")
+    if (folder / "tokenizer.json").is_file():
+        return read_tokenizer_json(folder / "tokenizer.json")
+    from transformers import AutoTokenizer  # only for folders that ship vocabulary files alone
+
+    try:
+        converted = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        return Tokenizer.from_str(converted.backend_tokenizer.to_str())
+    except (OSError, ValueError, AttributeError, TypeError) as error:
+        raise TextVAEError(f"{key}: {folder} holds no tokenizer transformers can read (tokenizer.json or "
+                           f"vocabulary files): {str(error).splitlines()[0][:160]}") from None
+
+
+def load_pretrained_tokenizer(folder: str | Path, key: str = "tokenizer.path") -> PreTrainedTokenizerFast:
+    """The tokenizer of a Hugging Face model folder (tokenizer.kind: pretrained), with <pad> <bos> <eos> <unk>
+    added at the end of its vocabulary where missing: ids the pretrained model has never seen, which a
+    pretrained decoder gives rows of their own (modeling.pretrained)."""
+    return with_special_tokens(folder_tokenizer(folder, key))
 
 
 def build_tokenizer(settings: TokenizerConfig, train_texts: Iterable[str]) -> PreTrainedTokenizerFast:
-    """The tokenizer a run asks for: trained on `train_texts`, or read from settings.path."""
+    """The tokenizer a run asks for: trained on `train_texts`, or read from settings.path (a tokenizer.json,
+    or a model folder for kind 'pretrained')."""
+    if settings.kind == "pretrained":
+        if not settings.path:
+            raise TextVAEError("tokenizer.kind is 'pretrained' but tokenizer.path is empty; set it to a Hugging Face "
+                               "model folder, or set model.pretrained_decoder (its tokenizer is the default)")
+        return load_pretrained_tokenizer(settings.path, "tokenizer.path (by default model.pretrained_decoder)")
     if settings.kind == "file":
         if not settings.path:
             raise TextVAEError("tokenizer.kind is 'file' but tokenizer.path is empty; set it to a tokenizer.json")

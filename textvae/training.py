@@ -91,6 +91,7 @@ class TrainerState:
     decoder_reset: bool = False  # the decoder has been re-initialised after train.pretrain_ae_steps
     aggressive_off: bool = False  # train.aggressive was switched off for good by the MI rule
     previous_mi: float | None = None  # validation MI the aggressive switch-off rule compares with
+    train_seconds: float = 0.0  # training time so far, evaluations excluded (train.max_minutes)
     train_lr: float | None = None  # the train.lr setting the run last trained with (a new one applies on resume)
 
 
@@ -465,6 +466,7 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
     model_config = build_model_config(config.model, vocabulary_size(tokenizer), special)
     check_model_fits(model_config, device)
     model = TextVAE(model_config).to(device)
+    model.attach_tokenizer(tokenizer)  # a pretrained encoder reads sentences back as text (modeling.pretrained)
     optimizer = build_optimizer(model, settings)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, factor=settings.lr_decay_factor, patience=settings.lr_decay_patience, min_lr=settings.min_lr)
@@ -577,7 +579,14 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
                              state.kl_multiplier, encoder_parameters(model))
         return workers.all_sum(loss.value * workers.share(len(batch.indices)), device)
 
+    def over_time() -> bool:
+        """train.max_minutes spent (every process agrees: rank 0's clock decides)."""
+        if not settings.max_minutes:
+            return False
+        return bool(workers.from_main(state.train_seconds >= 60 * settings.max_minutes))
+
     window_tokens, window_start = 0, time.perf_counter()
+    step_start = window_start
     while not state.finished and state.epoch < settings.max_epochs:
         trained.train()
         for batch in train_batches(splits["train"], settings.batch_size, special, settings.seed, state.epoch,
@@ -588,6 +597,9 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
             if settings.pretrain_ae_steps and state.step >= settings.pretrain_ae_steps and not state.decoder_reset:
                 start_vae_phase()
             inner_steps, updated = 0, None
+            if state.step < settings.warmup_steps:  # linear warm-up
+                for group in optimizer.param_groups:
+                    group["lr"] = settings.lr * (state.step + 1) / settings.warmup_steps
             if aggressive_now():  # the encoder catches up first; then the joint step updates the decoder alone
                 for group in encoder_optimizer.param_groups:  # the encoder's LR follows the decayed one
                     group["lr"] = optimizer.param_groups[0]["lr"]
@@ -603,6 +615,7 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
                 state.kl_multiplier = updated_multiplier(state.kl_multiplier, batch_kl / len(batch.indices), settings)
             state.step += 1
             window_tokens += batch.predicted_tokens
+            state.train_seconds += time.perf_counter() - step_start
             bar.update(1)
 
             if state.step % settings.log_every == 0:
@@ -621,14 +634,16 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
             if settings.eval_every and state.step % settings.eval_every == 0:
                 evaluate_and_checkpoint()
                 window_tokens, window_start = 0, time.perf_counter()
-            if state.finished or (settings.max_steps and state.step >= settings.max_steps):
+            if state.finished or (settings.max_steps and state.step >= settings.max_steps) or over_time():
                 state.finished = True
                 break
+            step_start = time.perf_counter()
         else:
             state.epoch += 1
             state.batch_in_epoch = 0
             if not settings.eval_every:
                 evaluate_and_checkpoint()
+                step_start = time.perf_counter()
     bar.close()
     if not state.history or state.history[-1]["step"] != state.step:
         evaluate_and_checkpoint()

@@ -11,15 +11,32 @@ from ..config import check_value, nearest
 from ..errors import TextVAEError
 
 VARIANTS = ("vae", "lm")
-Z_CONDITIONING = ("init", "input", "both")
+ENCODER_TYPES = ("lstm", "transformer", "pretrained")
+DECODER_TYPES = ("lstm", "transformer", "pretrained")
+# How z may reach each kind of decoder; 'both' is the decoder's two ways together.
+Z_CONDITIONING = {"lstm": ("init", "input", "both"), "transformer": ("memory", "input", "both"),
+                  "pretrained": ("memory", "input", "both")}
+POSITION_ENCODINGS = ("learned", "sinusoidal")
+POOLINGS = ("mean", "summary_token")
 
 
 class TextVAEConfig(PretrainedConfig):
     """Sizes of a sentence VAE (Bowman et al. 2016) or, with model_variant='lm', of the same decoder without z.
 
-    z_conditioning says how the latent code reaches the decoder: 'init' maps z to the initial LSTM
-    state, 'input' concatenates z to every input embedding, 'both' does the two. bn_vae_gamma > 0
-    batch-normalises the posterior means with that fixed scale (BN-VAE, Zhu et al. 2020; modeling.posterior).
+    encoder_type and decoder_type pick LSTMs, Transformers (sizes: *_hidden_size is the model width,
+    *_layers the depth, attention_heads, feedforward_size, position_encoding, max_positions,
+    transformer_dropout) or pretrained Hugging Face models read from local folders (pretrained_encoder,
+    pretrained_decoder; freeze_* keeps their weights fixed; modeling.pretrained). The folders are read once,
+    when a model is first built: pretrained_encoder_config / pretrained_decoder_config then record the Hugging
+    Face configs, so a saved run rebuilds those models without the folders (not set by users).
+    z_conditioning says how the latent code reaches the decoder: for an LSTM, 'init' maps z to the initial
+    state and 'input' concatenates z to every input embedding; for a Transformer (own or pretrained),
+    'memory' makes z a key/value slot every layer attends to and 'input' adds z to every input embedding;
+    'both' does the two (for Transformers, the Optimus combination). encoder_pooling turns a Transformer
+    encoder's token states into one summary: their 'mean', or a learned 'summary_token' read at the front
+    (for a pretrained encoder: the first token its tokenizer puts in front, e.g. BERT's [CLS]).
+    bn_vae_gamma > 0 batch-normalises the posterior means with that fixed scale (BN-VAE, Zhu et al. 2020;
+    modeling.posterior).
     """
 
     model_type = "textvae"
@@ -39,6 +56,20 @@ class TextVAEConfig(PretrainedConfig):
         embedding_dropout: float = 0.0,
         decoder_dropout: float = 0.0,
         bn_vae_gamma: float = 0.0,
+        encoder_type: str = "lstm",
+        decoder_type: str = "lstm",
+        attention_heads: int = 4,
+        feedforward_size: int = 1024,
+        position_encoding: str = "learned",
+        max_positions: int = 512,
+        encoder_pooling: str = "mean",
+        transformer_dropout: float = 0.1,
+        pretrained_encoder: str = "",
+        pretrained_decoder: str = "",
+        freeze_encoder: bool = False,
+        freeze_decoder: bool = False,
+        pretrained_encoder_config: dict | None = None,
+        pretrained_decoder_config: dict | None = None,
         pad_token_id: int = 0,
         bos_token_id: int = 1,
         eos_token_id: int = 2,
@@ -62,6 +93,20 @@ class TextVAEConfig(PretrainedConfig):
         self.embedding_dropout = embedding_dropout
         self.decoder_dropout = decoder_dropout
         self.bn_vae_gamma = bn_vae_gamma
+        self.encoder_type = encoder_type
+        self.decoder_type = decoder_type
+        self.attention_heads = attention_heads
+        self.feedforward_size = feedforward_size
+        self.position_encoding = position_encoding
+        self.max_positions = max_positions
+        self.encoder_pooling = encoder_pooling
+        self.transformer_dropout = transformer_dropout
+        self.pretrained_encoder = pretrained_encoder
+        self.pretrained_decoder = pretrained_decoder
+        self.freeze_encoder = freeze_encoder
+        self.freeze_decoder = freeze_decoder
+        self.pretrained_encoder_config = pretrained_encoder_config
+        self.pretrained_decoder_config = pretrained_decoder_config
         self.unk_token_id = unk_token_id
         super().__init__(pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id, **kwargs)
         self.validate_sizes()
@@ -75,15 +120,36 @@ class TextVAEConfig(PretrainedConfig):
         """Reject impossible sizes and unknown choices with a message naming the key."""
         if self.model_variant not in VARIANTS:
             raise TextVAEError(f"model.model_type: '{self.model_variant}' is not one of {', '.join(VARIANTS)}")
-        if self.z_conditioning not in Z_CONDITIONING:
-            raise TextVAEError(
-                f"model.z_conditioning: '{self.z_conditioning}' is not one of {', '.join(Z_CONDITIONING)}")
+        for key, choices in (("encoder_type", ENCODER_TYPES), ("decoder_type", DECODER_TYPES),
+                             ("position_encoding", POSITION_ENCODINGS), ("encoder_pooling", POOLINGS)):
+            if getattr(self, key) not in choices:
+                raise TextVAEError(f"model.{key}: '{getattr(self, key)}' is not one of {', '.join(choices)}")
+        allowed = Z_CONDITIONING[self.decoder_type]
+        if self.z_conditioning not in allowed:
+            raise TextVAEError(f"model.z_conditioning: '{self.z_conditioning}' is not a way into a "
+                               f"{self.decoder_type} decoder; use one of {', '.join(allowed)}")
         for key in ("vocab_size", "embedding_size", "encoder_hidden_size", "encoder_layers",
-                    "decoder_hidden_size", "decoder_layers", "latent_size"):
+                    "decoder_hidden_size", "decoder_layers", "latent_size", "attention_heads",
+                    "feedforward_size", "max_positions"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise TextVAEError(f"model.{key}: must be a positive whole number, got {value!r}")
-        for key in ("embedding_dropout", "decoder_dropout"):
+        for side in ("encoder", "decoder"):
+            width = getattr(self, f"{side}_hidden_size")
+            if getattr(self, f"{side}_type") == "transformer" and width % self.attention_heads:
+                raise TextVAEError(f"model.{side}_hidden_size: a Transformer's width ({width}) must be a multiple "
+                                   f"of model.attention_heads ({self.attention_heads})")
+            if getattr(self, f"{side}_type") == "pretrained" and not getattr(self, f"pretrained_{side}"):
+                raise TextVAEError(f"model.pretrained_{side}: {side}_type is pretrained, so give the local folder "
+                                   f"of a Hugging Face model (config.json + weights)")
+            if getattr(self, f"{side}_type") != "pretrained" and getattr(self, f"pretrained_{side}"):
+                raise TextVAEError(f"model.pretrained_{side} is set but model.{side}_type is "
+                                   f"{getattr(self, f'{side}_type')}; set model.{side}_type: pretrained to use the "
+                                   f"folder, or remove model.pretrained_{side}")
+            if getattr(self, f"{side}_type") != "pretrained" and getattr(self, f"freeze_{side}"):
+                raise TextVAEError(f"model.freeze_{side}: only pretrained weights can be kept fixed, but "
+                                   f"model.{side}_type is {getattr(self, f'{side}_type')}; remove the key")
+        for key in ("embedding_dropout", "decoder_dropout", "transformer_dropout"):
             value = getattr(self, key)
             if not 0.0 <= value < 1.0:
                 raise TextVAEError(f"model.{key}: must be in [0, 1), got {value!r}")
@@ -95,7 +161,8 @@ class TextVAEConfig(PretrainedConfig):
 def model_section_defaults() -> dict[str, Any]:
     """The keys a `model:` config section may hold, with their defaults."""
     parameters = inspect.signature(TextVAEConfig.__init__).parameters
-    skip = {"self", "kwargs", "vocab_size", "pad_token_id", "bos_token_id", "eos_token_id", "unk_token_id"}
+    skip = {"self", "kwargs", "vocab_size", "pad_token_id", "bos_token_id", "eos_token_id", "unk_token_id",
+            "pretrained_encoder_config", "pretrained_decoder_config"}  # recorded by the model, not set by users
     keys = {name: p.default for name, p in parameters.items() if name not in skip}
     keys["model_type"] = "vae"  # the name users write for model_variant
     return keys

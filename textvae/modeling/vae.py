@@ -8,14 +8,15 @@ vocabulary, so padding costs nothing in the output layer and can never change th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .configuration import TextVAEConfig
-from .decoders import LSTMDecoder, LSTMState
-from .encoders import LSTMEncoder
+from .decoders import build_decoder
+from .encoders import build_encoder
 from .posterior import GaussianPosterior, kl_per_dimension, reparameterize
 
 
@@ -45,14 +46,41 @@ class TextVAE(PreTrainedModel):
 
     def __init__(self, config: TextVAEConfig):
         super().__init__(config)
-        self.encoder = LSTMEncoder(config) if config.has_latent else None
+        # self.config: a pretrained encoder or decoder records its Hugging Face config there (modeling.pretrained)
+        self.encoder = build_encoder(self.config) if config.has_latent else None
         self.posterior = (GaussianPosterior(self.encoder.summary_size, config.latent_size, config.bn_vae_gamma)
                           if config.has_latent else None)
-        self.decoder = LSTMDecoder(config)
+        self.decoder = build_decoder(self.config)
         self.post_init()
 
     def _init_weights(self, module: torch.nn.Module) -> None:
-        """Keep PyTorch's default initialisation of each layer."""
+        """Keep PyTorch's default initialisation of each layer (and a pretrained model's own weights)."""
+
+    @property
+    def reads_text(self) -> bool:
+        """True when the encoder is a pretrained model that re-tokenizes sentences with its own tokenizer."""
+        return hasattr(self.encoder, "read_with")
+
+    def attach_tokenizer(self, tokenizer) -> None:
+        """Give a pretrained encoder the run's tokenizer (a transformers fast tokenizer), with which it reads
+        sentences back as text for its own tokenizer; nothing to do for other encoders."""
+        if self.reads_text:
+            self.encoder.read_with(tokenizer.backend_tokenizer)
+
+    def save_pretrained(self, save_directory, *args, **kwargs) -> None:
+        """transformers' save_pretrained, plus a pretrained encoder's own tokenizer (encoder_tokenizer.json)."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if self.reads_text:
+            self.encoder.save_tokenizer(Path(save_directory))
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """transformers' from_pretrained; a pretrained encoder also gets its tokenizer and the run's
+        (encoder_tokenizer.json and tokenizer.json of the same folder), so the model is ready to encode."""
+        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        if model.reads_text:
+            model.encoder.load_tokenizers(Path(pretrained_model_name_or_path))
+        return model
 
     def encode(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior mean and log-variance (batch, latent) of sentences given as <bos> ... <eos> <pad>."""
@@ -96,8 +124,8 @@ class TextVAE(PreTrainedModel):
         rec_nll.index_add_(0, sentence_of_token, token_nll)
         return rec_nll, target_lengths
 
-    def decode_step(self, token_ids: torch.Tensor, z: torch.Tensor | None,
-                    state: LSTMState | None) -> tuple[torch.Tensor, LSTMState]:
-        """Next-token logits (batch, vocab) after feeding `token_ids` (batch,), and the new state."""
+    def decode_step(self, token_ids: torch.Tensor, z: torch.Tensor | None, state) -> tuple[torch.Tensor, object]:
+        """Next-token logits (batch, vocab) after feeding `token_ids` (batch,), and the new decoder state
+        (the decoder's own kind: LSTM (h, c), a Transformer's key/value cache)."""
         hidden, state = self.decoder(token_ids.unsqueeze(1), z, state)
         return self.decoder.logits(hidden[:, -1]).float(), state
