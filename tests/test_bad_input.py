@@ -607,3 +607,21 @@ def test_disk_full_while_logging_metrics(tmp_path, monkeypatch):
     with pytest.raises(TextVAEError, match=r"could not append to .*metrics\.jsonl \(No space left on device\); "
                                            r"free disk space, then --resume"):
         log.write({"step": 1, "split": "train", "loss": 1.0})
+
+
+def test_a_sentence_longer_than_a_transformers_positions_is_one_clear_line(capsys, tmp_path, corpus):
+    transformer = ["--set", "model.encoder_type=transformer", "--set", "model.decoder_type=transformer",
+                   "--set", "model.attention_heads=2", "--set", "model.feedforward_size=16",
+                   "--set", "model.z_conditioning=both", "--set", "model.max_positions=40"]
+    run = train_run(tmp_path / "run", corpus, *transformer)
+    vae = textvae.load(run, device="cpu")
+    long_sentence = " ".join(sentences(20))  # about 100 words
+    for call in (lambda: vae.encode([long_sentence]), lambda: vae.score([long_sentence]),
+                 lambda: vae.interpolate(long_sentence, "the cat sat", steps=3)):
+        with pytest.raises(TextVAEError, match=r"a sentence of \d+ tokens is longer than model\.max_positions \(40\)"):
+            call()
+    assert vae.encode(["the cat sat on the mat"]).shape == (1, 4)  # sentences that fit still work
+    source = tmp_path / "long.txt"
+    source.write_text(long_sentence + "\n", encoding="utf-8")
+    line = cli_error(capsys, "encode", run, source, "--out", tmp_path / "v.npy", "--device", "cpu")
+    assert "longer than model.max_positions (40)" in line
