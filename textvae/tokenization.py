@@ -50,7 +50,7 @@ def new_tokenizer(kind: str, lowercase: bool) -> Tokenizer:
 
 def check_tokenizer_section(settings: TokenizerConfig) -> None:
     """Refuse a vocabulary too small for the special tokens before any data is read."""
-    if settings.kind != "file" and settings.vocab_size <= len(SPECIAL_TOKENS):
+    if settings.kind in ("word", "bpe") and settings.vocab_size <= len(SPECIAL_TOKENS):
         raise TextVAEError(f"config key tokenizer.vocab_size: {settings.vocab_size} leaves no room for words, as it "
                            f"counts the {len(SPECIAL_TOKENS)} special tokens {' '.join(SPECIAL_TOKENS)}; use at least "
                            f"{len(SPECIAL_TOKENS) + 1} (10000 is the default)")
