@@ -618,10 +618,11 @@ def test_a_sentence_longer_than_a_transformers_positions_is_one_clear_line(capsy
     long_sentence = " ".join(sentences(20))  # about 100 words
     for call in (lambda: vae.encode([long_sentence]), lambda: vae.score([long_sentence]),
                  lambda: vae.interpolate(long_sentence, "the cat sat", steps=3)):
-        with pytest.raises(TextVAEError, match=r"a sentence of \d+ tokens is longer than model\.max_positions \(40\)"):
+        with pytest.raises(TextVAEError, match=r"sentence 1 has \d+ tokens with <eos>, more than this model's "
+                                               r"model\.max_positions \(40\); shorten it"):
             call()
     assert vae.encode(["the cat sat on the mat"]).shape == (1, 4)  # sentences that fit still work
     source = tmp_path / "long.txt"
     source.write_text(long_sentence + "\n", encoding="utf-8")
     line = cli_error(capsys, "encode", run, source, "--out", tmp_path / "v.npy", "--device", "cpu")
-    assert "longer than model.max_positions (40)" in line
+    assert "sentence 1 has" in line and "model.max_positions (40)" in line

@@ -178,6 +178,14 @@ def test_a_sentence_longer_than_the_positions_is_refused_with_the_key():
         model.decoder(torch.randint(4, 30, (1, 7)), torch.zeros(1, 3))
 
 
+def test_decoding_stops_at_the_positions_a_transformer_has():
+    model = transformer_model(max_positions=6)
+    for strategy in ("greedy", "beam", "sample"):
+        sentences = decode(model, torch.randn(5, 3), DecodingOptions(strategy=strategy, max_length=20),
+                           generator=torch.Generator().manual_seed(0))
+        assert len(sentences) == 5 and max(len(sentence) for sentence in sentences) <= 6
+
+
 TRANSFORMER_RUN = ["--set", "model.attention_heads=2", "--set", "model.feedforward_size=32",
                    "--set", "model.transformer_dropout=0.1", "--set", "train.max_steps=8",
                    "--set", "train.eval_every=4", "--set", "train.batch_size=16", "--set", "train.word_dropout=0.25",

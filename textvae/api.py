@@ -117,6 +117,7 @@ class TextVAEPipeline:
     def batches(self, sentences: list[str], batch_size: int = 256):
         """Sentences as padded batches, in their given order."""
         encoded = encode_texts(self.tokenizer, sentences)
+        self.check_fits(encoded)
         for start in range(0, len(encoded), batch_size):
             chunk = encoded[start: start + batch_size]
             yield collate(chunk, list(range(start, start + len(chunk))), self.special["bos_token_id"],
@@ -280,7 +281,17 @@ class TextVAEPipeline:
         """Sentences (or a file's non-blank lines) tokenized with no length limit."""
         if file is not None:
             sentences = read_lines(file, "file")
-        return prepare_texts(as_sentences(sentences), self.tokenizer, max_length=10**9, length_policy="truncate")
+        split = prepare_texts(as_sentences(sentences), self.tokenizer, max_length=10**9, length_policy="truncate")
+        self.check_fits(split.token_ids)
+        return split
+
+    def check_fits(self, encoded: list[list[int]]) -> None:
+        """Refuse, naming the sentence, one that is longer than a Transformer of this model can read."""
+        limit = self.model.config.position_limit
+        for number, ids in enumerate(encoded, start=1):
+            if limit is not None and len(ids) + 1 > limit:
+                raise TextVAEError(f"sentence {number} has {len(ids) + 1} tokens with <eos>, more than this "
+                                   f"model's model.max_positions ({limit}); shorten it or split it in two")
 
     def evaluate(self, split: str = "test", sentences: list[str] | None = None, file: str | Path | None = None,
                  iw_samples: int = 500, batch_size: int = 128, seed: int = 0, bleu: bool = True,

@@ -6,7 +6,7 @@ so every decoder that offers those two (the LSTM now, a Transformer later) gets 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import torch
 
@@ -82,6 +82,9 @@ def decode(model, z: torch.Tensor | None, options: DecodingOptions = DecodingOpt
     batch = z.size(0) if z is not None else count
     if z is not None:
         z = z.to(model.device)
+    limit = getattr(model.config, "position_limit", None)  # a Transformer reads at most this many positions
+    if limit is not None and options.max_length > limit:
+        options = replace(options, max_length=limit)
     banned = banned_ids(model.config, options.ban_unk)
     if options.strategy != "beam":
         return step_decode(model, z, batch, options, banned, generator)

@@ -116,6 +116,13 @@ class TextVAEConfig(PretrainedConfig):
         """True for a VAE, False for the language-model baseline."""
         return self.model_variant == "vae"
 
+    @property
+    def position_limit(self) -> int | None:
+        """The most positions a sentence may take (<bos> + words, or words + <eos>): max_positions when a
+        Transformer of textvae's reads it, None when no side has a limit of its own."""
+        sides = [self.decoder_type] + ([self.encoder_type] if self.has_latent else [])
+        return self.max_positions if "transformer" in sides else None
+
     def validate_sizes(self) -> None:
         """Reject impossible sizes and unknown choices with a message naming the key."""
         if self.model_variant not in VARIANTS:
