@@ -26,15 +26,17 @@ def test_padding_positions_never_change_the_loss(conditioning, bidirectional):
     assert torch.allclose(clean.kl, scrambled.kl, atol=1e-6)
 
 
-def test_a_sentence_scores_the_same_alone_and_in_a_padded_batch():
-    model = tiny_model(encoder_bidirectional=True)
+@pytest.mark.parametrize("sides", [dict(encoder_bidirectional=True),
+                                   dict(encoder_type="transformer", decoder_type="transformer", attention_heads=2)])
+def test_a_sentence_scores_the_same_alone_and_in_a_padded_batch(sides):
+    model = tiny_model(**sides)
     batch = batch_of(SENTENCES)
     together = model(batch.token_ids, batch.lengths, sample_z=False)
     for row, sentence in enumerate(SENTENCES):
         alone_batch = batch_of([sentence])
         alone = model(alone_batch.token_ids, alone_batch.lengths, sample_z=False)
-        assert torch.allclose(alone.rec_nll[0], together.rec_nll[row], atol=1e-5)
-        assert torch.allclose(alone.mean[0], together.mean[row], atol=1e-6)
+        assert torch.allclose(alone.rec_nll[0], together.rec_nll[row], atol=1e-4)
+        assert torch.allclose(alone.mean[0], together.mean[row], atol=1e-5)
 
 
 def test_kl_matches_torch_distributions():

@@ -50,17 +50,6 @@ def test_padded_positions_never_change_summaries_or_losses(pooling, decoder_type
     assert torch.allclose(clean.rec_nll, scrambled.rec_nll, atol=1e-5)
 
 
-def test_a_sentence_scores_the_same_alone_and_in_a_padded_batch():
-    model = transformer_model()
-    batch = batch_of(SENTENCES)
-    together = model(batch.token_ids, batch.lengths, sample_z=False)
-    for row, sentence in enumerate(SENTENCES):
-        alone_batch = batch_of([sentence])
-        alone = model(alone_batch.token_ids, alone_batch.lengths, sample_z=False)
-        assert torch.allclose(alone.mean[0], together.mean[row], atol=1e-5)
-        assert torch.allclose(alone.rec_nll[0], together.rec_nll[row], atol=1e-4)
-
-
 def test_mean_pooling_averages_the_real_tokens_only():
     model = transformer_model()
     encoder = model.encoder
