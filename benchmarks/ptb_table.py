@@ -80,12 +80,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", default="configs/ptb.yaml", help="the shared recipe")
     parser.add_argument("--runs-dir", default="runs/ptb_table", help="one run dir per row under here")
     parser.add_argument("--table", default="benchmarks/ptb_table.md", help="the Markdown table to write")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="a config override for every row (repeatable)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_shared_arguments(parser, "row")
     args = parser.parse_args(argv)
-    args.command = " ".join(shlex.quote(part) for part in
-                            ["python", "benchmarks/ptb_table.py", *(sys.argv[1:] if argv is None else argv)])
+    args.command = command_line("benchmarks/ptb_table.py", argv)
     args.rows = [row.strip() for row in args.rows.split(",") if row.strip()]
     unknown = [row for row in args.rows if row not in ROWS]
     if unknown:
@@ -93,6 +90,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.iw_samples < 0:
         parser.error("--iw-samples must be >= 0")
     return args
+
+
+def add_shared_arguments(parser: argparse.ArgumentParser, unit: str) -> None:
+    """--set and --quiet, which the PTB benchmarks share (`unit`: what one run dir holds, for the help)."""
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help=f"a config override for every {unit} (repeatable)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def command_line(script: str, argv: list[str] | None) -> str:
+    """The command that ran `script` with `argv` (None: this process's own), quoted for a shell."""
+    return " ".join(shlex.quote(part) for part in ["python", script, *(sys.argv[1:] if argv is None else argv)])
 
 
 def shared_overrides(args: argparse.Namespace) -> list[str]:

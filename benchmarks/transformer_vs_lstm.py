@@ -12,22 +12,25 @@ one continues from its checkpoint with its clock (the budget counts across sessi
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import platform
-import shlex
-import statistics
-import sys
 import time
 from datetime import date
 from pathlib import Path
 
 import torch
-from ptb_table import cell, read_json, write_json  # benchmarks/ is the script's own folder on sys.path
+from ptb_table import (  # benchmarks/ is the script's own folder on sys.path
+    add_shared_arguments,
+    cell,
+    command_line,
+    read_json,
+    training_speed,
+    write_json,
+)
 
 import textvae
 from textvae.config import load_config
-from textvae.training import CHECKPOINT, METRICS, resumed_config, train
+from textvae.training import CHECKPOINT, resumed_config, train
 
 MODELS = "lstm=configs/ptb.yaml,transformer=configs/ptb_transformer.yaml"
 DONE = "budget_train.json"  # written when a model's training has finished
@@ -45,12 +48,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--iw-samples", type=int, default=50, help="importance samples per validation sentence")
     parser.add_argument("--runs-dir", default="runs/transformer_vs_lstm", help="one run dir per model under here")
     parser.add_argument("--table", default="benchmarks/transformer_vs_lstm.md", help="the Markdown table to write")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="a config override for every model (repeatable)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_shared_arguments(parser, "model")
     args = parser.parse_args(argv)
-    args.command = " ".join(shlex.quote(part) for part in
-                            ["python", "benchmarks/transformer_vs_lstm.py", *(sys.argv[1:] if argv is None else argv)])
+    args.command = command_line("benchmarks/transformer_vs_lstm.py", argv)
     try:
         args.models = dict(pair.split("=", 1) for pair in args.models.split(",") if pair.strip())
     except ValueError:
@@ -94,9 +94,7 @@ def evaluate_model(name: str, args: argparse.Namespace) -> dict:
     vae = textvae.load(run_dir)
     results = vae.evaluate("valid", iw_samples=args.iw_samples, samples=0, bleu=False)
     results.pop("kl_per_dim", None)
-    speeds = [line["tokens_per_s"] for line in map(json.loads, (run_dir / METRICS).read_text().splitlines())
-              if line.get("split") == "train"]
-    results.update(trained, iw_samples_asked=args.iw_samples, tokens_per_s=statistics.median(speeds),
+    results.update(trained, iw_samples_asked=args.iw_samples, tokens_per_s=training_speed(run_dir),
                    parameters=sum(p.numel() for p in vae.model.parameters()),
                    architecture=f"{vae.model.config.encoder_type} encoder, {vae.model.config.decoder_type} decoder "
                                 f"(z: {vae.model.config.z_conditioning})")

@@ -24,16 +24,21 @@ def transformer_model(seed: int = 0, **overrides) -> TextVAE:
     return tiny_model(seed, **settings)
 
 
+def teacher_forced_logits(model: TextVAE, inputs: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Logits (batch, steps, vocab) of the decoder reading all of `inputs` in one uncached pass."""
+    return model.decoder.logits(model.decoder(inputs, z)[0])
+
+
 @pytest.mark.parametrize("conditioning", ["memory", "input", "both"])
 def test_changing_a_later_token_never_changes_earlier_logits(conditioning):
     model = transformer_model(z_conditioning=conditioning)
     z = torch.randn(2, 3)
     inputs = torch.randint(4, 30, (2, 8))
-    reference = model.decoder.logits(model.decoder(inputs, z)[0])
+    reference = teacher_forced_logits(model, inputs, z)
     for changed in range(1, 8):
         altered = inputs.clone()
         altered[:, changed] = (altered[:, changed] + 1 - 4) % 26 + 4
-        logits = model.decoder.logits(model.decoder(altered, z)[0])
+        logits = teacher_forced_logits(model, altered, z)
         assert torch.allclose(logits[:, :changed], reference[:, :changed], atol=1e-5)
         assert not torch.allclose(logits[:, changed], reference[:, changed], atol=1e-4)
 
@@ -66,7 +71,7 @@ def test_cached_steps_equal_the_uncached_teacher_forced_logits(conditioning):
     model = transformer_model(z_conditioning=conditioning)
     z = torch.randn(3, 3)
     inputs = torch.randint(4, 30, (3, 9))
-    full = model.decoder.logits(model.decoder(inputs, z)[0])
+    full = teacher_forced_logits(model, inputs, z)
     state, steps = None, []
     for step in range(inputs.size(1)):
         logits, state = model.decode_step(inputs[:, step], z, state)
@@ -115,8 +120,8 @@ def test_beam_search_reorders_the_cache():
 def test_every_conditioning_makes_the_logits_depend_on_z(conditioning):
     model = transformer_model(z_conditioning=conditioning)
     inputs = torch.randint(4, 30, (2, 6))
-    first = model.decoder.logits(model.decoder(inputs, torch.zeros(2, 3))[0])
-    second = model.decoder.logits(model.decoder(inputs, torch.ones(2, 3))[0])
+    first = teacher_forced_logits(model, inputs, torch.zeros(2, 3))
+    second = teacher_forced_logits(model, inputs, torch.ones(2, 3))
     assert (first - second).abs().amax(-1).min() > 1e-4  # at every position, the first one included
     if conditioning == "memory":
         assert model.decoder.z_to_input is None and model.decoder.z_to_memory is not None
