@@ -288,8 +288,10 @@ class TextVAEPipeline:
     def check_fits(self, encoded: list[list[int]]) -> None:
         """Refuse, naming the sentence, one that is longer than a Transformer of this model can read."""
         limit = self.model.config.position_limit
+        if limit is None:
+            return
         for number, ids in enumerate(encoded, start=1):
-            if limit is not None and len(ids) + 1 > limit:
+            if len(ids) + 1 > limit:
                 raise TextVAEError(f"sentence {number} has {len(ids) + 1} tokens with <eos>, more than this "
                                    f"model's model.max_positions ({limit}); shorten it or split it in two")
 
