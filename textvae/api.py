@@ -50,6 +50,7 @@ from .latent_space import (
 from .modeling import TextVAE, TextVAEConfig
 from .modeling.posterior import reparameterize
 from .runtime import resolve_precision
+from .score_progress import progress_folder
 from .tokenization import decode_ids, encode_texts, special_ids, vocabulary_size
 from .training import TRAIN_CONFIG, resumed_config, select_device, weights_mismatch
 
@@ -101,6 +102,7 @@ class TextVAEPipeline:
         self.model = model.eval()
         self.dtype = dtype  # compute dtype of scoring (evaluate, score, detect)
         self.progress = False  # progress bars (with ETA) while scoring; the CLI turns them on
+        self.resumable = True  # save partial scores in the run dir, so a stopped evaluate/score resumes
         self.tokenizer = tokenizer
         self.run_config = run_config
         self.run_dir = run_dir
@@ -295,6 +297,10 @@ class TextVAEPipeline:
                 raise TextVAEError(f"sentence {number} has {len(ids) + 1} tokens with <eos>, more than this "
                                    f"model's model.max_positions ({limit}); shorten it or split it in two")
 
+    def partial_scores_dir(self) -> Path | None:
+        """Where evaluate/score save partial scores (score_progress): the run dir, unless turned off or read-only."""
+        return progress_folder(self.run_dir) if self.resumable else None
+
     def evaluate(self, split: str = "test", sentences: list[str] | None = None, file: str | Path | None = None,
                  iw_samples: int = 500, batch_size: int = 128, seed: int = 0, bleu: bool = True,
                  samples: int = 500, au_threshold: float = 0.01) -> dict[str, Any]:
@@ -310,7 +316,7 @@ class TextVAEPipeline:
             target = self.given_split(sentences, file)
         latent = self.model.config.has_latent
         scores = score_split(self.model, target, batch_size, iw_samples if latent else 0, seed, dtype=self.dtype,
-                             progress=self.progress)
+                             progress=self.progress, save_dir=self.partial_scores_dir())
         results = summarise(scores, iw_samples if latent else 0, au_threshold, seed)
         results["split"] = str(file) if file is not None else ("sentences" if sentences is not None else split)
         if latent and bleu:  # greedy decodes of the posterior means score_split already computed
@@ -335,7 +341,7 @@ class TextVAEPipeline:
         target = self.given_split(sentences, file)
         iw_samples = iw_samples if self.model.config.has_latent else 0
         scores = score_split(self.model, target, batch_size, iw_samples, seed, dtype=self.dtype,
-                             progress=self.progress)
+                             progress=self.progress, save_dir=self.partial_scores_dir())
         return [{"text": text, "neg_elbo": float(neg_elbo), "iw_nll": float(nll), "nll_per_token": float(nll / tokens),
                  "tokens": int(tokens)}
                 for text, neg_elbo, nll, tokens in zip(target.texts, scores.neg_elbo, scores.nll, scores.tokens)]

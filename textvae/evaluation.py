@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from .data import TokenizedSplit, iterate_batches
 from .modeling import TextVAE
 from .modeling.posterior import gaussian_log_density, kl_per_dimension, reparameterize
 from .runtime import autocast, keep_freed_memory
+from .score_progress import ScoreProgress, fingerprint
 
 
 def noise_generator(device: torch.device, seed: int) -> torch.Generator:
@@ -71,53 +73,67 @@ class SentenceScores:
 @torch.no_grad()
 def score_split(model: TextVAE, split: TokenizedSplit, batch_size: int = 128, iw_samples: int = 0,
                 seed: int = 0, iw_chunk: int = 50, dtype: torch.dtype = torch.float32,
-                progress: bool = False) -> SentenceScores:
+                progress: bool = False, save_dir: Path | None = None, save_interval: float = 60.0) -> SentenceScores:
     """Every sentence's rec, KL, NLL and posterior, with one encoder pass per sentence; matrix products
-    run under `dtype` autocast (sums and log-densities stay fp32); `progress` shows a bar with an ETA."""
+    run under `dtype` autocast (sums and log-densities stay fp32); `progress` shows a bar with an ETA.
+    With `save_dir`, partial scores are saved there every `save_interval` seconds and a rerun resumes them
+    (score_progress)."""
     device = model.device
     if device.type == "cpu":
         keep_freed_memory()
     with autocast(device, dtype):
-        return _score_split(model, split, batch_size, iw_samples, seed, iw_chunk, progress)
+        return _score_split(model, split, batch_size, iw_samples, seed, iw_chunk, progress, save_dir, save_interval,
+                            dtype)
 
 
-def counted(batches, bar: tqdm):
-    """The batches, advancing `bar` by each batch's sentences once it is done."""
-    for batch in batches:
-        yield batch
-        bar.update(len(batch.indices))
+def batch_generator(device: torch.device, seed: int, number: int) -> torch.Generator:
+    """Batch `number`'s own noise stream, so a batch's scores do not depend on which batches ran before it
+    (a resumed evaluation gives the numbers of an uninterrupted one)."""
+    return noise_generator(device, seed * 1_000_003 + number)
 
 
 def _score_split(model: TextVAE, split: TokenizedSplit, batch_size: int, iw_samples: int, seed: int,
-                 iw_chunk: int, progress: bool) -> SentenceScores:
+                 iw_chunk: int, progress: bool, save_dir: Path | None, save_interval: float,
+                 dtype: torch.dtype) -> SentenceScores:
     was_training = model.training
     model.eval()
     device = model.device
-    generator = noise_generator(device, seed)
     special = {key: getattr(model.config, key) for key in ("pad_token_id", "bos_token_id", "eos_token_id")}
     count = len(split)
-    rec, kl, nll, tokens = (np.zeros(count) for _ in range(4))
     latent = model.config.latent_size if model.config.has_latent else 0
-    means, logvars = np.zeros((count, latent)), np.zeros((count, latent))
-    bar = tqdm(total=len(split), disable=not progress, unit="sentence", dynamic_ncols=True,
+    arrays = {"rec": np.zeros(count), "kl": np.zeros(count), "nll": np.zeros(count), "tokens": np.zeros(count),
+              "mean": np.zeros((count, latent)), "logvar": np.zeros((count, latent))}
+    key = fingerprint(model, split.texts, split.token_ids, iw_samples=iw_samples, seed=seed, batch_size=batch_size,
+                      iw_chunk=iw_chunk, dtype=dtype) if save_dir is not None else ""
+    saved = ScoreProgress(save_dir, key, arrays, save_interval)
+    rec, kl, nll, tokens, means, logvars = arrays.values()
+    bar = tqdm(total=count, initial=int(saved.done.sum()), disable=not progress, unit="sentence", dynamic_ncols=True,
                desc=f"IW-NLL k={iw_samples}" if iw_samples and latent else "scoring")
-    for batch in counted(iterate_batches(split, batch_size, special), bar):
-        token_ids, rows = batch.token_ids.to(device), batch.indices
+    for number, batch in enumerate(iterate_batches(split, batch_size, special)):
+        rows = batch.indices
+        if saved.covers(rows):
+            continue
+        token_ids = batch.token_ids.to(device)
         tokens[rows] = (batch.lengths - 1).numpy()
         if not model.config.has_latent:
             rec[rows] = nll[rows] = model.reconstruction_nll(token_ids, batch.lengths, None)[0].cpu().numpy()
-            continue
-        mean, logvar = model.encode(token_ids, batch.lengths)
-        z = reparameterize(mean, logvar, generator=generator)
-        rec[rows] = model.reconstruction_nll(token_ids, batch.lengths, z)[0].cpu().numpy()
-        kl[rows] = kl_per_dimension(mean, logvar).sum(-1).cpu().numpy()
-        means[rows], logvars[rows] = mean.cpu().numpy(), logvar.cpu().numpy()
-        if iw_samples > 0:
-            log_px = iw_log_likelihood(model, token_ids, batch.lengths, mean, logvar, iw_samples, iw_chunk, generator)
-            nll[rows] = -log_px.cpu().numpy()
         else:
-            nll[rows] = rec[rows] + kl[rows]
+            generator = batch_generator(device, seed, number)
+            mean, logvar = model.encode(token_ids, batch.lengths)
+            z = reparameterize(mean, logvar, generator=generator)
+            rec[rows] = model.reconstruction_nll(token_ids, batch.lengths, z)[0].cpu().numpy()
+            kl[rows] = kl_per_dimension(mean, logvar).sum(-1).cpu().numpy()
+            means[rows], logvars[rows] = mean.cpu().numpy(), logvar.cpu().numpy()
+            if iw_samples > 0:
+                log_px = iw_log_likelihood(model, token_ids, batch.lengths, mean, logvar, iw_samples, iw_chunk,
+                                           generator)
+                nll[rows] = -log_px.cpu().numpy()
+            else:
+                nll[rows] = rec[rows] + kl[rows]
+        saved.mark(rows)
+        bar.update(len(rows))
     bar.close()
+    saved.finish()
     model.train(was_training)
     if not latent:
         return SentenceScores(rec, kl, nll, tokens)
