@@ -41,6 +41,7 @@ from textvae.tokenization import (
     special_ids,
     vocabulary_size,
 )
+from textvae import training
 from textvae.training import resumed_config, train
 
 SENTENCES = ["the brave sailor will reach the quiet bridge .", "a dog ran .",
@@ -435,3 +436,22 @@ def test_the_example_recipe_is_a_valid_config():
     settings = load_config(Path(__file__).resolve().parents[1] / "configs" / "optimus_local.yaml")
     assert (settings.tokenizer.kind, settings.tokenizer.path) == ("pretrained", "models/gpt2")
     assert check_model_section(settings.model)["encoder_type"] == "pretrained"
+
+
+def test_the_memory_check_counts_pretrained_models_without_reading_their_weights(folders, tokenizer, monkeypatch):
+    settings = {"encoder_type": "pretrained", "decoder_type": "pretrained", "latent_size": 4,
+                "pretrained_encoder": str(folders["bert"]), "pretrained_decoder": str(folders["gpt2"])}
+    config = TextVAEConfig(vocab_size=vocabulary_size(tokenizer), **special_ids(tokenizer), **settings)
+    parameters = sum(p.numel() for p in optimus(folders, tokenizer).parameters())
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("the memory check read pretrained weights")
+
+    monkeypatch.setattr("textvae.modeling.pretrained.load_folder_model", no_weights)
+    needed = parameters * training.BYTES_PER_PARAMETER
+    monkeypatch.setattr("textvae.training.free_memory", lambda device: needed)
+    training.check_model_fits(config, torch.device("cpu"))  # exactly enough memory: accepted
+    monkeypatch.setattr("textvae.training.free_memory", lambda device: needed - 1)
+    with pytest.raises(TextVAEError, match=f"the model has {parameters:,} parameters"):
+        training.check_model_fits(config, torch.device("cpu"))
+    assert not config.pretrained_decoder_config  # the check leaves the config as it was: training reads the folder

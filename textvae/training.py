@@ -10,6 +10,7 @@ leaves the previous good files in place; `resume` continues exactly as an uninte
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import math
@@ -48,6 +49,7 @@ from .errors import TextVAEError
 from .evaluation import evaluate_split
 from .logging_sinks import TENSORBOARD_DIR, TensorBoardLog, require_tensorboard
 from .modeling import TextVAE, build_model_config, check_model_section
+from .modeling.pretrained import read_folder_config
 from .objectives import Loss, elbo_loss, kl_weight, updated_multiplier, word_dropout
 from .runtime import autocast, free_memory, keep_freed_memory, resolve_precision
 from .streaming import StreamingTrainSplit, load_streaming_splits
@@ -113,12 +115,23 @@ def select_device(name: str) -> torch.device:
 BYTES_PER_PARAMETER = 16  # fp32 weight, gradient and Adam's two moments: the least training needs
 
 
+def skeleton_config(model_config):
+    """A copy of the model config whose pretrained sides are built from their folders' configs alone, so the
+    meta-device build reads no weights (transformers refuses from_pretrained under a meta device)."""
+    skeleton = copy.deepcopy(model_config)
+    for side in ("encoder", "decoder"):
+        folder = getattr(skeleton, f"pretrained_{side}")
+        if getattr(skeleton, f"{side}_type") == "pretrained" and folder and not getattr(skeleton, f"pretrained_{side}_config"):
+            setattr(skeleton, f"pretrained_{side}_config", read_folder_config(folder, f"model.pretrained_{side}").to_dict())
+    return skeleton
+
+
 def check_model_fits(model_config, device: torch.device) -> None:
     """Refuse a model whose weights, gradients and optimizer state alone exceed the free memory, with the
     sizes to lower, instead of an allocation error or the kernel killing the process."""
     try:
         with torch.device("meta"):  # count the parameters without allocating them
-            parameters = sum(parameter.numel() for parameter in TextVAE(model_config).parameters())
+            parameters = sum(parameter.numel() for parameter in TextVAE(skeleton_config(model_config)).parameters())
     except Exception:  # a model that cannot be built on the meta device: building it for real will tell
         return
     needed, free = parameters * BYTES_PER_PARAMETER, free_memory(device)
