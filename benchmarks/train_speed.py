@@ -98,13 +98,14 @@ class ReferenceVAE(nn.Module):
         self.decoder_embedding = nn.Embedding(vocab, c.embedding_size, padding_idx=pad_id)
         self.decoder = nn.LSTM(c.embedding_size + c.latent_size, c.decoder_hidden_size, c.decoder_layers,
                                batch_first=True)
+        self.encoder_dropout = nn.Dropout(c.encoder_embedding_dropout)
         self.embedding_dropout = nn.Dropout(c.embedding_dropout)
         self.output_dropout = nn.Dropout(c.decoder_dropout)
         self.output = nn.Linear(c.decoder_hidden_size, vocab)
 
     def forward(self, x: torch.Tensor, beta: float) -> torch.Tensor:
         c, batch = self.c, x.size(0)
-        _, (h, _) = self.encoder(self.embedding_dropout(self.encoder_embedding(x)))
+        _, (h, _) = self.encoder(self.encoder_dropout(self.encoder_embedding(x)))
         summary = h.view(c.encoder_layers, -1, batch, c.encoder_hidden_size)[-1].transpose(0, 1).reshape(batch, -1)
         mean, logvar = self.to_mean_logvar(summary).chunk(2, dim=-1)
         z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)

@@ -117,3 +117,19 @@ def test_impossible_sizes_are_refused():
         tiny_config(latent_size=-4)
     with pytest.raises(TextVAEError, match="model.z_conditioning: 'memory' is not a way into a lstm decoder; use one of init, input, both"):
         tiny_config(z_conditioning="memory")
+
+
+@pytest.mark.parametrize("sides", [("lstm", "lstm"), ("transformer", "transformer")])
+def test_each_dropout_key_acts_on_its_own_side_only(sides):
+    """embedding_dropout reaches the decoder's inputs, encoder_embedding_dropout the encoder's: in training
+    mode a side without dropout gives the same output on every call, a side with it does not."""
+    batch = batch_of([[5, 6, 7, 8], [9, 10, 11]])
+    widths = dict(encoder_hidden_size=16, decoder_hidden_size=16, attention_heads=2, feedforward_size=16,
+                  embedding_size=16, transformer_dropout=0.0) if sides[0] == "transformer" else {}
+    z = torch.randn(2, 3)
+    for key, changes_encoder in (("embedding_dropout", False), ("encoder_embedding_dropout", True)):
+        model = tiny_model(encoder_type=sides[0], decoder_type=sides[1], **widths, **{key: 0.5}).train()
+        summaries = [model.encoder(batch.token_ids, batch.lengths) for _ in range(2)]
+        logits = [model.decoder(batch.token_ids[:, :-1], z)[0] for _ in range(2)]
+        assert torch.equal(*summaries) is not changes_encoder, key
+        assert torch.equal(*logits) is changes_encoder, key

@@ -35,6 +35,8 @@ class TextVAEConfig(PretrainedConfig):
     'both' does the two (for Transformers, the Optimus combination). encoder_pooling turns a Transformer
     encoder's token states into one summary: their 'mean', or a learned 'summary_token' read at the front
     (for a pretrained encoder: the first token its tokenizer puts in front, e.g. BERT's [CLS]).
+    Dropout: embedding_dropout on the decoder's input embeddings, decoder_dropout on its outputs before the
+    vocabulary layer, encoder_embedding_dropout on the encoder's input embeddings.
     bn_vae_gamma > 0 batch-normalises the posterior means with that fixed scale (BN-VAE, Zhu et al. 2020;
     modeling.posterior).
     """
@@ -54,6 +56,7 @@ class TextVAEConfig(PretrainedConfig):
         latent_size: int = 32,
         z_conditioning: str = "both",
         embedding_dropout: float = 0.0,
+        encoder_embedding_dropout: float = 0.0,
         decoder_dropout: float = 0.0,
         bn_vae_gamma: float = 0.0,
         encoder_type: str = "lstm",
@@ -91,6 +94,7 @@ class TextVAEConfig(PretrainedConfig):
         self.latent_size = latent_size
         self.z_conditioning = z_conditioning
         self.embedding_dropout = embedding_dropout
+        self.encoder_embedding_dropout = encoder_embedding_dropout
         self.decoder_dropout = decoder_dropout
         self.bn_vae_gamma = bn_vae_gamma
         self.encoder_type = encoder_type
@@ -156,7 +160,7 @@ class TextVAEConfig(PretrainedConfig):
             if getattr(self, f"{side}_type") != "pretrained" and getattr(self, f"freeze_{side}"):
                 raise TextVAEError(f"model.freeze_{side}: only pretrained weights can be kept fixed, but "
                                    f"model.{side}_type is {getattr(self, f'{side}_type')}; remove the key")
-        for key in ("embedding_dropout", "decoder_dropout", "transformer_dropout"):
+        for key in ("embedding_dropout", "encoder_embedding_dropout", "decoder_dropout", "transformer_dropout"):
             value = getattr(self, key)
             if not 0.0 <= value < 1.0:
                 raise TextVAEError(f"model.{key}: must be in [0, 1), got {value!r}")

@@ -22,7 +22,7 @@ class LSTMEncoder(nn.Module):
         self.directions = 2 if config.encoder_bidirectional else 1
         self.layers = config.encoder_layers
         self.embedding = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
-        self.dropout = nn.Dropout(config.embedding_dropout)
+        self.dropout = nn.Dropout(config.encoder_embedding_dropout)
         self.lstm = nn.LSTM(config.embedding_size, config.encoder_hidden_size, num_layers=config.encoder_layers,
                             batch_first=True, bidirectional=config.encoder_bidirectional)
         self.summary_size = config.encoder_hidden_size * self.directions
@@ -46,7 +46,8 @@ class TransformerEncoder(nn.Module):
         super().__init__()
         width = config.encoder_hidden_size
         self.embedding = TokenEmbedding(config.vocab_size, config.embedding_size, width, config.max_positions,
-                                        config.position_encoding, config.pad_token_id, config.embedding_dropout)
+                                        config.position_encoding, config.pad_token_id,
+                                        config.encoder_embedding_dropout)
         self.summary_token = nn.Parameter(torch.randn(width) * 0.02) if config.encoder_pooling == "summary_token" else None
         self.blocks = nn.ModuleList(Block(width, config.attention_heads, config.feedforward_size,
                                           config.transformer_dropout) for _ in range(config.encoder_layers))
