@@ -9,6 +9,7 @@ import random
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = "the a cat dog bird sat ran flew on under mat tree big small red blue and saw it".split()
@@ -102,10 +103,12 @@ def test_finished_rows_are_skipped_and_unfinished_ones_resume(table_run):
     lm_checkpoint = (runs / "lm" / "checkpoint.pt").stat().st_mtime_ns
     (runs / "free_bits" / "ptb_table_train.json").unlink()  # as if that row had been stopped part-way
     first_lines = (runs / "free_bits" / "metrics.jsonl").read_text().splitlines()
+    first_seconds = torch.load(runs / "free_bits" / "checkpoint.pt", weights_only=False)["state"]["train_seconds"]
     assert script.main(["--rows", "lm,free_bits", "--max-steps", "5", *common]) == 0
     assert (runs / "lm" / "checkpoint.pt").stat().st_mtime_ns == lm_checkpoint  # finished: not trained again
     trained = json.loads((runs / "free_bits" / "ptb_table_train.json").read_text())
     assert trained["steps"] == 5  # resumed from step 3, not restarted
+    assert trained["seconds"] > first_seconds > 0  # the trainer's clock, carried across the resume
     steps = [json.loads(line)["step"] for line in (runs / "free_bits" / "metrics.jsonl").read_text().splitlines()
              if json.loads(line)["split"] == "train"]
     assert steps == [1, 2, 3, 4, 5]

@@ -638,4 +638,5 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
         evaluate_and_checkpoint()
     candidates = [record for record in state.history if not record.get("pretraining")] or state.history
     best = min(candidates, key=lambda record: record["loss"])
-    return {"best_valid": best, "last_valid": state.history[-1], "steps": state.step, "epochs": state.epoch}
+    return {"best_valid": best, "last_valid": state.history[-1], "steps": state.step, "epochs": state.epoch,
+            "train_seconds": state.train_seconds}
