@@ -30,18 +30,26 @@ def score(model, split, folder, seed: int = 0):
                        save_interval=0.0)
 
 
-def interrupted(monkeypatch, model, split, folder, after_batches: int) -> int:
-    """Score until the IW estimate has run for `after_batches` batches, then stop as a killed session would."""
+def stop_iw_after(monkeypatch, batches: int) -> dict:
+    """Make the IW estimate stop the process (as a killed session would) once it has run for `batches`
+    batches; returns its call count."""
     calls = {"n": 0}
     real = evaluation.iw_log_likelihood
 
     def stop_later(*args, **kwargs):
-        if calls["n"] == after_batches:
+        if calls["n"] == batches:
             raise KeyboardInterrupt
         calls["n"] += 1
         return real(*args, **kwargs)
 
     monkeypatch.setattr(evaluation, "iw_log_likelihood", stop_later)
+    return calls
+
+
+def interrupted(monkeypatch, model, split, folder, after_batches: int) -> int:
+    """Score until the IW estimate has run for `after_batches` batches, then stop."""
+    real = evaluation.iw_log_likelihood
+    calls = stop_iw_after(monkeypatch, after_batches)
     with pytest.raises(KeyboardInterrupt):
         score(model, split, folder)
     monkeypatch.setattr(evaluation, "iw_log_likelihood", real)
@@ -109,16 +117,8 @@ def test_evaluate_resumes_in_the_run_dir_and_cleans_up(tiny_run, monkeypatch):
     vae = textvae.load(tiny_run)
     first = vae.evaluate("valid", iw_samples=3, batch_size=4, samples=0, bleu=False)
     assert not list(tiny_run.glob(f"{PREFIX}*"))
-    interrupted_calls = {"n": 0}
     real = evaluation.iw_log_likelihood
-
-    def stop_later(*args, **kwargs):
-        if interrupted_calls["n"] == 2:
-            raise KeyboardInterrupt
-        interrupted_calls["n"] += 1
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(evaluation, "iw_log_likelihood", stop_later)
+    stop_iw_after(monkeypatch, 2)
     monkeypatch.setattr(evaluation, "ScoreProgress", saving_every_batch(evaluation.ScoreProgress))
     with pytest.raises(KeyboardInterrupt):
         vae.evaluate("valid", iw_samples=3, batch_size=4, samples=0, bleu=False)
