@@ -11,11 +11,17 @@ from conftest import tiny_model
 
 import textvae
 import textvae.evaluation as evaluation
+import textvae.score_progress as score_progress
 from textvae.data import TokenizedSplit
 from textvae.evaluation import score_split
 from textvae.score_progress import PREFIX
 
 FIELDS = ("rec", "kl", "nll", "tokens", "mean", "logvar")
+
+
+@pytest.fixture(autouse=True)
+def save_even_short_evaluations(monkeypatch):
+    monkeypatch.setattr(score_progress, "WORTH_SAVING", 0)
 
 
 def little_split(count: int = 40) -> TokenizedSplit:
@@ -134,3 +140,13 @@ def saving_every_batch(progress_class):
     def build(folder, key, arrays, interval=60.0):
         return progress_class(folder, key, arrays, 0.0)
     return build
+
+
+def test_a_short_evaluation_is_not_saved(tmp_path, monkeypatch):
+    monkeypatch.setattr(score_progress, "WORTH_SAVING", 40 * 6 + 1)  # one more than little_split's 40 × k = 6
+    monkeypatch.setattr(evaluation, "fingerprint", lambda *args, **kwargs: pytest.fail("digest of a short evaluation"))
+    model, split = tiny_model(), little_split()
+    with pytest.raises(KeyboardInterrupt):
+        stop_iw_after(monkeypatch, 2)
+        score(model, split, tmp_path)
+    assert not list(tmp_path.iterdir())

@@ -23,7 +23,7 @@ from .data import TokenizedSplit, iterate_batches
 from .modeling import TextVAE
 from .modeling.posterior import gaussian_log_density, kl_per_dimension, reparameterize
 from .runtime import autocast, keep_freed_memory
-from .score_progress import ScoreProgress, fingerprint
+from .score_progress import ScoreProgress, fingerprint, worth_saving
 
 
 def noise_generator(device: torch.device, seed: int) -> torch.Generator:
@@ -76,8 +76,8 @@ def score_split(model: TextVAE, split: TokenizedSplit, batch_size: int = 128, iw
                 progress: bool = False, save_dir: Path | None = None, save_interval: float = 60.0) -> SentenceScores:
     """Every sentence's rec, KL, NLL and posterior, with one encoder pass per sentence; matrix products
     run under `dtype` autocast (sums and log-densities stay fp32); `progress` shows a bar with an ETA.
-    With `save_dir`, partial scores are saved there every `save_interval` seconds and a rerun resumes them
-    (score_progress)."""
+    With `save_dir`, partial scores of a long evaluation are saved there every `save_interval` seconds and
+    a rerun resumes them (score_progress)."""
     device = model.device
     if device.type == "cpu":
         keep_freed_memory()
@@ -103,6 +103,8 @@ def _score_split(model: TextVAE, split: TokenizedSplit, batch_size: int, iw_samp
     latent = model.config.latent_size if model.config.has_latent else 0
     arrays = {"rec": np.zeros(count), "kl": np.zeros(count), "nll": np.zeros(count), "tokens": np.zeros(count),
               "mean": np.zeros((count, latent)), "logvar": np.zeros((count, latent))}
+    if save_dir is not None and not worth_saving(count, iw_samples):
+        save_dir = None
     key = fingerprint(model, split.texts, split.token_ids, iw_samples=iw_samples, seed=seed, batch_size=batch_size,
                       iw_chunk=iw_chunk, dtype=dtype) if save_dir is not None else ""
     saved = ScoreProgress(save_dir, key, arrays, save_interval)

@@ -27,6 +27,12 @@ from .errors import TextVAEError
 logger = logging.getLogger(__name__)
 
 PREFIX = ".textvae-scores-"
+WORTH_SAVING = 20_000  # sentences × importance samples; below this a rerun takes seconds, not worth a weights digest
+
+
+def worth_saving(sentences: int, iw_samples: int) -> bool:
+    """Whether an evaluation is long enough to save as it goes (scoring one sentence in a loop must stay cheap)."""
+    return sentences * max(iw_samples, 1) >= WORTH_SAVING
 
 
 def fingerprint(model: torch.nn.Module, texts: list[str], token_ids: list[list[int]], **settings) -> str:
