@@ -27,6 +27,7 @@ from transformers import (
 )
 
 import textvae
+from textvae import training
 from textvae.cli import main
 from textvae.collapse import reset_decoder
 from textvae.config import load_config
@@ -41,7 +42,6 @@ from textvae.tokenization import (
     special_ids,
     vocabulary_size,
 )
-from textvae import training
 from textvae.training import resumed_config, train
 
 SENTENCES = ["the brave sailor will reach the quiet bridge .", "a dog ran .",

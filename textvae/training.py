@@ -32,10 +32,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
-from .config import RunConfig, TrainConfig, config_from_dict, read_yaml, save_config
-from .data import Batch, TokenizedSplit, iterate_batches, load_corpus, prepare_split
-from .distributed import Workers, teardown
-from .distributed import setup as setup_workers
+from .atomic_files import replace_atomically, write_failure
 from .collapse import (
     aggressive_inner_loop,
     aggressive_stays_on,
@@ -44,7 +41,10 @@ from .collapse import (
     encoder_parameters,
     reset_decoder,
 )
-from .atomic_files import replace_atomically, write_failure
+from .config import RunConfig, TrainConfig, config_from_dict, read_yaml, save_config
+from .data import Batch, TokenizedSplit, iterate_batches, load_corpus, prepare_split
+from .distributed import Workers, teardown
+from .distributed import setup as setup_workers
 from .errors import TextVAEError
 from .evaluation import evaluate_split
 from .logging_sinks import TENSORBOARD_DIR, TensorBoardLog, require_tensorboard
@@ -53,7 +53,12 @@ from .modeling.pretrained import read_folder_config
 from .objectives import Loss, elbo_loss, kl_weight, updated_multiplier, word_dropout
 from .runtime import autocast, free_memory, keep_freed_memory, resolve_precision
 from .streaming import StreamingTrainSplit, load_streaming_splits
-from .tokenization import build_tokenizer, check_tokenizer_section, special_ids, vocabulary_size
+from .tokenization import (
+    build_tokenizer,
+    check_tokenizer_section,
+    special_ids,
+    vocabulary_size,
+)
 
 logger = logging.getLogger("textvae")
 CHECKPOINT = "checkpoint.pt"
