@@ -108,38 +108,44 @@ def _score_split(model: TextVAE, split: TokenizedSplit, batch_size: int, iw_samp
     key = fingerprint(model, split.texts, split.token_ids, iw_samples=iw_samples, seed=seed, batch_size=batch_size,
                       iw_chunk=iw_chunk, dtype=dtype) if save_dir is not None else ""
     saved = ScoreProgress(save_dir, key, arrays, save_interval)
-    rec, kl, nll, tokens, means, logvars = arrays.values()
     bar = tqdm(total=count, initial=int(saved.done.sum()), disable=not progress, unit="sentence", dynamic_ncols=True,
                desc=f"IW-NLL k={iw_samples}" if iw_samples and latent else "scoring")
     for number, batch in enumerate(iterate_batches(split, batch_size, special)):
-        rows = batch.indices
-        if saved.covers(rows):
+        if saved.covers(batch.indices):
             continue
-        token_ids = batch.token_ids.to(device)
-        tokens[rows] = (batch.lengths - 1).numpy()
-        if not model.config.has_latent:
-            rec[rows] = nll[rows] = model.reconstruction_nll(token_ids, batch.lengths, None)[0].cpu().numpy()
-        else:
-            generator = batch_generator(device, seed, number)
-            mean, logvar = model.encode(token_ids, batch.lengths)
-            z = reparameterize(mean, logvar, generator=generator)
-            rec[rows] = model.reconstruction_nll(token_ids, batch.lengths, z)[0].cpu().numpy()
-            kl[rows] = kl_per_dimension(mean, logvar).sum(-1).cpu().numpy()
-            means[rows], logvars[rows] = mean.cpu().numpy(), logvar.cpu().numpy()
-            if iw_samples > 0:
-                log_px = iw_log_likelihood(model, token_ids, batch.lengths, mean, logvar, iw_samples, iw_chunk,
-                                           generator)
-                nll[rows] = -log_px.cpu().numpy()
-            else:
-                nll[rows] = rec[rows] + kl[rows]
-        saved.mark(rows)
-        bar.update(len(rows))
+        batch_scores = score_batch(model, batch.token_ids.to(device), batch.lengths, iw_samples, iw_chunk,
+                                   batch_generator(device, seed, number))
+        for name, values in batch_scores.items():
+            arrays[name][batch.indices] = values
+        saved.mark(batch.indices)
+        bar.update(len(batch.indices))
     bar.close()
     saved.finish()
     model.train(was_training)
-    if not latent:
-        return SentenceScores(rec, kl, nll, tokens)
-    return SentenceScores(rec, kl, nll, tokens, means, logvars)
+    scores = SentenceScores(arrays["rec"], arrays["kl"], arrays["nll"], arrays["tokens"])
+    if latent:
+        scores.mean, scores.logvar = arrays["mean"], arrays["logvar"]
+    return scores
+
+
+def score_batch(model: TextVAE, token_ids: torch.Tensor, lengths: torch.Tensor, iw_samples: int, iw_chunk: int,
+                generator: torch.Generator) -> dict[str, np.ndarray]:
+    """One batch's scores: predicted tokens, rec, KL, NLL and the posterior (an LM has rec = NLL only)."""
+    scores = {"tokens": (lengths - 1).numpy()}
+    if not model.config.has_latent:
+        scores["rec"] = scores["nll"] = model.reconstruction_nll(token_ids, lengths, None)[0].cpu().numpy()
+        return scores
+    mean, logvar = model.encode(token_ids, lengths)
+    z = reparameterize(mean, logvar, generator=generator)
+    scores["rec"] = model.reconstruction_nll(token_ids, lengths, z)[0].cpu().numpy()
+    scores["kl"] = kl_per_dimension(mean, logvar).sum(-1).cpu().numpy()
+    scores["mean"], scores["logvar"] = mean.cpu().numpy(), logvar.cpu().numpy()
+    if iw_samples > 0:
+        log_px = iw_log_likelihood(model, token_ids, lengths, mean, logvar, iw_samples, iw_chunk, generator)
+        scores["nll"] = -log_px.cpu().numpy()
+    else:
+        scores["nll"] = scores["rec"] + scores["kl"]
+    return scores
 
 
 # ---- latent diagnostics ---------------------------------------------------------------------------
