@@ -258,7 +258,8 @@ def write_table(finished: dict[str, dict], args: argparse.Namespace, plots: list
         f"(words + `<eos>`). NLL: importance-weighted with k = {args.iw_samples} per sentence (the LM's is exact); "
         "NLL, −ELBO, KL and MI in nats per sentence; PPL = exp(Σ NLL / Σ predicted tokens); AU: dimensions with "
         "Cov_x(E_q[z|x]) > 0.01; BLEU: greedy reconstructions from the posterior means; train time: the trainer's "
-        "clock (validation passes not counted), summed over resumed sessions; tokens/s: median training throughput (target tokens) over the logged windows.",
+        "clock (validation passes not counted), summed over resumed sessions; tokens/s: median training "
+        "throughput (target tokens) over the logged windows.",
         "",
         header,
         "| --- |" + " ---: |" * (len(COLUMNS) + 2),
