@@ -155,6 +155,7 @@ def evaluate_row(name: str, args: argparse.Namespace) -> dict:
         return cached
     logger.info(f"{name}: evaluating on test with k = {args.iw_samples}")
     vae = textvae.load(run_dir, device=args.device)
+    vae.progress = not args.quiet  # k = 500 takes most of an hour on a CPU: show the ETA
     start = time.perf_counter()
     results = vae.evaluate("test", iw_samples=args.iw_samples, samples=0, bleu=True)
     results["eval_seconds"] = time.perf_counter() - start
