@@ -67,7 +67,8 @@ class ScoreProgress:
                 for name, array in self.arrays.items():
                     array[...] = saved[name]
                 self.done[...] = saved["done"]
-        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:  # a damaged file is only lost time, never wrong numbers
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
+            # a damaged file is only lost time, never wrong numbers: `done` stays empty, every batch is scored again
             logger.warning(f"ignoring unreadable saved scores {self.path} ({error}); scoring from the start")
             return
         logger.info(f"resuming: {int(self.done.sum())} of {len(self.done)} sentences already scored ({self.path})")
