@@ -143,7 +143,7 @@ def train_row(name: str, args: argparse.Namespace) -> None:
     described = f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
     # the trainer's own clock: checkpointed with the weights, so a killed session's finished epochs still count
     write_json(run_dir / TRAINED, {"seconds": summary["train_seconds"], "steps": summary["steps"],
-                                   "epochs": summary["epochs"], "device": described})
+                                   "epochs": summary["epochs"], "device": described, "command": args.command})
 
 
 def evaluate_row(name: str, args: argparse.Namespace) -> dict:
@@ -221,6 +221,22 @@ def target_verdict(finished: dict[str, dict]) -> str:
     return f"Target (PPL below the LM baseline's {baseline:.2f}, KL ≥ 8, AU = 32): {verdict}."
 
 
+def pending_rows(finished: dict[str, dict]) -> list[str]:
+    """A line naming the script's rows that have not finished training yet (none: no line)."""
+    pending = [f"`{name}`" for name in ROWS if name not in finished]
+    if not pending:
+        return []
+    return [f"Not yet trained, so not in the table: {', '.join(pending)} (`--rows NAME` trains and adds one).", ""]
+
+
+def row_origin(name: str, runs_dir: Path) -> str:
+    """A list item: the row's overrides of the recipe and, when recorded, the command whose run finished its
+    training (rows train one at a time, possibly over several resumed runs, before a later run writes the table)."""
+    line = f"- `{name}`: {ROWS[name][0]}: `{' '.join(ROWS[name][1])}`"
+    command = (read_json(runs_dir / name / TRAINED) or {}).get("command")
+    return line + (f"; training finished by `{command}`" if command else "")
+
+
 def describe_recipe(path: str) -> str:
     """The shared recipe in words, read from the config file."""
     config = load_config(path)
@@ -245,7 +261,9 @@ def write_table(finished: dict[str, dict], args: argparse.Namespace, plots: list
     lines = [
         "# PTB: the language model and the remedies against posterior collapse",
         "",
-        "Made by this command, run from the repository root (the table is its output, not typed):",
+        "Written by this command, run from the repository root (the table is its output, not typed); it trains "
+        "the rows it names (resuming any that stopped part-way) and tabulates every row whose training has "
+        "finished in the runs dir, evaluating any not yet evaluated:",
         "",
         "```",
         args.command,
@@ -268,13 +286,14 @@ def write_table(finished: dict[str, dict], args: argparse.Namespace, plots: list
         "",
         target_verdict(finished),
         "",
+        *pending_rows(finished),
         "Published rows: Li et al. 2020 (Optimus), quoting He et al. 2019 and Li et al. 2019 for the same "
         "LSTM setting on PTB; a dash where the source gives no number. Their preprocessing and PPL convention may "
         "differ in detail from textvae's.",
         "",
         "Rows (overrides of the recipe):",
         "",
-        *[f"- `{name}`: {ROWS[name][0]}: `{' '.join(ROWS[name][1])}`" for name in finished],
+        *[row_origin(name, runs_dir) for name in finished],
     ]
     if plots:
         lines += ["", "Training curves (from each run's metrics.jsonl):", ""]
