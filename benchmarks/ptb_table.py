@@ -11,6 +11,7 @@ command that made it and, when matplotlib is importable, PNG plots of the traini
 Uses the GPU when one is present (--device auto). Run from the repo root:
   python benchmarks/ptb_table.py                      # every row: many GPU hours
   python benchmarks/ptb_table.py --rows lm,bn_vae     # some rows; rerun with others later
+  python benchmarks/ptb_table.py --status             # where each row stands; trains nothing
 """
 
 from __future__ import annotations
@@ -23,13 +24,16 @@ import shlex
 import statistics
 import sys
 import time
+import zipfile
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import textvae
 from textvae.config import load_config
+from textvae.score_progress import PREFIX as PARTIAL_SCORES_PREFIX
 from textvae.training import CHECKPOINT, METRICS, resumed_config, select_device, train
 
 EPOCH = 1315  # training steps in one PTB epoch at batch 32 (42,068 sentences)
@@ -80,6 +84,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", default="configs/ptb.yaml", help="the shared recipe")
     parser.add_argument("--runs-dir", default="runs/ptb_table", help="one run dir per row under here")
     parser.add_argument("--table", default="benchmarks/ptb_table.md", help="the Markdown table to write")
+    parser.add_argument("--status", action="store_true",
+                        help="only print where each row stands (training, evaluation) and exit; trains nothing")
     add_shared_arguments(parser, "row")
     args = parser.parse_args(argv)
     args.command = command_line("benchmarks/ptb_table.py", argv)
@@ -166,6 +172,42 @@ def evaluate_row(name: str, args: argparse.Namespace) -> dict:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return results
+
+
+def row_status(name: str, args: argparse.Namespace) -> str:
+    """One line on where a row stands: not started, training (its last validation), trained and how far its
+    test evaluation got (from the evaluation's saved partial scores), or evaluated."""
+    run_dir = Path(args.runs_dir) / name
+    trained, results = read_json(run_dir / TRAINED), read_json(run_dir / RESULTS)
+    if trained is not None:
+        done = f"trained: {trained['epochs']} epochs, {duration(trained['seconds'])}"
+        if results is not None and results.get("trained_steps") == trained["steps"] \
+                and results.get("iw_samples_asked") == args.iw_samples:
+            return (f"{name}: {done}; evaluated with k = {args.iw_samples}: NLL {results['nll']:.2f}, "
+                    f"PPL {results['ppl']:.2f}, KL {results['kl']:.2f}")
+        return f"{name}: {done}; test evaluation {evaluation_progress(run_dir)}"
+    validations = [line for line in read_metrics(run_dir) if line["split"] == "valid"]
+    if not validations:
+        return f"{name}: not started" if not (run_dir / CHECKPOINT).is_file() else f"{name}: training, no validation yet"
+    last = validations[-1]
+    epochs = resumed_config(run_dir, []).train.max_epochs if (run_dir / CHECKPOINT).is_file() else "?"
+    measured = "".join(f", {label} {last[key]:.2f}" for key, label in (("kl", "KL"), ("mi", "MI")) if key in last)
+    phase = " (autoencoder pretraining)" if last.get("pretraining") else ""
+    return (f"{name}: training, epoch {last['epoch']} of {epochs}{phase}: validation loss {last['loss']:.2f}"
+            + measured + (f", AU {last['au']}" if "au" in last else ""))
+
+
+def evaluation_progress(run_dir: Path) -> str:
+    """How much of a stopped test evaluation its saved partial scores hold (textvae.score_progress)."""
+    saved = sorted(run_dir.glob(f"{PARTIAL_SCORES_PREFIX}*.npz"), key=lambda path: path.stat().st_mtime)
+    if not saved:
+        return "not started (or under a minute in)"
+    try:
+        with np.load(saved[-1]) as arrays:
+            share = float(arrays["done"].mean())
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return f"saved partial scores unreadable ({saved[-1].name}): it will start again"
+    return f"{share:.0%} of the sentences scored; rerun to finish it"
 
 
 def training_speed(run_dir: Path) -> float | None:
@@ -342,6 +384,9 @@ def plot_curves(finished: dict[str, dict], args: argparse.Namespace) -> list[Pat
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.status:
+        print("\n".join(row_status(name, args) for name in ROWS))
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("textvae").setLevel(logging.WARNING if args.quiet else logging.INFO)
     for name in args.rows:

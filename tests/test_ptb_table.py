@@ -6,8 +6,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import random
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -122,3 +124,30 @@ def test_finished_rows_are_skipped_and_unfinished_ones_resume(table_run):
     assert results["trained_steps"] == 5  # the resumed model was evaluated again
     text = (tmp / "out" / "table.md").read_text(encoding="utf-8")
     assert f"| {results['nll']:.2f} |" in next(line for line in text.splitlines() if "(`free_bits`)" in line)
+
+
+def test_status_tells_where_each_row_stands(table_run, tmp_path, capsys):
+    script, tmp, common = table_run
+    runs = tmp_path / "runs"
+    shutil.copytree(tmp / "runs", runs)
+    shutil.copytree(runs / "free_bits", runs / "cyclical")  # a row stopped part-way through training
+    for name in ("ptb_table_train.json", "ptb_table_results.json"):
+        (runs / "cyclical" / name).unlink()
+    shutil.copytree(runs / "free_bits", runs / "bowman")  # trained, its test evaluation stopped at a quarter
+    (runs / "bowman" / "ptb_table_results.json").unlink()
+    done = np.array([True] * 5 + [False] * 15)
+    np.savez(runs / "bowman" / ".textvae-scores-0123456789abcdef.npz", key=np.array("k"), done=done)
+    options = [*common]
+    options[options.index("--runs-dir") + 1] = str(runs)
+    assert script.main([*options, "--status"]) == 0
+    lines = {line.split(":")[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert set(lines) == set(script.ROWS)
+    results = json.loads((runs / "lm" / "ptb_table_results.json").read_text())
+    assert f"evaluated with k = 3: NLL {results['nll']:.2f}, PPL {results['ppl']:.2f}" in lines["lm"]
+    assert "test evaluation 25% of the sentences scored; rerun to finish it" in lines["bowman"]
+    last = [json.loads(line) for line in (runs / "cyclical" / "metrics.jsonl").read_text().splitlines()
+            if json.loads(line)["split"] == "valid"][-1]
+    assert f"cyclical: training, epoch {last['epoch']} of " in lines["cyclical"]
+    assert f"validation loss {last['loss']:.2f}, KL {last['kl']:.2f}" in lines["cyclical"]
+    assert lines["aggressive"] == "aggressive: not started"
+    assert not (runs / "cyclical" / "ptb_table_train.json").exists()  # --status trains nothing
