@@ -24,16 +24,15 @@ import shlex
 import statistics
 import sys
 import time
-import zipfile
 from datetime import date
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import textvae
 from textvae.config import load_config
 from textvae.score_progress import PREFIX as PARTIAL_SCORES_PREFIX
+from textvae.score_progress import UNREADABLE, scored_share
 from textvae.training import CHECKPOINT, METRICS, resumed_config, select_device, train
 
 EPOCH = 1315  # training steps in one PTB epoch at batch 32 (42,068 sentences)
@@ -155,10 +154,10 @@ def train_row(name: str, args: argparse.Namespace) -> None:
 def evaluate_row(name: str, args: argparse.Namespace) -> dict:
     """The row's test results with k = --iw-samples, computed once per k and trained model, cached in its run dir."""
     run_dir = Path(args.runs_dir) / name
-    steps = read_json(run_dir / TRAINED)["steps"]
-    cached = read_json(run_dir / RESULTS)
-    if cached is not None and cached.get("iw_samples_asked") == args.iw_samples and cached.get("trained_steps") == steps:
+    cached = cached_results(run_dir, args.iw_samples)
+    if cached is not None:
         return cached
+    steps = read_json(run_dir / TRAINED)["steps"]
     logger.info(f"{name}: evaluating on test with k = {args.iw_samples}")
     vae = textvae.load(run_dir, device=args.device)
     vae.progress = not args.quiet  # k = 500 takes most of an hour on a CPU: show the ETA
@@ -174,23 +173,32 @@ def evaluate_row(name: str, args: argparse.Namespace) -> dict:
     return results
 
 
+def cached_results(run_dir: Path, iw_samples: int) -> dict | None:
+    """The row's saved test results when they were computed with k = `iw_samples` from its finished model."""
+    trained, cached = read_json(run_dir / TRAINED), read_json(run_dir / RESULTS)
+    if trained is None or cached is None:
+        return None
+    fresh = cached.get("iw_samples_asked") == iw_samples and cached.get("trained_steps") == trained["steps"]
+    return cached if fresh else None
+
+
 def row_status(name: str, args: argparse.Namespace) -> str:
     """One line on where a row stands: not started, training (its last validation), trained and how far its
     test evaluation got (from the evaluation's saved partial scores), or evaluated."""
     run_dir = Path(args.runs_dir) / name
-    trained, results = read_json(run_dir / TRAINED), read_json(run_dir / RESULTS)
+    trained, results = read_json(run_dir / TRAINED), cached_results(run_dir, args.iw_samples)
     if trained is not None:
         done = f"trained: {trained['epochs']} epochs, {duration(trained['seconds'])}"
-        if results is not None and results.get("trained_steps") == trained["steps"] \
-                and results.get("iw_samples_asked") == args.iw_samples:
+        if results is not None:
             return (f"{name}: {done}; evaluated with k = {args.iw_samples}: NLL {results['nll']:.2f}, "
                     f"PPL {results['ppl']:.2f}, KL {results['kl']:.2f}")
         return f"{name}: {done}; test evaluation {evaluation_progress(run_dir)}"
+    has_checkpoint = (run_dir / CHECKPOINT).is_file()
     validations = [line for line in read_metrics(run_dir) if line["split"] == "valid"]
     if not validations:
-        return f"{name}: not started" if not (run_dir / CHECKPOINT).is_file() else f"{name}: training, no validation yet"
+        return f"{name}: training, no validation yet" if has_checkpoint else f"{name}: not started"
     last = validations[-1]
-    epochs = resumed_config(run_dir, []).train.max_epochs if (run_dir / CHECKPOINT).is_file() else "?"
+    epochs = resumed_config(run_dir, []).train.max_epochs if has_checkpoint else "?"
     measured = "".join(f", {label} {last[key]:.2f}" for key, label in (("kl", "KL"), ("mi", "MI")) if key in last)
     phase = " (autoencoder pretraining)" if last.get("pretraining") else ""
     return (f"{name}: training, epoch {last['epoch']} of {epochs}{phase}: validation loss {last['loss']:.2f}"
@@ -203,9 +211,8 @@ def evaluation_progress(run_dir: Path) -> str:
     if not saved:
         return "not started (or under a minute in)"
     try:
-        with np.load(saved[-1]) as arrays:
-            share = float(arrays["done"].mean())
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        share = scored_share(saved[-1])
+    except UNREADABLE:
         return f"saved partial scores unreadable ({saved[-1].name}): it will start again"
     return f"{share:.0%} of the sentences scored; rerun to finish it"
 

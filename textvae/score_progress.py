@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 PREFIX = ".textvae-scores-"
 WORTH_SAVING = 20_000  # sentences × importance samples; below this a rerun takes seconds, not worth a weights digest
+UNREADABLE = (OSError, KeyError, ValueError, zipfile.BadZipFile)  # what reading a damaged or foreign file raises
 
 
 def worth_saving(sentences: int, iw_samples: int) -> bool:
@@ -67,7 +68,7 @@ class ScoreProgress:
                 for name, array in self.arrays.items():
                     array[...] = saved[name]
                 self.done[...] = saved["done"]
-        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
+        except UNREADABLE as error:
             # a damaged file is only lost time, never wrong numbers: `done` stays empty, every batch is scored again
             logger.warning(f"ignoring unreadable saved scores {self.path} ({error}); scoring from the start")
             return
@@ -99,6 +100,13 @@ class ScoreProgress:
         """The evaluation is complete: its saved partial scores are no longer needed."""
         if self.path is not None:
             self.path.unlink(missing_ok=True)
+
+
+def scored_share(path: Path) -> float:
+    """The share of the sentences a saved partial-scores file holds (for progress reports); raises one of
+    UNREADABLE when the file is damaged."""
+    with np.load(path) as saved:
+        return float(saved["done"].mean())
 
 
 def progress_folder(run_dir: Path | None) -> Path | None:
