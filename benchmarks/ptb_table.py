@@ -50,7 +50,7 @@ ROWS: dict[str, tuple[str, list[str]]] = {
                            [f"train.pretrain_ae_steps={5 * EPOCH}", "train.free_bits=0.25"]),
     "aggressive": ("aggressive inference network (He et al. 2019)", ["train.aggressive=true"]),
     "bn_vae": ("BN-VAE γ = 0.7 (Zhu et al. 2020)", ["model.bn_vae_gamma=0.7"]),
-    "textvae": ("textvae: AE pretraining + reset + BN-VAE γ = 0.75 + free bits λ = 0.3",
+    "textvae": ("combined: AE pretraining + reset + BN-VAE γ = 0.75 + free bits λ = 0.3",
                 [f"train.pretrain_ae_steps={5 * EPOCH}", "model.bn_vae_gamma=0.75", "train.free_bits=0.3"]),
 }
 
