@@ -5,13 +5,18 @@ AU, PPL over words + <eos>, reconstruction BLEU), beside the published numbers f
 
 Each row trains into RUNS_DIR/<row> and is resumable: a finished row is not trained again, an unfinished one
 continues from its checkpoint (the --resume of `textvae train`), so the script can be stopped and rerun, or
-run one row at a time (--rows). Every finished row under RUNS_DIR goes into the table (test results are
-cached per k in RUNS_DIR/<row>/ptb_table_results.json). Writes the Markdown table (--table) with the
+run one row at a time (--rows). Test results are cached per k in RUNS_DIR/<row>/ptb_table_results.json.
+Processes run side by side, one per core or GPU, never evaluate the same row twice: the one evaluating a row
+holds a lock on it, and the others leave it out of their table.
+Each evaluated row is also kept as a small record in the repository (--records: its training facts, test
+results and curves, no weights), and the table is written from those records, so rows trained in earlier
+sessions stay in it after their run dirs (gitignored) are gone. Writes the Markdown table (--table) with the
 command that made it and, when matplotlib is importable, PNG plots of the training curves next to it.
 Uses the GPU when one is present (--device auto). Run from the repo root:
   python benchmarks/ptb_table.py                      # every row: many GPU hours
   python benchmarks/ptb_table.py --rows lm,bn_vae     # some rows; rerun with others later
   python benchmarks/ptb_table.py --status             # where each row stands; trains nothing
+  python benchmarks/ptb_table.py --rows ''            # only rewrite the table from the records
 """
 
 from __future__ import annotations
@@ -21,19 +26,34 @@ import json
 import logging
 import platform
 import shlex
-import statistics
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
 import torch
+from ptb_table_records import (  # benchmarks/ is the script's own folder on sys.path
+    load_records,
+    read_metrics,
+    record_from_run,
+    records_from_table,
+    save_record,
+    training_speed,
+)
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks, so rows run side by side may evaluate one row twice
+    fcntl = None
 
 import textvae
+from textvae.atomic_files import replace_atomically
 from textvae.config import load_config
 from textvae.score_progress import PREFIX as PARTIAL_SCORES_PREFIX
 from textvae.score_progress import UNREADABLE, scored_share
-from textvae.training import CHECKPOINT, METRICS, resumed_config, select_device, train
+from textvae.training import CHECKPOINT, resumed_config, select_device, train
 
 EPOCH = 1315  # training steps in one PTB epoch at batch 32 (42,068 sentences)
 
@@ -65,6 +85,7 @@ PUBLISHED = [
 
 TRAINED = "ptb_table_train.json"  # written when a row's training has finished
 RESULTS = "ptb_table_results.json"  # the row's test results (with their k)
+EVALUATING = "ptb_table_evaluating.lock"  # locked by the process evaluating the row
 COLUMNS = (("NLL", "nll", 2), ("−ELBO", "neg_elbo", 2), ("KL", "kl", 2), ("MI", "mi", 2), ("AU", "au", 0),
            ("PPL", "ppl", 2), ("BLEU", "bleu", 2))
 CURVES = (("kl", "KL, nats/sentence (train batches)"), ("mi", "MI, nats (valid)"), ("au", "active units (valid)"),
@@ -83,6 +104,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", default="configs/ptb.yaml", help="the shared recipe")
     parser.add_argument("--runs-dir", default="runs/ptb_table", help="one run dir per row under here")
     parser.add_argument("--table", default="benchmarks/ptb_table.md", help="the Markdown table to write")
+    parser.add_argument("--records", default="benchmarks/ptb_table_rows",
+                        help="one committed JSON record per evaluated row; the table is written from these")
+    parser.add_argument("--adopt-table", metavar="TABLE",
+                        help="record the measured rows of a table this script wrote earlier (rows with no record "
+                             "yet), for rows whose run dirs are lost; their curves are not recoverable")
     parser.add_argument("--status", action="store_true",
                         help="only print where each row stands (training, evaluation) and exit; trains nothing")
     add_shared_arguments(parser, "row")
@@ -126,7 +152,8 @@ def read_json(path: Path) -> dict | None:
 
 
 def write_json(path: Path, value: dict) -> None:
-    path.write_text(json.dumps(value, indent=1) + "\n", encoding="utf-8")
+    """Write `value` as JSON, atomically: a killed process leaves the old file or the new one, never half."""
+    replace_atomically(lambda tmp: tmp.write_text(json.dumps(value, indent=1) + "\n", encoding="utf-8"), path)
 
 
 def train_row(name: str, args: argparse.Namespace) -> None:
@@ -151,26 +178,53 @@ def train_row(name: str, args: argparse.Namespace) -> None:
                                    "epochs": summary["epochs"], "device": described, "command": args.command})
 
 
-def evaluate_row(name: str, args: argparse.Namespace) -> dict:
-    """The row's test results with k = --iw-samples, computed once per k and trained model, cached in its run dir."""
+def evaluate_row(name: str, args: argparse.Namespace) -> dict | None:
+    """The row's test results with k = --iw-samples, computed once per k and trained model, cached in its run dir;
+    None while another process (a row trained side by side) is evaluating it."""
     run_dir = Path(args.runs_dir) / name
-    cached = cached_results(run_dir, args.iw_samples)
-    if cached is not None:
-        return cached
-    steps = read_json(run_dir / TRAINED)["steps"]
-    logger.info(f"{name}: evaluating on test with k = {args.iw_samples}")
-    vae = textvae.load(run_dir, device=args.device)
-    vae.progress = not args.quiet  # k = 500 takes most of an hour on a CPU: show the ETA
-    start = time.perf_counter()
-    results = vae.evaluate("test", iw_samples=args.iw_samples, samples=0, bleu=True)
-    results["eval_seconds"] = time.perf_counter() - start
-    results["iw_samples_asked"], results["trained_steps"] = args.iw_samples, steps
-    results.pop("kl_per_dim", None)
-    write_json(run_dir / RESULTS, results)
-    del vae
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    return results
+    with evaluation_claim(run_dir) as claimed:
+        if not claimed:
+            logger.info(f"{name}: another process is evaluating it; left out of this table")
+            return None
+        cached = cached_results(run_dir, args.iw_samples)  # read under the lock: that process may just have finished
+        if cached is not None:
+            return cached
+        steps = read_json(run_dir / TRAINED)["steps"]
+        logger.info(f"{name}: evaluating on test with k = {args.iw_samples}")
+        vae = textvae.load(run_dir, device=args.device)
+        vae.progress = not args.quiet  # k = 500 takes most of an hour on a CPU: show the ETA
+        start = time.perf_counter()
+        results = vae.evaluate("test", iw_samples=args.iw_samples, samples=0, bleu=True)
+        results["eval_seconds"] = time.perf_counter() - start
+        results["iw_samples_asked"], results["trained_steps"] = args.iw_samples, steps
+        results.pop("kl_per_dim", None)
+        write_json(run_dir / RESULTS, results)
+        del vae
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return results
+
+
+@contextmanager
+def evaluation_claim(run_dir: Path) -> Iterator[bool]:
+    """Whether this process may evaluate the row: True while it holds an exclusive lock on the row's EVALUATING
+    file, False when another process holds it. The OS drops the lock when its holder exits, so a killed
+    evaluation leaves no stale claim behind."""
+    with open(run_dir / EVALUATING, "a") as handle:
+        yield locked(handle)
+
+
+def locked(handle) -> bool:
+    """Take an exclusive advisory lock on an open file without waiting; False when another process holds one."""
+    if fcntl is None:
+        return True
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:  # a filesystem without locks: go on unlocked rather than never evaluate
+        return True
+    return True
 
 
 def cached_results(run_dir: Path, iw_samples: int) -> dict | None:
@@ -192,9 +246,16 @@ def row_status(name: str, args: argparse.Namespace) -> str:
         if results is not None:
             return (f"{name}: {done}; evaluated with k = {args.iw_samples}: NLL {results['nll']:.2f}, "
                     f"PPL {results['ppl']:.2f}, KL {results['kl']:.2f}")
-        return f"{name}: {done}; test evaluation {evaluation_progress(run_dir)}"
+        with evaluation_claim(run_dir) as claimed:
+            where = "rerun to finish it" if claimed else "another process is evaluating it"
+        return f"{name}: {done}; test evaluation {evaluation_progress(run_dir)}; {where}"
     has_checkpoint = (run_dir / CHECKPOINT).is_file()
     validations = [line for line in read_metrics(run_dir) if line["split"] == "valid"]
+    record = load_records(Path(args.records), [name]).get(name)
+    if record is not None and not has_checkpoint:
+        results = record["results"]
+        return (f"{name}: recorded in {args.records} (no run dir here), k = {results['iw_samples_asked']}: "
+                f"NLL {results['nll']:.2f}, PPL {results['ppl']:.2f}, KL {results['kl']:.2f}")
     if not validations:
         return f"{name}: training, no validation yet" if has_checkpoint else f"{name}: not started"
     last = validations[-1]
@@ -209,25 +270,12 @@ def evaluation_progress(run_dir: Path) -> str:
     """How much of a stopped test evaluation its saved partial scores hold (textvae.score_progress)."""
     saved = sorted(run_dir.glob(f"{PARTIAL_SCORES_PREFIX}*.npz"), key=lambda path: path.stat().st_mtime)
     if not saved:
-        return "not started (or under a minute in)"
+        return "not started, or under a minute in"
     try:
         share = scored_share(saved[-1])
     except UNREADABLE:
         return f"saved partial scores unreadable ({saved[-1].name}): it will start again"
-    return f"{share:.0%} of the sentences scored; rerun to finish it"
-
-
-def training_speed(run_dir: Path) -> float | None:
-    """Median target tokens/s over the logged training windows (evaluation time excluded)."""
-    speeds = [line["tokens_per_s"] for line in read_metrics(run_dir) if line["split"] == "train"]
-    return statistics.median(speeds) if speeds else None
-
-
-def read_metrics(run_dir: Path) -> list[dict]:
-    path = run_dir / METRICS
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return f"{share:.0%} of the sentences scored"
 
 
 def cell(value, digits: int) -> str:
@@ -241,18 +289,16 @@ def duration(seconds: float) -> str:
     return f"{hours}h {rest // 60:02d}m" if hours else f"{rest // 60}m {rest % 60:02d}s"
 
 
-def table_rows(finished: dict[str, dict], runs_dir: Path) -> list[str]:
-    """Markdown rows for the measured runs, then the published ones."""
+def table_rows(records: dict[str, dict]) -> list[str]:
+    """Markdown rows for the measured rows (from their records), then the published ones."""
     lines = []
-    for name, results in finished.items():
-        latent = "mi" in results
+    for name, record in records.items():
+        results = record["results"]
         values = {key: results.get(key) for _, key, _ in COLUMNS}
-        if not latent:  # the LM has no z: KL is 0 by construction, MI/AU/BLEU do not exist
+        if name == "lm":  # the LM has no z: KL is 0 by construction, MI/AU/BLEU do not exist
             values.update(mi=None, au=None, bleu=None)
-        trained = read_json(runs_dir / name / TRAINED)
-        speed = training_speed(runs_dir / name)
         lines.append(f"| {ROWS[name][0]} (`{name}`) | " + " | ".join(cell(values[key], digits) for _, key, digits in COLUMNS)
-                     + f" | {duration(trained['seconds'])} | {cell(speed, 0)} |")
+                     + f" | {duration(record['trained']['seconds'])} | {cell(record['tokens_per_s'], 0)} |")
     for label, values in PUBLISHED:
         lines.append(f"| {label} (published) | " + " | ".join(cell(values.get(key), digits) for _, key, digits in COLUMNS)
                      + " | – | – |")
@@ -260,7 +306,8 @@ def table_rows(finished: dict[str, dict], runs_dir: Path) -> list[str]:
 
 
 def target_verdict(finished: dict[str, dict]) -> str:
-    """Which rows reach the issue's target: PPL below the LM's, KL >= 8, AU = latent size (32)."""
+    """Which rows reach the issue's target: PPL below the LM's, KL >= 8, AU = latent size (32); `finished`
+    holds each row's test results."""
     if "lm" not in finished:
         return "Target (PPL below the LM baseline's, KL ≥ 8, AU = 32): no LM row yet, so not judged."
     baseline = finished["lm"]["ppl"]
@@ -270,20 +317,34 @@ def target_verdict(finished: dict[str, dict]) -> str:
     return f"Target (PPL below the LM baseline's {baseline:.2f}, KL ≥ 8, AU = 32): {verdict}."
 
 
-def pending_rows(finished: dict[str, dict]) -> list[str]:
-    """A line naming the script's rows that have not finished training yet (none: no line)."""
-    pending = [f"`{name}`" for name in ROWS if name not in finished]
-    if not pending:
-        return []
-    return [f"Not yet trained, so not in the table: {', '.join(pending)} (`--rows NAME` trains and adds one).", ""]
+def pending_rows(finished: dict[str, dict], evaluating: list[str], other_k: list[str]) -> list[str]:
+    """Lines naming the rows another process is evaluating, those recorded with another k, and the rows not
+    trained yet (none: no lines)."""
+    lines = []
+    if evaluating:
+        names = ", ".join(f"`{name}`" for name in evaluating)
+        lines += [f"Trained, but another process is evaluating them, so not in the table yet: {names}.", ""]
+    if other_k:
+        names = ", ".join(f"`{name}`" for name in other_k)
+        lines += [f"Recorded with another k, so not in this table: {names} (rerun with their run dirs to "
+                  "evaluate them again).", ""]
+    untrained = [f"`{name}`" for name in ROWS if name not in finished and name not in evaluating + other_k]
+    if untrained:
+        lines += [f"Not yet trained, so not in the table: {', '.join(untrained)} (`--rows NAME` trains and adds one).",
+                  ""]
+    return lines
 
 
-def row_origin(name: str, runs_dir: Path) -> str:
+def row_origin(name: str, record: dict) -> str:
     """A list item: the row's overrides of the recipe and, when recorded, the command whose run finished its
-    training (rows train one at a time, possibly over several resumed runs, before a later run writes the table)."""
+    training (rows train one at a time, possibly over several resumed runs, before a later run writes the
+    table), or where a recovered row's numbers come from."""
     line = f"- `{name}`: {ROWS[name][0]}: `{' '.join(ROWS[name][1])}`"
-    command = (read_json(runs_dir / name / TRAINED) or {}).get("command")
-    return line + (f"; training finished by `{command}`" if command else "")
+    command = record["trained"].get("command")
+    line += f"; training finished by `{command}`" if command else ""
+    if "recovered_from" in record:
+        line += f"; recovered from {record['recovered_from']} (its run dir was lost: numbers as printed, no curves)"
+    return line
 
 
 def describe_recipe(path: str) -> str:
@@ -302,23 +363,24 @@ def describe_recipe(path: str) -> str:
             f"at most {settings.max_epochs} epochs")
 
 
-def write_table(finished: dict[str, dict], args: argparse.Namespace, plots: list[Path]) -> str:
-    runs_dir = Path(args.runs_dir)
+def write_table(records: dict[str, dict], evaluating: list[str], other_k: list[str], args: argparse.Namespace,
+                plots: list[Path]) -> str:
+    finished = {name: record["results"] for name, record in records.items()}
     any_results = next(iter(finished.values()), {})
-    devices = sorted({(read_json(runs_dir / name / TRAINED) or {}).get("device", "?") for name in finished})
+    devices = sorted({record["trained"].get("device", "?") for record in records.values()})
     header = "| row | " + " | ".join(label for label, _, _ in COLUMNS) + " | train time | tokens/s |"
     lines = [
         "# PTB: the language model and the remedies against posterior collapse",
         "",
         "Written by this command, run from the repository root (the table is its output, not typed); it trains "
-        "the rows it names (resuming any that stopped part-way) and tabulates every row whose training has "
-        "finished in the runs dir, evaluating any not yet evaluated:",
+        "the rows it names (resuming any that stopped part-way), evaluates every row whose training has finished "
+        f"in the runs dir, records each in `{args.records}`, and tabulates every recorded row:",
         "",
         "```",
         args.command,
         "```",
         "",
-        f"Date {date.today().isoformat()}; torch {torch.__version__}, Python {platform.python_version()}; "
+        f"Written {date.today().isoformat()}; torch {torch.__version__}, Python {platform.python_version()}; "
         f"trained on: {', '.join(devices)}.",
         f"Recipe: `{args.config}` for every row ({describe_recipe(args.config)}; each row changes only what its "
         f"remedy needs, listed below), plus `{' '.join(shared_overrides(args))}`.",
@@ -331,21 +393,21 @@ def write_table(finished: dict[str, dict], args: argparse.Namespace, plots: list
         "",
         header,
         "| --- |" + " ---: |" * (len(COLUMNS) + 2),
-        *table_rows(finished, runs_dir),
+        *table_rows(records),
         "",
         target_verdict(finished),
         "",
-        *pending_rows(finished),
+        *pending_rows(finished, evaluating, other_k),
         "Published rows: Li et al. 2020 (Optimus), quoting He et al. 2019 and Li et al. 2019 for the same "
         "LSTM setting on PTB; a dash where the source gives no number. Their preprocessing and PPL convention may "
         "differ in detail from textvae's.",
         "",
         "Rows (overrides of the recipe):",
         "",
-        *[row_origin(name, runs_dir) for name in finished],
+        *[row_origin(name, record) for name, record in records.items()],
     ]
     if plots:
-        lines += ["", "Training curves (from each run's metrics.jsonl):", ""]
+        lines += ["", "Training curves (from each row's metrics.jsonl, kept in its record):", ""]
         lines += [f"![{path.stem}]({path.name})" for path in plots]
     text = "\n".join(lines) + "\n"
     Path(args.table).parent.mkdir(parents=True, exist_ok=True)
@@ -353,9 +415,9 @@ def write_table(finished: dict[str, dict], args: argparse.Namespace, plots: list
     return text
 
 
-def plot_curves(finished: dict[str, dict], args: argparse.Namespace) -> list[Path]:
-    """One PNG per curve (KL, MI, AU, validation NLL bound against the step), a line per row; [] without
-    matplotlib."""
+def plot_curves(records: dict[str, dict], args: argparse.Namespace) -> list[Path]:
+    """One PNG per curve (KL, MI, AU, validation NLL bound against the step), a line per row with curves in its
+    record; [] without matplotlib."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -363,20 +425,19 @@ def plot_curves(finished: dict[str, dict], args: argparse.Namespace) -> list[Pat
     except ImportError:
         print("matplotlib is not installed: skipping the training-curve plots (pip install matplotlib for them)")
         return []
+    if not any(record["curves"].get(key) for record in records.values() for key, _ in CURVES):
+        return []  # only recovered rows (no curves): no empty plots
     table = Path(args.table)
     table.parent.mkdir(parents=True, exist_ok=True)
     written = []
     for key, label in CURVES:
         figure, axes = plt.subplots(figsize=(7, 4.5))
-        for name, results in finished.items():
-            if key != "nll" and "mi" not in results:  # the LM has no latent: no KL, MI or AU curve
+        for name, record in records.items():
+            if key != "nll" and name == "lm":  # the LM has no latent: no KL, MI or AU curve
                 continue
-            lines = read_metrics(Path(args.runs_dir) / name)
-            split = "train" if key == "kl" else "valid"
-            field = "loss" if key == "nll" else key
-            points = [(line["step"], line[field]) for line in lines if line["split"] == split and field in line]
+            points = record["curves"].get(key)
             if points:
-                axes.plot(*zip(*points), label=name, marker="" if split == "train" else ".")
+                axes.plot(*zip(*points), label=name, marker="" if key == "kl" else ".")
         axes.set_xlabel("training step")
         axes.set_ylabel(label)
         if axes.lines:
@@ -396,13 +457,45 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("textvae").setLevel(logging.WARNING if args.quiet else logging.INFO)
+    records_dir = Path(args.records)
+    if args.adopt_table:
+        adopt_table(Path(args.adopt_table), records_dir)
     for name in args.rows:
         train_row(name, args)
-    finished = {name: evaluate_row(name, args) for name in ROWS if (Path(args.runs_dir) / name / TRAINED).is_file()}
-    plots = plot_curves(finished, args)
-    text = write_table(finished, args, plots)
+    trained = [name for name in ROWS if (Path(args.runs_dir) / name / TRAINED).is_file()]
+    evaluating = []
+    for name in trained:
+        results = evaluate_row(name, args)
+        if results is None:
+            evaluating.append(name)
+            continue
+        run_dir = Path(args.runs_dir) / name
+        save_record(records_dir, name, record_from_run(run_dir, read_json(run_dir / TRAINED), results))
+    recorded = load_records(records_dir, [name for name in ROWS if name not in evaluating])
+    records = {name: record for name, record in recorded.items()
+               if record["results"].get("iw_samples_asked") == args.iw_samples}
+    other_k = [name for name in recorded if name not in records]
+    plots = plot_curves(records, args)
+    text = write_table(records, evaluating, other_k, args, plots)
     print(text)
     return 0
+
+
+def adopt_table(table: Path, records_dir: Path) -> None:
+    """Record the measured rows of a table this script wrote, for those rows that have no record yet."""
+    if not table.is_file():
+        raise SystemExit(f"--adopt-table: {table} is not a file; give the path of a table ptb_table.py wrote")
+    try:
+        found = records_from_table(table.read_text(encoding="utf-8"), COLUMNS, ROWS)
+    except ValueError as error:
+        raise SystemExit(f"--adopt-table {table}: {error}") from None
+    existing = load_records(records_dir, found)
+    for name, record in found.items():
+        if name in existing:
+            logger.info(f"{name}: already recorded in {records_dir}, not taken from {table}")
+            continue
+        save_record(records_dir, name, record)
+        logger.info(f"{name}: recorded from {table}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import random
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,8 @@ WORDS = "the a cat dog bird sat ran flew on under mat tree big small red blue an
 
 
 def load_script():
+    if str(ROOT / "benchmarks") not in sys.path:  # as when run as a script: its folder is importable
+        sys.path.insert(0, str(ROOT / "benchmarks"))
     spec = importlib.util.spec_from_file_location("ptb_table", ROOT / "benchmarks" / "ptb_table.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -47,9 +50,16 @@ train: {{batch_size: 16, eval_batch_size: 32, log_every: 1, num_threads: 1}}
 """, encoding="utf-8")
     script = load_script()
     common = ["--config", str(config), "--runs-dir", str(tmp / "runs"), "--table", str(tmp / "out" / "table.md"),
-              "--iw-samples", "3", "--device", "cpu", "--quiet"]
+              "--records", str(tmp / "records"), "--iw-samples", "3", "--device", "cpu", "--quiet"]
     assert script.main(["--rows", "lm,free_bits", "--max-steps", "3", *common]) == 0
     return script, tmp, common
+
+
+def with_option(options: list[str], name: str, value) -> list[str]:
+    """`options` with the value of `name` replaced."""
+    changed = [*options]
+    changed[changed.index(name) + 1] = str(value)
+    return changed
 
 
 def markdown_row(text: str, start: str) -> list[str]:
@@ -137,8 +147,7 @@ def test_status_tells_where_each_row_stands(table_run, tmp_path, capsys):
     (runs / "bowman" / "ptb_table_results.json").unlink()
     done = np.array([True] * 5 + [False] * 15)
     np.savez(runs / "bowman" / ".textvae-scores-0123456789abcdef.npz", key=np.array("k"), done=done)
-    options = [*common]
-    options[options.index("--runs-dir") + 1] = str(runs)
+    options = with_option(common, "--runs-dir", runs)
     assert script.main([*options, "--status"]) == 0
     lines = {line.split(":")[0]: line for line in capsys.readouterr().out.splitlines()}
     assert set(lines) == set(script.ROWS)
@@ -151,3 +160,88 @@ def test_status_tells_where_each_row_stands(table_run, tmp_path, capsys):
     assert f"validation loss {last['loss']:.2f}, KL {last['kl']:.2f}" in lines["cyclical"]
     assert lines["aggressive"] == "aggressive: not started"
     assert not (runs / "cyclical" / "ptb_table_train.json").exists()  # --status trains nothing
+
+
+@pytest.mark.skipif(importlib.util.find_spec("fcntl") is None, reason="no advisory file locks on this platform")
+def test_a_row_another_process_is_evaluating_is_left_out(table_run, tmp_path, capsys):
+    import fcntl
+
+    script, tmp, common = table_run
+    runs = tmp_path / "runs"
+    shutil.copytree(tmp / "runs", runs)
+    (runs / "free_bits" / "ptb_table_results.json").unlink()  # trained, not evaluated yet
+    options = with_option(common, "--runs-dir", runs)
+    options = with_option(options, "--records", tmp_path / "records") + ["--rows", "lm"]  # lm: trained, skipped
+    with open(runs / "free_bits" / script.EVALUATING, "a") as held:  # as a row process evaluating it would
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert script.main([*options, "--status"]) == 0
+        status = {line.split(":")[0]: line for line in capsys.readouterr().out.splitlines()}
+        assert status["free_bits"].endswith("; another process is evaluating it")
+        assert script.main(options) == 0
+        assert not (runs / "free_bits" / "ptb_table_results.json").exists()  # not scored a second time
+        text = (tmp / "out" / "table.md").read_text(encoding="utf-8")
+        assert "(`free_bits`)" not in text and "(`lm`)" in text
+        assert "another process is evaluating them, so not in the table yet: `free_bits`." in text
+        assert "`free_bits`" not in next(line for line in text.splitlines() if line.startswith("Not yet trained"))
+    assert script.main(options) == 0  # the lock is gone: this run evaluates the row itself
+    assert (runs / "free_bits" / "ptb_table_results.json").is_file()
+    assert "(`free_bits`)" in (tmp / "out" / "table.md").read_text(encoding="utf-8")
+
+
+def test_recorded_rows_stay_in_the_table_after_their_run_dirs_are_gone(table_run, tmp_path, capsys):
+    script, tmp, common = table_run
+    records = tmp_path / "records"
+    shutil.copytree(tmp / "records", records)
+    record = json.loads((records / "free_bits.json").read_text(encoding="utf-8"))
+    results = json.loads((tmp / "runs" / "free_bits" / "ptb_table_results.json").read_text())
+    assert record["results"] == results and "model.safetensors" not in json.dumps(record)
+    metrics = [json.loads(line) for line in (tmp / "runs" / "free_bits" / "metrics.jsonl").read_text().splitlines()]
+    assert [point[0] for point in record["curves"]["kl"]] == [line["step"] for line in metrics
+                                                             if line["split"] == "train"]
+    table = tmp_path / "out" / "table.md"
+    options = with_option(with_option(common, "--records", records), "--table", table)
+    options = with_option(options, "--runs-dir", tmp_path / "no_runs")  # a later session: the run dirs are gone
+    assert script.main([*options, "--rows", ""]) == 0
+    text = table.read_text(encoding="utf-8")
+    row = dict(zip(markdown_row(text, "| row |"), markdown_row(text, "| free bits")))
+    assert row["NLL"] == f"{results['nll']:.2f}" and row["KL"] == f"{results['kl']:.2f}"
+    pending = next(line for line in text.splitlines() if line.startswith("Not yet trained"))
+    assert "(`lm`)" in text and "`bowman`" in pending and "`free_bits`" not in pending
+    assert sorted(path.name for path in table.parent.glob("*.png")) == [
+        "table_au.png", "table_kl.png", "table_mi.png", "table_nll.png"]
+    capsys.readouterr()
+    assert script.main([*options, "--status"]) == 0
+    status = {line.split(":")[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert status["free_bits"].startswith(f"free_bits: recorded in {records} (no run dir here), k = 3: "
+                                          f"NLL {results['nll']:.2f}")
+    assert status["bowman"] == "bowman: not started"
+    assert script.main([*with_option(options, "--iw-samples", "4"), "--rows", ""]) == 0  # records hold k = 3
+    text = table.read_text(encoding="utf-8")
+    assert "(`free_bits`)" not in text
+    assert "Recorded with another k, so not in this table: `lm`, `free_bits`" in text
+
+
+def test_a_table_whose_run_dirs_are_lost_is_adopted_as_records(table_run, tmp_path):
+    script, tmp, common = table_run
+    written = (tmp / "out" / "table.md").read_text(encoding="utf-8")
+    old = tmp_path / "old.md"
+    old.write_text(written, encoding="utf-8")
+    records, table = tmp_path / "records", tmp_path / "new.md"
+    options = with_option(with_option(common, "--records", records), "--table", table)
+    options = with_option(options, "--runs-dir", tmp_path / "no_runs")
+    assert script.main([*options, "--rows", "", "--adopt-table", str(old)]) == 0
+    adopted = json.loads((records / "free_bits.json").read_text(encoding="utf-8"))
+    assert adopted["recovered_from"].startswith("the table written on ")
+    command = written.split("```\n")[1].strip()  # the command that wrote the adopted table
+    assert adopted["recovered_from"].endswith(f" by `{command}`") and command.startswith("python benchmarks/")
+    assert adopted["curves"] == {} and adopted["results"]["iw_samples_asked"] == 3
+    measured = [line for line in written.splitlines() if "(`" in line and line.startswith("| ")]
+    again = table.read_text(encoding="utf-8")
+    assert [line for line in again.splitlines() if "(`" in line and line.startswith("| ")] == measured
+    assert "recovered from the table written on " in again
+    (records / "free_bits.json").write_text(json.dumps({**adopted, "results": {**adopted["results"], "nll": 1.0}}))
+    assert script.main([*options, "--rows", "", "--adopt-table", str(old)]) == 0  # an existing record is kept
+    assert json.loads((records / "free_bits.json").read_text())["results"]["nll"] == 1.0
+    with pytest.raises(SystemExit, match="not a table written by benchmarks/ptb_table.py"):
+        old.write_text("# some other table\n", encoding="utf-8")
+        script.main([*options, "--rows", "", "--adopt-table", str(old)])
