@@ -263,7 +263,18 @@ def row_status(name: str, args: argparse.Namespace) -> str:
     measured = "".join(f", {label} {last[key]:.2f}" for key, label in (("kl", "KL"), ("mi", "MI")) if key in last)
     phase = " (autoencoder pretraining)" if last.get("pretraining") else ""
     return (f"{name}: training, epoch {last['epoch']} of {epochs}{phase}: validation loss {last['loss']:.2f}"
-            + measured + (f", AU {last['au']}" if "au" in last else ""))
+            + measured + (f", AU {last['au']}" if "au" in last else "")
+            + (training_clock(run_dir, epochs) if has_checkpoint else ""))
+
+
+def training_clock(run_dir: Path, max_epochs: int) -> str:
+    """'; trained T, at most L to go at this pace' from the checkpoint's trainer clock (mapped, not read whole);
+    early stopping may end the row sooner."""
+    state = torch.load(run_dir / CHECKPOINT, map_location="cpu", mmap=True, weights_only=False)["state"]
+    if not state["epoch"]:
+        return f"; trained {duration(state['train_seconds'])}"
+    left = (max_epochs - state["epoch"]) * state["train_seconds"] / state["epoch"]
+    return f"; trained {duration(state['train_seconds'])}, at most {duration(left)} to go at this pace"
 
 
 def evaluation_progress(run_dir: Path) -> str:

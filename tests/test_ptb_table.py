@@ -143,6 +143,9 @@ def test_status_tells_where_each_row_stands(table_run, tmp_path, capsys):
     shutil.copytree(runs / "free_bits", runs / "cyclical")  # a row stopped part-way through training
     for name in ("ptb_table_train.json", "ptb_table_results.json"):
         (runs / "cyclical" / name).unlink()
+    checkpoint = torch.load(runs / "cyclical" / "checkpoint.pt", weights_only=False)
+    checkpoint["state"].update(epoch=2, train_seconds=600.0)  # two epochs of 5 minutes each
+    torch.save(checkpoint, runs / "cyclical" / "checkpoint.pt")
     shutil.copytree(runs / "free_bits", runs / "bowman")  # trained, its test evaluation stopped at a quarter
     (runs / "bowman" / "ptb_table_results.json").unlink()
     done = np.array([True] * 5 + [False] * 15)
@@ -157,6 +160,9 @@ def test_status_tells_where_each_row_stands(table_run, tmp_path, capsys):
     last = [json.loads(line) for line in (runs / "cyclical" / "metrics.jsonl").read_text().splitlines()
             if json.loads(line)["split"] == "valid"][-1]
     assert f"cyclical: training, epoch {last['epoch']} of " in lines["cyclical"]
+    max_epochs = script.resumed_config(runs / "cyclical", []).train.max_epochs
+    assert lines["cyclical"].endswith(
+        f"; trained 10m 00s, at most {script.duration((max_epochs - 2) * 300)} to go at this pace")
     assert f"validation loss {last['loss']:.2f}, KL {last['kl']:.2f}" in lines["cyclical"]
     assert lines["aggressive"] == "aggressive: not started"
     assert not (runs / "cyclical" / "ptb_table_train.json").exists()  # --status trains nothing
