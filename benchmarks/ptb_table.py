@@ -347,10 +347,10 @@ def pending_rows(finished: dict[str, dict], evaluating: list[str], other_k: list
 
 
 def row_origin(name: str, record: dict) -> str:
-    """A list item: the row's overrides of the recipe and, when recorded, the command whose run finished its
-    training (rows train one at a time, possibly over several resumed runs, before a later run writes the
-    table), or where a recovered row's numbers come from."""
-    line = f"- `{name}`: {ROWS[name][0]}: `{' '.join(ROWS[name][1])}`"
+    """A list item: the row's overrides of the recipe, its device (train times compare only on one) and, when
+    recorded, the command whose run finished its training (rows train one at a time, possibly over several
+    resumed runs, before a later run writes the table), or where a recovered row's numbers come from."""
+    line = f"- `{name}`: {ROWS[name][0]}: `{' '.join(ROWS[name][1])}`; trained on {record['trained']['device']}"
     command = record["trained"].get("command")
     line += f"; training finished by `{command}`" if command else ""
     if "recovered_from" in record:

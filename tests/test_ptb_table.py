@@ -95,8 +95,8 @@ def test_table_numbers_come_from_the_runs_results(table_run):
     pending = next(line for line in text.splitlines() if line.startswith("Not yet trained"))
     assert "`bowman`" in pending and "`textvae`" in pending and "`lm`" not in pending and "`free_bits`" not in pending
     command = "python benchmarks/ptb_table.py --rows lm,free_bits --max-steps 3"
-    assert f"- `free_bits`: free bits λ = 0.25 (Kingma et al. 2016): `train.free_bits=0.25`; training finished by " \
-           f"`{command}" in text
+    assert f"- `free_bits`: free bits λ = 0.25 (Kingma et al. 2016): `train.free_bits=0.25`; trained on cpu; " \
+           f"training finished by `{command}" in text
     assert "Target (PPL below the LM baseline's" in text
 
 
