@@ -394,7 +394,8 @@ def write_table(records: dict[str, dict], evaluating: list[str], other_k: list[s
         f"Written {date.today().isoformat()}; torch {torch.__version__}, Python {platform.python_version()}; "
         f"trained on: {', '.join(devices)}.",
         f"Recipe: `{args.config}` for every row ({describe_recipe(args.config)}; each row changes only what its "
-        f"remedy needs, listed below), plus `{' '.join(shared_overrides(args))}`.",
+        f"remedy needs, listed below); the rows this command trained also got `{' '.join(shared_overrides(args))}`, "
+        "and each row below names the command that finished its training where it was recorded.",
         f"Test split: {any_results.get('sentences', '?')} sentences, {any_results.get('tokens', '?')} predicted tokens "
         f"(words + `<eos>`). NLL: importance-weighted with k = {args.iw_samples} per sentence (the LM's is exact); "
         "NLL, −ELBO, KL and MI in nats per sentence; PPL = exp(Σ NLL / Σ predicted tokens); AU: dimensions with "
