@@ -41,6 +41,7 @@ from ptb_table_records import (  # benchmarks/ is the script's own folder on sys
     records_from_table,
     save_record,
     training_speed,
+    write_json,
 )
 
 try:
@@ -49,7 +50,6 @@ except ImportError:  # Windows: no advisory locks, so rows run side by side may 
     fcntl = None
 
 import textvae
-from textvae.atomic_files import replace_atomically
 from textvae.config import load_config
 from textvae.score_progress import PREFIX as PARTIAL_SCORES_PREFIX
 from textvae.score_progress import UNREADABLE, scored_share
@@ -149,11 +149,6 @@ def shared_overrides(args: argparse.Namespace) -> list[str]:
 
 def read_json(path: Path) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
-def write_json(path: Path, value: dict) -> None:
-    """Write `value` as JSON, atomically: a killed process leaves the old file or the new one, never half."""
-    replace_atomically(lambda tmp: tmp.write_text(json.dumps(value, indent=1) + "\n", encoding="utf-8"), path)
 
 
 def train_row(name: str, args: argparse.Namespace) -> None:

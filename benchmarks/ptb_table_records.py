@@ -49,11 +49,16 @@ def record_from_run(run_dir: Path, trained: dict, results: dict) -> dict:
             "curves": curves(run_dir), "recorded": date.today().isoformat()}
 
 
+def write_json(path: Path, value: dict) -> None:
+    """Write `value` as JSON, atomically: a killed process leaves the old file or the new one, never half."""
+    text = json.dumps(value, indent=1, ensure_ascii=False) + "\n"
+    replace_atomically(lambda tmp: tmp.write_text(text, encoding="utf-8"), path)
+
+
 def save_record(records_dir: Path, name: str, record: dict) -> None:
-    """Write RECORDS_DIR/<name>.json atomically (a killed process leaves the old record or the new one)."""
+    """Write RECORDS_DIR/<name>.json."""
     records_dir.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(record, indent=1, ensure_ascii=False) + "\n"
-    replace_atomically(lambda tmp: tmp.write_text(text, encoding="utf-8"), records_dir / f"{name}.json")
+    write_json(records_dir / f"{name}.json", record)
 
 
 def load_records(records_dir: Path, names) -> dict[str, dict]:
