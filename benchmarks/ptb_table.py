@@ -476,8 +476,9 @@ def main(argv: list[str] | None = None) -> int:
         if results is None:
             evaluating.append(name)
             continue
-        run_dir = Path(args.runs_dir) / name
-        save_record(records_dir, name, record_from_run(run_dir, read_json(run_dir / TRAINED), results))
+        if load_records(records_dir, [name]).get(name, {}).get("results") != results:  # new: unchanged records stay
+            run_dir = Path(args.runs_dir) / name
+            save_record(records_dir, name, record_from_run(run_dir, read_json(run_dir / TRAINED), results))
     recorded = load_records(records_dir, [name for name in ROWS if name not in evaluating])
     records = {name: record for name, record in recorded.items()
                if record["results"].get("iw_samples_asked") == args.iw_samples}

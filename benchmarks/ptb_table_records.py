@@ -1,6 +1,6 @@
 """The PTB table's committed row records: one small JSON file per evaluated row, holding what the table and its
 plots need (training facts, test results, training curves) and no weights, so that a row trained in one
-session stays in the table after its run dir (gitignored, gigabytes of checkpoints over all rows) is gone.
+session stays in the table after its run dir (gitignored: 140 MB of weights and checkpoint a row) is gone.
 
 A record is written from a run dir once the row's test evaluation is done (`record_from_run`); rows whose run
 dirs were lost before records existed can be recovered from a table the script wrote (`records_from_table`):

@@ -206,6 +206,9 @@ def test_recorded_rows_stay_in_the_table_after_their_run_dirs_are_gone(table_run
                                                              if line["split"] == "train"]
     table = tmp_path / "out" / "table.md"
     options = with_option(with_option(common, "--records", records), "--table", table)
+    (records / "free_bits.json").write_text(json.dumps({**record, "recorded": "2000-01-01"}), encoding="utf-8")
+    assert script.main([*options, "--rows", ""]) == 0  # same results from the run dir: the record is not rewritten
+    assert json.loads((records / "free_bits.json").read_text(encoding="utf-8"))["recorded"] == "2000-01-01"
     options = with_option(options, "--runs-dir", tmp_path / "no_runs")  # a later session: the run dirs are gone
     assert script.main([*options, "--rows", ""]) == 0
     text = table.read_text(encoding="utf-8")
