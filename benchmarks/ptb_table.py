@@ -8,7 +8,8 @@ continues from its checkpoint (the --resume of `textvae train`), so the script c
 run one row at a time (--rows). Test results are cached per k in RUNS_DIR/<row>/ptb_table_results.json.
 Processes run side by side, one per core or GPU, never evaluate the same row twice: the one evaluating a row
 holds a lock on it, and the others leave it out of their table.
-Each evaluated row is also kept as a small record in the repository (--records: its training facts, test
+Each named row is evaluated as soon as its training ends, before the next one trains, so a queue of rows
+stopped with its session keeps every row it finished. Each evaluated row is also kept as a small record in the repository (--records: its training facts, test
 results and curves, no weights), and the table is written from those records, so rows trained in earlier
 sessions stay in it after their run dirs (gitignored) are gone. Writes the Markdown table (--table) with the
 command that made it and, when matplotlib is importable, PNG plots of the training curves next to it.
@@ -379,8 +380,9 @@ def write_table(records: dict[str, dict], evaluating: list[str], other_k: list[s
         "# PTB: the language model and the remedies against posterior collapse",
         "",
         "Written by this command, run from the repository root (the table is its output, not typed); it trains "
-        "the rows it names (resuming any that stopped part-way), evaluates every row whose training has finished "
-        f"in the runs dir, records each in `{args.records}`, and tabulates every recorded row:",
+        "the rows it names in turn (resuming any that stopped part-way), evaluating each as soon as its training "
+        f"ends and recording it in `{args.records}`, then evaluates and records any other finished row in the runs "
+        "dir, and tabulates every recorded row:",
         "",
         "```",
         args.command,
@@ -469,16 +471,9 @@ def main(argv: list[str] | None = None) -> int:
         adopt_table(Path(args.adopt_table), records_dir)
     for name in args.rows:
         train_row(name, args)
+        record_row(name, args, records_dir)  # now, so the record is kept before the next row's hours of training
     trained = [name for name in ROWS if (Path(args.runs_dir) / name / TRAINED).is_file()]
-    evaluating = []
-    for name in trained:
-        results = evaluate_row(name, args)
-        if results is None:
-            evaluating.append(name)
-            continue
-        if load_records(records_dir, [name]).get(name, {}).get("results") != results:  # new: unchanged records stay
-            run_dir = Path(args.runs_dir) / name
-            save_record(records_dir, name, record_from_run(run_dir, read_json(run_dir / TRAINED), results))
+    evaluating = [name for name in trained if not record_row(name, args, records_dir)]
     recorded = load_records(records_dir, [name for name in ROWS if name not in evaluating])
     records = {name: record for name, record in recorded.items()
                if record["results"].get("iw_samples_asked") == args.iw_samples}
@@ -487,6 +482,18 @@ def main(argv: list[str] | None = None) -> int:
     text = write_table(records, evaluating, other_k, args, plots)
     print(text)
     return 0
+
+
+def record_row(name: str, args: argparse.Namespace, records_dir: Path) -> bool:
+    """Evaluate a trained row and keep its record (rewritten only when its results changed); False while
+    another process is evaluating it."""
+    results = evaluate_row(name, args)
+    if results is None:
+        return False
+    if load_records(records_dir, [name]).get(name, {}).get("results") != results:
+        run_dir = Path(args.runs_dir) / name
+        save_record(records_dir, name, record_from_run(run_dir, read_json(run_dir / TRAINED), results))
+    return True
 
 
 def adopt_table(table: Path, records_dir: Path) -> None:

@@ -194,6 +194,24 @@ def test_a_row_another_process_is_evaluating_is_left_out(table_run, tmp_path, ca
     assert "(`free_bits`)" in (tmp / "out" / "table.md").read_text(encoding="utf-8")
 
 
+def test_a_queue_records_each_row_before_it_trains_the_next(table_run, tmp_path, monkeypatch):
+    script, tmp, common = table_run
+    runs, records = tmp_path / "runs", tmp_path / "records"
+    shutil.copytree(tmp / "runs", runs)
+    (runs / "lm" / "ptb_table_results.json").unlink()  # trained, not evaluated yet
+    options = with_option(with_option(common, "--runs-dir", runs), "--records", records)
+    train_row, recorded_at_start = script.train_row, {}
+
+    def spy(name, args):  # what is recorded when each row's training starts
+        recorded_at_start[name] = sorted(path.stem for path in records.glob("*.json"))
+        train_row(name, args)
+
+    monkeypatch.setattr(script, "train_row", spy)
+    assert script.main([*options, "--rows", "lm,free_bits"]) == 0
+    assert recorded_at_start == {"lm": [], "free_bits": ["lm"]}  # lm scored and kept before free_bits' turn
+    assert (runs / "lm" / "ptb_table_results.json").is_file() and (records / "free_bits.json").is_file()
+
+
 def test_recorded_rows_stay_in_the_table_after_their_run_dirs_are_gone(table_run, tmp_path, capsys):
     script, tmp, common = table_run
     records = tmp_path / "records"
