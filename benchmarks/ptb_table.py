@@ -10,8 +10,9 @@ Processes run side by side, one per core or GPU, never evaluate the same row twi
 holds a lock on it, and the others leave it out of their table.
 Each named row is evaluated as soon as its training ends, before the next one trains, so a queue of rows
 stopped with its session keeps every row it finished. Each evaluated row is also kept as a small record in
-the repository (--records: its training facts, test results and curves, no weights), and the table is written from those records, so rows trained in earlier
-sessions stay in it after their run dirs (gitignored) are gone. Writes the Markdown table (--table) with the
+the repository (--records: its training facts, test results and curves, no weights), and the table is
+written from those records, so rows trained in earlier sessions stay in it after their run dirs
+(gitignored) are gone. Writes the Markdown table (--table) with the
 command that made it and, when matplotlib is importable, PNG plots of the training curves next to it.
 Uses the GPU when one is present (--device auto). Run from the repo root:
   python benchmarks/ptb_table.py                      # every row: many GPU hours
