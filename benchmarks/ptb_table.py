@@ -6,8 +6,9 @@ AU, PPL over words + <eos>, reconstruction BLEU), beside the published numbers f
 Each row trains into RUNS_DIR/<row> and is resumable: a finished row is not trained again, an unfinished one
 continues from its checkpoint (the --resume of `textvae train`), so the script can be stopped and rerun, or
 run one row at a time (--rows). Test results are cached per k in RUNS_DIR/<row>/ptb_table_results.json.
-Processes run side by side, one per core or GPU, never evaluate the same row twice: the one evaluating a row
-holds a lock on it, and the others leave it out of their table.
+Processes run side by side, one per core or GPU, never train or evaluate the same row twice: the one training
+or evaluating a row holds a lock on it, and the others skip it (so two queues may name the same rows, and each
+takes the next row nobody holds) and leave it out of their table until it is recorded.
 Each named row is evaluated as soon as its training ends, before the next one trains, so a queue of rows
 stopped with its session keeps every row it finished. Each evaluated row is also kept as a small record in
 the repository (--records: its training facts, test results and curves, no weights), and the table is
@@ -48,7 +49,7 @@ from ptb_table_records import (  # benchmarks/ is the script's own folder on sys
 
 try:
     import fcntl
-except ImportError:  # Windows: no advisory locks, so rows run side by side may evaluate one row twice
+except ImportError:  # Windows: no advisory locks, so rows run side by side may train or evaluate one row twice
     fcntl = None
 
 import textvae
@@ -88,6 +89,7 @@ PUBLISHED = [
 TRAINED = "ptb_table_train.json"  # written when a row's training has finished
 RESULTS = "ptb_table_results.json"  # the row's test results (with their k)
 EVALUATING = "ptb_table_evaluating.lock"  # locked by the process evaluating the row
+TRAINING = "ptb_table_training.lock"  # locked by the process training the row
 COLUMNS = (("NLL", "nll", 2), ("−ELBO", "neg_elbo", 2), ("KL", "kl", 2), ("MI", "mi", 2), ("AU", "au", 0),
            ("PPL", "ppl", 2), ("BLEU", "bleu", 2))
 CURVES = (("kl", "KL, nats/sentence (train batches)"), ("mi", "MI, nats (valid)"), ("au", "active units (valid)"),
@@ -153,12 +155,25 @@ def read_json(path: Path) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def train_row(name: str, args: argparse.Namespace) -> None:
-    """Train one row to the end, resuming its checkpoint if it has one; wall time accumulates across runs."""
+def train_row(name: str, args: argparse.Namespace) -> bool:
+    """Train one row to the end, resuming its checkpoint if it has one; wall time accumulates across runs.
+    True once the row is trained; False, at once, while another process is training it."""
     run_dir = Path(args.runs_dir) / name
     if (run_dir / TRAINED).is_file():
         logger.info(f"{name}: already trained, skipped")
-        return
+        return True
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with claim(run_dir / TRAINING) as claimed:
+        if not claimed:
+            logger.info(f"{name}: another process is training it; skipped")
+            return False
+        if not (run_dir / TRAINED).is_file():  # read under the lock: that process may just have finished
+            train_claimed_row(name, run_dir, args)
+    return True
+
+
+def train_claimed_row(name: str, run_dir: Path, args: argparse.Namespace) -> None:
+    """Train the row this process holds the lock of, and write its TRAINED facts when training ends."""
     resume = (run_dir / CHECKPOINT).is_file()
     if resume:
         config = resumed_config(run_dir, shared_overrides(args))
@@ -166,7 +181,6 @@ def train_row(name: str, args: argparse.Namespace) -> None:
     else:
         config = load_config(args.config, [*ROWS[name][1], *shared_overrides(args)])
         logger.info(f"{name}: training into {run_dir}")
-    run_dir.mkdir(parents=True, exist_ok=True)
     summary = train(config, run_dir, resume=resume)
     device = select_device(config.train.device)
     described = f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
@@ -179,7 +193,7 @@ def evaluate_row(name: str, args: argparse.Namespace) -> dict | None:
     """The row's test results with k = --iw-samples, computed once per k and trained model, cached in its run dir;
     None while another process (a row trained side by side) is evaluating it."""
     run_dir = Path(args.runs_dir) / name
-    with evaluation_claim(run_dir) as claimed:
+    with claim(run_dir / EVALUATING) as claimed:
         if not claimed:
             logger.info(f"{name}: another process is evaluating it; left out of this table")
             return None
@@ -203,12 +217,20 @@ def evaluate_row(name: str, args: argparse.Namespace) -> dict | None:
 
 
 @contextmanager
-def evaluation_claim(run_dir: Path) -> Iterator[bool]:
-    """Whether this process may evaluate the row: True while it holds an exclusive lock on the row's EVALUATING
-    file, False when another process holds it. The OS drops the lock when its holder exits, so a killed
-    evaluation leaves no stale claim behind."""
-    with open(run_dir / EVALUATING, "a") as handle:
+def claim(lock_file: Path) -> Iterator[bool]:
+    """Whether this process may do the work `lock_file` guards (train or evaluate a row): True while it holds an
+    exclusive lock on the file, False when another process holds it. The OS drops the lock when its holder
+    exits, so a killed process leaves no stale claim behind."""
+    with open(lock_file, "a") as handle:
         yield locked(handle)
+
+
+def held_elsewhere(lock_file: Path) -> bool:
+    """Whether another process holds `lock_file` now (a file that does not exist is held by nobody)."""
+    if not lock_file.is_file():
+        return False
+    with claim(lock_file) as claimed:
+        return not claimed
 
 
 def locked(handle) -> bool:
@@ -234,8 +256,9 @@ def cached_results(run_dir: Path, iw_samples: int) -> dict | None:
 
 
 def row_status(name: str, args: argparse.Namespace) -> str:
-    """One line on where a row stands: not started, training (its last validation), trained and how far its
-    test evaluation got (from the evaluation's saved partial scores), or evaluated."""
+    """One line on where a row stands: not started, training (its last validation, and whether a process is
+    training it now), trained and how far its test evaluation got (from the evaluation's saved partial
+    scores), or evaluated."""
     run_dir = Path(args.runs_dir) / name
     trained, results = read_json(run_dir / TRAINED), cached_results(run_dir, args.iw_samples)
     if trained is not None:
@@ -243,8 +266,7 @@ def row_status(name: str, args: argparse.Namespace) -> str:
         if results is not None:
             return (f"{name}: {done}; evaluated with k = {args.iw_samples}: NLL {results['nll']:.2f}, "
                     f"PPL {results['ppl']:.2f}, KL {results['kl']:.2f}")
-        with evaluation_claim(run_dir) as claimed:
-            where = "rerun to finish it" if claimed else "another process is evaluating it"
+        where = "another process is evaluating it" if held_elsewhere(run_dir / EVALUATING) else "rerun to finish it"
         return f"{name}: {done}; test evaluation {evaluation_progress(run_dir)}; {where}"
     has_checkpoint = (run_dir / CHECKPOINT).is_file()
     validations = [line for line in read_metrics(run_dir) if line["split"] == "valid"]
@@ -253,15 +275,19 @@ def row_status(name: str, args: argparse.Namespace) -> str:
         results = record["results"]
         return (f"{name}: recorded in {args.records} (no run dir here), k = {results['iw_samples_asked']}: "
                 f"NLL {results['nll']:.2f}, PPL {results['ppl']:.2f}, KL {results['kl']:.2f}")
+    running = held_elsewhere(run_dir / TRAINING)
+    if not (has_checkpoint or running):
+        return f"{name}: not started"
+    where = "; another process is training it" if running else "; stopped: rerun to resume it"
     if not validations:
-        return f"{name}: training, no validation yet" if has_checkpoint else f"{name}: not started"
+        return f"{name}: training, no validation yet" + where
     last = validations[-1]
     epochs = resumed_config(run_dir, []).train.max_epochs if has_checkpoint else "?"
     measured = "".join(f", {label} {last[key]:.2f}" for key, label in (("kl", "KL"), ("mi", "MI")) if key in last)
     phase = " (autoencoder pretraining)" if last.get("pretraining") else ""
     return (f"{name}: training, epoch {last['epoch']} of {epochs}{phase}: validation loss {last['loss']:.2f}"
             + measured + (f", AU {last['au']}" if "au" in last else "")
-            + (training_clock(run_dir, epochs) if has_checkpoint else ""))
+            + (training_clock(run_dir, epochs) if has_checkpoint else "") + where)
 
 
 def training_clock(run_dir: Path, max_epochs: int) -> str:
@@ -471,8 +497,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.adopt_table:
         adopt_table(Path(args.adopt_table), records_dir)
     for name in args.rows:
-        train_row(name, args)
-        record_row(name, args, records_dir)  # now, so the record is kept before the next row's hours of training
+        if train_row(name, args):  # False: another process holds it, so this queue goes on to its next row
+            record_row(name, args, records_dir)  # now, so the record is kept before the next row's hours of training
     trained = [name for name in ROWS if (Path(args.runs_dir) / name / TRAINED).is_file()]
     evaluating = [name for name in trained if not record_row(name, args, records_dir)]
     recorded = load_records(records_dir, [name for name in ROWS if name not in evaluating])

@@ -162,7 +162,8 @@ def test_status_tells_where_each_row_stands(table_run, tmp_path, capsys):
     assert f"cyclical: training, epoch {last['epoch']} of " in lines["cyclical"]
     max_epochs = script.resumed_config(runs / "cyclical", []).train.max_epochs
     assert lines["cyclical"].endswith(
-        f"; trained 10m 00s, at most {script.duration((max_epochs - 2) * 300)} to go at this pace")
+        f"; trained 10m 00s, at most {script.duration((max_epochs - 2) * 300)} to go at this pace"
+        "; stopped: rerun to resume it")
     assert f"validation loss {last['loss']:.2f}, KL {last['kl']:.2f}" in lines["cyclical"]
     assert lines["aggressive"] == "aggressive: not started"
     assert not (runs / "cyclical" / "ptb_table_train.json").exists()  # --status trains nothing
@@ -204,12 +205,39 @@ def test_a_queue_records_each_row_before_it_trains_the_next(table_run, tmp_path,
 
     def spy(name, args):  # what is recorded when each row's training starts
         recorded_at_start[name] = sorted(path.stem for path in records.glob("*.json"))
-        train_row(name, args)
+        return train_row(name, args)
 
     monkeypatch.setattr(script, "train_row", spy)
     assert script.main([*options, "--rows", "lm,free_bits"]) == 0
     assert recorded_at_start == {"lm": [], "free_bits": ["lm"]}  # lm scored and kept before free_bits' turn
     assert (runs / "lm" / "ptb_table_results.json").is_file() and (records / "free_bits.json").is_file()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("fcntl") is None, reason="no advisory file locks on this platform")
+def test_a_queue_skips_a_row_another_process_is_training(table_run, tmp_path, capsys):
+    import fcntl
+
+    script, tmp, common = table_run
+    runs, records, table = tmp_path / "runs", tmp_path / "records", tmp_path / "table.md"
+    options = with_option(with_option(common, "--runs-dir", runs), "--records", records)
+    options = with_option(options, "--table", table)
+    (runs / "bowman").mkdir(parents=True)
+    with open(runs / "bowman" / script.TRAINING, "a") as held:  # as another queue training bowman would
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert script.main([*options, "--rows", "bowman,cyclical", "--max-steps", "3"]) == 0
+        assert not (runs / "bowman" / script.CHECKPOINT).exists()  # left to the holder: not trained a second time
+        assert (records / "cyclical.json").is_file()  # the queue went on to its next row, and recorded it
+        assert "`bowman`" in next(line for line in table.read_text(encoding="utf-8").splitlines()
+                                  if line.startswith("Not yet trained"))
+        capsys.readouterr()
+        assert script.main([*options, "--status"]) == 0
+        status = {line.split(":")[0]: line for line in capsys.readouterr().out.splitlines()}
+        assert status["bowman"] == "bowman: training, no validation yet; another process is training it"
+    assert script.main([*options, "--status"]) == 0  # the holder is gone, having checkpointed nothing
+    status = {line.split(":")[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert status["bowman"] == "bowman: not started"
+    assert script.main([*options, "--rows", "bowman", "--max-steps", "3"]) == 0  # free again: this run trains it
+    assert (records / "bowman.json").is_file()
 
 
 def test_recorded_rows_stay_in_the_table_after_their_run_dirs_are_gone(table_run, tmp_path, capsys):
