@@ -62,6 +62,13 @@ def with_option(options: list[str], name: str, value) -> list[str]:
     return changed
 
 
+def status_lines(script, options: list[str], capsys) -> dict[str, str]:
+    """--status's line for each row, keyed by row name (output printed before the call is dropped)."""
+    capsys.readouterr()
+    assert script.main([*options, "--status"]) == 0
+    return {line.split(":")[0]: line for line in capsys.readouterr().out.splitlines()}
+
+
 def markdown_row(text: str, start: str) -> list[str]:
     line = next(line for line in text.splitlines() if line.startswith(start))
     return [cell.strip() for cell in line.strip("|").split("|")]
@@ -151,8 +158,7 @@ def test_status_tells_where_each_row_stands(table_run, tmp_path, capsys):
     done = np.array([True] * 5 + [False] * 15)
     np.savez(runs / "bowman" / ".textvae-scores-0123456789abcdef.npz", key=np.array("k"), done=done)
     options = with_option(common, "--runs-dir", runs)
-    assert script.main([*options, "--status"]) == 0
-    lines = {line.split(":")[0]: line for line in capsys.readouterr().out.splitlines()}
+    lines = status_lines(script, options, capsys)
     assert set(lines) == set(script.ROWS)
     results = json.loads((runs / "lm" / "ptb_table_results.json").read_text())
     assert f"evaluated with k = 3: NLL {results['nll']:.2f}, PPL {results['ppl']:.2f}" in lines["lm"]
@@ -181,8 +187,7 @@ def test_a_row_another_process_is_evaluating_is_left_out(table_run, tmp_path, ca
     options = with_option(options, "--records", tmp_path / "records") + ["--rows", "lm"]  # lm: trained, skipped
     with open(runs / "free_bits" / script.EVALUATING, "a") as held:  # as a row process evaluating it would
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        assert script.main([*options, "--status"]) == 0
-        status = {line.split(":")[0]: line for line in capsys.readouterr().out.splitlines()}
+        status = status_lines(script, options, capsys)
         assert status["free_bits"].endswith("; another process is evaluating it")
         assert script.main(options) == 0
         assert not (runs / "free_bits" / "ptb_table_results.json").exists()  # not scored a second time
@@ -229,12 +234,9 @@ def test_a_queue_skips_a_row_another_process_is_training(table_run, tmp_path, ca
         assert (records / "cyclical.json").is_file()  # the queue went on to its next row, and recorded it
         assert "`bowman`" in next(line for line in table.read_text(encoding="utf-8").splitlines()
                                   if line.startswith("Not yet trained"))
-        capsys.readouterr()
-        assert script.main([*options, "--status"]) == 0
-        status = {line.split(":")[0]: line for line in capsys.readouterr().out.splitlines()}
+        status = status_lines(script, options, capsys)
         assert status["bowman"] == "bowman: training, no validation yet; another process is training it"
-    assert script.main([*options, "--status"]) == 0  # the holder is gone, having checkpointed nothing
-    status = {line.split(":")[0]: line for line in capsys.readouterr().out.splitlines()}
+    status = status_lines(script, options, capsys)  # the holder is gone, having checkpointed nothing
     assert status["bowman"] == "bowman: not started"
     assert script.main([*options, "--rows", "bowman", "--max-steps", "3"]) == 0  # free again: this run trains it
     assert (records / "bowman.json").is_file()
@@ -264,9 +266,7 @@ def test_recorded_rows_stay_in_the_table_after_their_run_dirs_are_gone(table_run
     assert "(`lm`)" in text and "`bowman`" in pending and "`free_bits`" not in pending
     assert sorted(path.name for path in table.parent.glob("*.png")) == [
         "table_au.png", "table_kl.png", "table_mi.png", "table_nll.png"]
-    capsys.readouterr()
-    assert script.main([*options, "--status"]) == 0
-    status = {line.split(":")[0]: line for line in capsys.readouterr().out.splitlines()}
+    status = status_lines(script, options, capsys)
     assert status["free_bits"].startswith(f"free_bits: recorded in {records} (no run dir here), k = 3: "
                                           f"NLL {results['nll']:.2f}")
     assert status["bowman"] == "bowman: not started"
