@@ -20,6 +20,7 @@ Uses the GPU when one is present (--device auto). Run from the repo root:
   python benchmarks/ptb_table.py --rows lm,bn_vae     # some rows; rerun with others later
   python benchmarks/ptb_table.py --status             # where each row stands; trains nothing
   python benchmarks/ptb_table.py --rows ''            # only rewrite the table from the records
+  python benchmarks/ptb_table.py --rows '' --note 'bn_vae=paused 22 min'  # a note on a recorded row, in the table
 """
 
 from __future__ import annotations
@@ -113,6 +114,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--adopt-table", metavar="TABLE",
                         help="record the measured rows of a table this script wrote earlier (rows with no record "
                              "yet), for rows whose run dirs are lost; their curves are not recoverable")
+    parser.add_argument("--note", action="append", default=[], metavar="ROW=TEXT",
+                        help="keep TEXT in ROW's record and print it with the row (what the numbers cannot say, "
+                             "e.g. that its training was paused); ROW= removes the note; new results for the row (its "
+                             "record rewritten) drop it; repeatable")
     parser.add_argument("--status", action="store_true",
                         help="only print where each row stands (training, evaluation) and exit; trains nothing")
     add_shared_arguments(parser, "row")
@@ -124,7 +129,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"unknown row(s) {', '.join(unknown)}; choose from {', '.join(ROWS)}")
     if args.iw_samples < 0:
         parser.error("--iw-samples must be >= 0")
+    args.notes = dict(parse_note(note, parser) for note in args.note)
     return args
+
+
+def parse_note(note: str, parser: argparse.ArgumentParser) -> tuple[str, str]:
+    """--note ROW=TEXT as (ROW, TEXT)."""
+    name, equals, text = note.partition("=")
+    if not equals or name.strip() not in ROWS:
+        parser.error(f"--note {note!r}: write ROW=TEXT with ROW one of {', '.join(ROWS)} (ROW= removes a note)")
+    return name.strip(), text.strip()
 
 
 def add_shared_arguments(parser: argparse.ArgumentParser, unit: str) -> None:
@@ -378,7 +392,7 @@ def row_origin(name: str, record: dict) -> str:
     line += f"; training finished by `{command}`" if command else ""
     if "recovered_from" in record:
         line += f"; recovered from {record['recovered_from']} (its run dir was lost: numbers as printed, no curves)"
-    return line
+    return line + (f". Note: {record['note']}" if record.get("note") else "")
 
 
 def describe_recipe(path: str) -> str:
@@ -496,6 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     records_dir = Path(args.records)
     if args.adopt_table:
         adopt_table(Path(args.adopt_table), records_dir)
+    note_rows(args.notes, records_dir)
     for name in args.rows:
         if train_row(name, args):  # False: another process holds it, so this queue goes on to its next row
             record_row(name, args, records_dir)  # now, so the record is kept before the next row's hours of training
@@ -521,6 +536,17 @@ def record_row(name: str, args: argparse.Namespace, records_dir: Path) -> bool:
         run_dir = Path(args.runs_dir) / name
         save_record(records_dir, name, record_from_run(run_dir, read_json(run_dir / TRAINED), results))
     return True
+
+
+def note_rows(notes: dict[str, str], records_dir: Path) -> None:
+    """Keep each --note in its row's record (an empty text removes the note); the row must be recorded."""
+    for name, note in notes.items():
+        record = load_records(records_dir, [name]).get(name)
+        if record is None:
+            raise SystemExit(f"--note {name}=...: {name} has no record in {records_dir}; a row is recorded once it "
+                             "is evaluated, so note it after that")
+        record.pop("note", None)
+        save_record(records_dir, name, {**record, "note": note} if note else record)
 
 
 def adopt_table(table: Path, records_dir: Path) -> None:

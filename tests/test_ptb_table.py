@@ -276,6 +276,26 @@ def test_recorded_rows_stay_in_the_table_after_their_run_dirs_are_gone(table_run
     assert "Recorded with another k, so not in this table: `lm`, `free_bits`" in text
 
 
+def test_a_note_on_a_recorded_row_is_kept_in_its_record_and_printed_with_it(table_run, tmp_path):
+    script, tmp, common = table_run
+    records, table = tmp_path / "records", tmp_path / "table.md"
+    shutil.copytree(tmp / "records", records)
+    options = with_option(with_option(common, "--records", records), "--table", table)
+    assert script.main([*options, "--rows", "", "--note", "free_bits=paused for 11 min"]) == 0
+    assert json.loads((records / "free_bits.json").read_text(encoding="utf-8"))["note"] == "paused for 11 min"
+    row_line = next(line for line in table.read_text(encoding="utf-8").splitlines() if line.startswith("- `free_bits`"))
+    assert row_line.endswith(". Note: paused for 11 min")
+    assert script.main([*options, "--rows", ""]) == 0  # a later table keeps the note: it lives in the record
+    assert "Note: paused for 11 min" in table.read_text(encoding="utf-8")
+    assert script.main([*options, "--rows", "", "--note", "free_bits="]) == 0
+    assert "note" not in json.loads((records / "free_bits.json").read_text(encoding="utf-8"))
+    assert "Note:" not in table.read_text(encoding="utf-8")
+    with pytest.raises(SystemExit, match="bowman has no record in"):
+        script.main([*options, "--rows", "", "--note", "bowman=never trained"])
+    with pytest.raises(SystemExit):  # argparse: no ROW=
+        script.main([*options, "--rows", "", "--note", "paused"])
+
+
 def test_a_table_whose_run_dirs_are_lost_is_adopted_as_records(table_run, tmp_path):
     script, tmp, common = table_run
     written = (tmp / "out" / "table.md").read_text(encoding="utf-8")
