@@ -20,7 +20,7 @@ Uses the GPU when one is present (--device auto). Run from the repo root:
   python benchmarks/ptb_table.py --rows lm,bn_vae     # some rows; rerun with others later
   python benchmarks/ptb_table.py --status             # where each row stands; trains nothing
   python benchmarks/ptb_table.py --rows ''            # only rewrite the table from the records
-  python benchmarks/ptb_table.py --rows '' --note 'bn_vae=paused 22 min'  # a note on a recorded row, in the table
+  python benchmarks/ptb_table.py --rows '' --note 'bn_vae=paused 11 min'  # a note on a recorded row, in the table
 """
 
 from __future__ import annotations
