@@ -545,8 +545,11 @@ def note_rows(notes: dict[str, str], records_dir: Path) -> None:
         if record is None:
             raise SystemExit(f"--note {name}=...: {name} has no record in {records_dir}; a row is recorded once it "
                              "is evaluated, so note it after that")
-        record.pop("note", None)
-        save_record(records_dir, name, {**record, "note": note} if note else record)
+        if note:
+            record["note"] = note
+        else:
+            record.pop("note", None)
+        save_record(records_dir, name, record)
 
 
 def adopt_table(table: Path, records_dir: Path) -> None:
