@@ -334,6 +334,41 @@ def test_aggressive_inner_steps_update_the_encoder_only_then_the_decoder_alone(t
     assert checkpoint(run)["encoder_optimizer"]["state"]
 
 
+class BehindModule(torch.nn.Module):
+    """A model behind `.module`, as DistributedDataParallel holds it: training_step then computes every
+    gradient and drops those of the parameters it does not update."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.module = model
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+
+def test_an_encoder_or_decoder_only_step_computes_only_its_gradients_and_equals_the_all_gradients_step():
+    """Aggressive training's one-sided steps ask autograd for the updated side's gradients alone (the speed-up
+    benchmarks/aggressive_speed.py measures); the update is bit for bit the one of computing every gradient."""
+    settings = TrainConfig(word_dropout=0.3, kl_start_weight=0.5)
+    batch = batch_of([[5, 6, 7, 8, 9], [10, 11, 12], [13, 14]])
+    weights, computed = [], []
+    for behind_module in (False, True):
+        model = tiny_model(seed=3).train()
+        seen = []
+        for parameter in decoder_parameters(model)[:1] + encoder_parameters(model)[:1]:
+            parameter.register_hook(lambda grad, parameter=parameter: seen.append(id(parameter)))
+        for side in (encoder_parameters, decoder_parameters, encoder_parameters):
+            optimizer = torch.optim.Adam(side(model), lr=0.01)
+            training_step(BehindModule(model) if behind_module else model, optimizer, batch.token_ids, batch.lengths,
+                          0, settings, SPECIAL, generator=torch.Generator().manual_seed(0), parameters=side(model))
+        weights.append(snapshot(model))
+        computed.append(seen)
+    assert same(*weights)
+    direct, everything = computed
+    # each watched parameter's gradient is computed when its side is updated only (3 steps: 2 encoder, 1 decoder)
+    assert len(direct) == 3 and len(everything) == 6
+
+
 def test_aggressive_mode_is_switched_off_by_validation_mi_and_the_checkpoint_keeps_it(tmp_path, monkeypatch):
     mis = iter([1.0, 2.0, 1.5, 3.0, 4.0])
 

@@ -148,3 +148,47 @@ def test_max_minutes_stops_training_and_its_clock_survives_resume(tmp_path):
     again = train(resumed_config(out, ["train.max_minutes=0.004"]), out, resume=True)
     state = torch.load(out / "checkpoint.pt", weights_only=False)["state"]
     assert again["steps"] > summary["steps"] and 0.24 <= state["train_seconds"] < 60
+
+
+class Killed(BaseException):
+    """Stands for a SIGKILL: no handler in the trainer catches it."""
+
+
+def test_a_kill_between_validations_resumes_from_the_time_based_checkpoint_exactly(tmp_path, monkeypatch):
+    """train.checkpoint_minutes writes checkpoints between validations (here after every step); a run killed
+    right after one resumes from it to the uninterrupted run's weights and metrics, and the resume does not
+    take the checkpoint's unvalidated weights for the best model."""
+    extra = ["train.max_steps=12", "train.eval_every=4", "train.word_dropout=0.3", "train.checkpoint_minutes=1e-9"]
+    train(tiny_settings(*extra), tmp_path / "straight")
+
+    real_save_checkpoint = textvae.training.save_checkpoint
+
+    def save_then_die_at_step_6(out_dir, model, optimizer, scheduler, state, *rest):
+        real_save_checkpoint(out_dir, model, optimizer, scheduler, state, *rest)
+        if state.step == 6:
+            raise Killed
+
+    killed = tmp_path / "killed"
+    monkeypatch.setattr(textvae.training, "save_checkpoint", save_then_die_at_step_6)
+    with pytest.raises(Killed):
+        train(tiny_settings(*extra), killed)
+    saved = torch.load(killed / "checkpoint.pt", weights_only=False)["state"]
+    assert saved["step"] == 6 and [record["step"] for record in saved["history"]] == [4]
+
+    monkeypatch.setattr(textvae.training, "save_checkpoint", real_save_checkpoint)
+    events = []
+    real_training_step, real_save_model = textvae.training.training_step, textvae.training.save_model
+    monkeypatch.setattr(textvae.training, "training_step",
+                        lambda *args: events.append("step") or real_training_step(*args))
+    monkeypatch.setattr(textvae.training, "save_model", lambda *args: events.append("best") or real_save_model(*args))
+    train(resumed_config(killed, []), killed, resume=True)
+    assert events[0] == "step", "the resume saved the checkpoint's unvalidated weights as the best model"
+
+    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)["model"]
+    continued = torch.load(killed / "checkpoint.pt", weights_only=False)["model"]
+    for name in straight:
+        assert torch.equal(straight[name], continued[name]), name
+    def untimed(run: Path) -> list[dict]:
+        return [{key: value for key, value in line.items() if key != "tokens_per_s"} for line in read_metrics(run)]
+
+    assert untimed(killed) == untimed(tmp_path / "straight")

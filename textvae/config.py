@@ -71,6 +71,7 @@ class TrainConfig:
     lr_decay_patience: int = 2  # evaluations without improvement before the LR decays
     min_lr: float = 1e-5
     eval_every: int = 0  # steps between evaluations; 0 = once per epoch
+    checkpoint_minutes: float = 30.0  # between evaluations, also checkpoint after this much training time; 0 = off
     early_stopping_patience: int = 0  # evaluations without improvement before stopping; 0 = off
     kl_schedule: str = "linear"  # constant | linear | logistic | cyclical
     kl_max_weight: float = 1.0  # beta at the end of annealing (beta-VAE weight)

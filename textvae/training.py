@@ -3,7 +3,8 @@
 A run dir holds what users load (config.json + model.safetensors of the best model, tokenizer files,
 train_config.yaml) plus what resuming needs (checkpoint.pt: weights, optimizers, scheduler, counters,
 random states, and the state of the collapse remedies: target-rate multiplier, decoder reset done,
-aggressive mode switched off). Every file is written to a temporary name and renamed, so a run killed at any moment
+aggressive mode switched off), written at every validation and, between validations, every
+train.checkpoint_minutes of training. Every file is written to a temporary name and renamed, so a run killed at any moment
 leaves the previous good files in place; `resume` continues exactly as an uninterrupted run would.
 """
 
@@ -350,6 +351,22 @@ def step_draws(token_ids: torch.Tensor, latent_size: int, settings: TrainConfig,
     return uniform, noise
 
 
+@contextlib.contextmanager
+def only_these_learn(model: torch.nn.Module, parameters: list[torch.nn.Parameter] | None) -> Iterator[None]:
+    """Inside, only `parameters` (all when None) require gradients, so autograd computes no others: aggressive
+    training's encoder steps skip the decoder's weight gradients, its decoder steps the encoder's backward."""
+    kept = {id(parameter) for parameter in parameters} if parameters is not None else None
+    frozen = [parameter for parameter in model.parameters()
+              if kept is not None and parameter.requires_grad and id(parameter) not in kept]
+    for parameter in frozen:
+        parameter.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for parameter in frozen:
+            parameter.requires_grad_(True)
+
+
 def training_step(model: TextVAE, optimizer: torch.optim.Optimizer, token_ids: torch.Tensor, lengths: torch.Tensor,
                   step: int, settings: TrainConfig, special: dict[str, int], dtype: torch.dtype = torch.float32,
                   scaler: torch.amp.GradScaler | None = None, generator: torch.Generator | None = None,
@@ -381,17 +398,16 @@ def training_step(model: TextVAE, optimizer: torch.optim.Optimizer, token_ids: t
     spared = (special["bos_token_id"], special["pad_token_id"])
     decoder_inputs = word_dropout(token_ids[:, :-1], settings.word_dropout, special["unk_token_id"], spared,
                                   training=model.training, uniform=uniform)
-    with autocast(token_ids.device, dtype):
-        output = model(token_ids, lengths, decoder_input_ids=decoder_inputs, noise=noise)
-    loss = elbo_loss(output, kl_weight(step, settings), settings.free_bits, scale, settings.free_bits_mode,
-                     settings.target_rate, multiplier)
-    if not torch.isfinite(loss.loss):
-        raise Diverged("loss", loss.value, step, optimizer.param_groups[0]["lr"])
-    model.zero_grad(set_to_none=True)
-    if scaler is None:
-        loss.loss.backward()
-    else:
-        scaler.scale(loss.loss).backward()
+    # DDP reduces every gradient, so under it all are computed and those not updated dropped below
+    with only_these_learn(model, parameters if core is model else None):
+        with autocast(token_ids.device, dtype):
+            output = model(token_ids, lengths, decoder_input_ids=decoder_inputs, noise=noise)
+        loss = elbo_loss(output, kl_weight(step, settings), settings.free_bits, scale, settings.free_bits_mode,
+                         settings.target_rate, multiplier)
+        if not torch.isfinite(loss.loss):
+            raise Diverged("loss", loss.value, step, optimizer.param_groups[0]["lr"])
+        model.zero_grad(set_to_none=True)
+        (loss.loss if scaler is None else scaler.scale(loss.loss)).backward()
     updated = list(model.parameters())
     if parameters is not None:
         kept = {id(parameter) for parameter in parameters}
@@ -471,7 +487,8 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
         state = load_checkpoint(out_dir, model, optimizer, scheduler, scaler, draws, encoder_optimizer)
         state.finished = False  # the resumed run's own limits decide when it ends
         apply_new_lr(state, out_dir, settings.lr, [optimizer, encoder_optimizer])
-        if state.evals_since_best == 0 and state.history and workers.is_main:
+        at_validation = bool(state.history) and state.history[-1]["step"] == state.step
+        if state.evals_since_best == 0 and at_validation and workers.is_main:
             save_model(model, out_dir)  # the checkpoint's weights are the best: redo a save a kill may have cut
         logger.info(f"resumed at step {state.step} (epoch {state.epoch}, batch {state.batch_in_epoch})")
     else:
@@ -496,6 +513,8 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
     bar = tqdm(total=total_steps, initial=state.step, disable=not (settings.progress_bar and workers.is_main),
                desc="train", dynamic_ncols=True)
 
+    checkpointed_at = state.train_seconds  # the training time when the last checkpoint was written
+
     def log(record: dict[str, Any]) -> None:
         if metrics is not None:
             metrics.write(record)
@@ -505,6 +524,7 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
     def evaluate_and_checkpoint() -> None:
         """Score the valid split, keep the best model, adapt the LR, decide on early stopping, checkpoint.
         Rank 0 evaluates and writes; every process takes the same decisions from its results."""
+        nonlocal checkpointed_at
         record = None
         if workers.is_main:
             results = evaluate_split(model, splits["valid"], settings.eval_batch_size, seed=settings.seed, dtype=dtype)
@@ -540,7 +560,19 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
             save_checkpoint(out_dir, model, optimizer, scheduler, state, scaler, draws, encoder_optimizer)
             if improved:
                 save_model(model, out_dir)
+        checkpointed_at = state.train_seconds
         workers.barrier()
+
+    def checkpoint_between_evaluations() -> None:
+        """After train.checkpoint_minutes of training since the last checkpoint, write one without validating,
+        so a kill in a long epoch (aggressive training, a large corpus) loses at most that much. Rank 0 alone
+        decides and writes; the others need not wait."""
+        nonlocal checkpointed_at
+        if not settings.checkpoint_minutes or state.train_seconds - checkpointed_at < 60 * settings.checkpoint_minutes:
+            return
+        if workers.is_main:
+            save_checkpoint(out_dir, model, optimizer, scheduler, state, scaler, draws, encoder_optimizer)
+        checkpointed_at = state.train_seconds
 
     def pretraining() -> bool:
         return state.step < settings.pretrain_ae_steps or (settings.pretrain_ae_steps > 0 and not state.decoder_reset)
@@ -628,6 +660,7 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
             if settings.eval_every and state.step % settings.eval_every == 0:
                 evaluate_and_checkpoint()
                 window_tokens, window_start = 0, time.perf_counter()
+            checkpoint_between_evaluations()
             if state.finished or (settings.max_steps and state.step >= settings.max_steps) or over_time():
                 state.finished = True
                 break
