@@ -293,10 +293,11 @@ def row_status(name: str, args: argparse.Namespace) -> str:
     if not (has_checkpoint or running):
         return f"{name}: not started"
     where = "; another process is training it" if running else "; stopped: rerun to resume it"
-    if not validations:
-        return f"{name}: training, no validation yet" + where
-    last = validations[-1]
     epochs = resumed_config(run_dir, []).train.max_epochs if has_checkpoint else "?"
+    if not validations:  # a checkpoint written between validations (train.checkpoint_minutes) still tells the time
+        return (f"{name}: training, no validation yet" + (training_clock(run_dir, epochs) if has_checkpoint else "")
+                + where)
+    last = validations[-1]
     measured = "".join(f", {label} {last[key]:.2f}" for key, label in (("kl", "KL"), ("mi", "MI")) if key in last)
     phase = " (autoencoder pretraining)" if last.get("pretraining") else ""
     return (f"{name}: training, epoch {last['epoch']} of {epochs}{phase}: validation loss {last['loss']:.2f}"
@@ -309,7 +310,7 @@ def training_clock(run_dir: Path, max_epochs: int) -> str:
     early stopping may end the row sooner."""
     state = torch.load(run_dir / CHECKPOINT, map_location="cpu", mmap=True, weights_only=False)["state"]
     if not state["epoch"]:
-        return f"; trained {duration(state['train_seconds'])}"
+        return f"; trained {duration(state['train_seconds'])} ({state['step']} steps)"
     left = (max_epochs - state["epoch"]) * state["train_seconds"] / state["epoch"]
     return f"; trained {duration(state['train_seconds'])}, at most {duration(left)} to go at this pace"
 

@@ -320,3 +320,23 @@ def test_a_table_whose_run_dirs_are_lost_is_adopted_as_records(table_run, tmp_pa
     with pytest.raises(SystemExit, match="not a table written by benchmarks/ptb_table.py"):
         old.write_text("# some other table\n", encoding="utf-8")
         script.main([*options, "--rows", "", "--adopt-table", str(old)])
+
+
+def test_status_of_a_row_checkpointed_before_its_first_validation_gives_its_training_time(table_run, tmp_path, capsys):
+    """A long first epoch (aggressive training) leaves only checkpoints written between validations
+    (train.checkpoint_minutes); --status reads the trainer's clock and step from them."""
+    script, tmp, common = table_run
+    runs = tmp_path / "runs"
+    shutil.copytree(tmp / "runs" / "free_bits", runs / "aggressive")
+    for trained_or_scored in (script.TRAINED, "ptb_table_results.json"):
+        (runs / "aggressive" / trained_or_scored).unlink()
+    metrics = runs / "aggressive" / "metrics.jsonl"
+    train_lines = [line for line in metrics.read_text().splitlines() if json.loads(line)["split"] == "train"]
+    metrics.write_text("\n".join(train_lines) + "\n")
+    checkpoint = torch.load(runs / "aggressive" / script.CHECKPOINT, weights_only=False)
+    checkpoint["state"].update(epoch=0, history=[], train_seconds=4000.0)
+    torch.save(checkpoint, runs / "aggressive" / script.CHECKPOINT)
+    status = status_lines(script, with_option(common, "--runs-dir", runs), capsys)
+    steps = checkpoint["state"]["step"]
+    assert status["aggressive"] == (f"aggressive: training, no validation yet; trained 1h 06m ({steps} steps); "
+                                    "stopped: rerun to resume it")
