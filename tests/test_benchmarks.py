@@ -34,6 +34,21 @@ def test_train_speed_prints_summary_line(tmp_path: Path) -> None:
     assert int(tokens) > 0 and int(reference) > 0 and float(ratio) > 0 and int(rss) > 0
 
 
+def test_aggressive_speed_prints_both_rates_and_their_ratio(tmp_path: Path) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_CONFIG, encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "aggressive_speed.py"), "--config", str(config),
+         "--steps", "2", "--rounds", "2"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    last = result.stdout.strip().splitlines()[-1]
+    match = re.fullmatch(r"encoder_steps_per_s=(\d+\.\d\d) baseline_steps_per_s=(\d+\.\d\d) ratio=(\d+\.\d\d)", last)
+    assert match, f"unexpected last line: {last!r}"
+    fast, slow, ratio = map(float, match.groups())
+    assert fast > 0 and slow > 0 and ratio > 0
+
+
 def test_streaming_memory_reports_peak_memory_per_file_size(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "streaming_memory.py"), "--lines", "3000", "1500", "--steps", "2"],
