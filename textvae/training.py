@@ -355,9 +355,11 @@ def step_draws(token_ids: torch.Tensor, latent_size: int, settings: TrainConfig,
 def only_these_learn(model: torch.nn.Module, parameters: list[torch.nn.Parameter] | None) -> Iterator[None]:
     """Inside, only `parameters` (all when None) require gradients, so autograd computes no others: aggressive
     training's encoder steps skip the decoder's weight gradients, its decoder steps the encoder's backward."""
-    kept = {id(parameter) for parameter in parameters} if parameters is not None else None
-    frozen = [parameter for parameter in model.parameters()
-              if kept is not None and parameter.requires_grad and id(parameter) not in kept]
+    if parameters is None:
+        yield
+        return
+    kept = {id(parameter) for parameter in parameters}
+    frozen = [parameter for parameter in model.parameters() if parameter.requires_grad and id(parameter) not in kept]
     for parameter in frozen:
         parameter.requires_grad_(False)
     try:
