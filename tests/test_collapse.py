@@ -369,6 +369,19 @@ def test_an_encoder_or_decoder_only_step_computes_only_its_gradients_and_equals_
     assert len(direct) == 3 and len(everything) == 6
 
 
+def test_a_one_sided_step_that_fails_leaves_every_parameter_trainable():
+    """The other side's parameters stop requiring gradients for one step only, even when the step raises."""
+    model = tiny_model(seed=3).train()
+    with torch.no_grad():
+        next(iter(model.decoder.parameters())).fill_(float("nan"))  # the loss turns NaN: the step raises
+    batch = batch_of([[5, 6, 7, 8, 9], [10, 11, 12]])
+    optimizer = torch.optim.Adam(encoder_parameters(model), lr=0.01)
+    with pytest.raises(textvae.training.Diverged):
+        training_step(model, optimizer, batch.token_ids, batch.lengths, 0, TrainConfig(), SPECIAL,
+                      parameters=encoder_parameters(model))
+    assert all(parameter.requires_grad for parameter in model.parameters())
+
+
 def test_aggressive_mode_is_switched_off_by_validation_mi_and_the_checkpoint_keeps_it(tmp_path, monkeypatch):
     mis = iter([1.0, 2.0, 1.5, 3.0, 4.0])
 
