@@ -16,7 +16,7 @@ from datetime import date
 from pathlib import Path
 
 from textvae.atomic_files import replace_atomically
-from textvae.training import METRICS
+from textvae.run_dir import METRICS
 
 # curve name: (split of metrics.jsonl, field)
 CURVE_SOURCES = {"kl": ("train", "kl"), "mi": ("valid", "mi"), "au": ("valid", "au"), "nll": ("valid", "loss")}

@@ -30,7 +30,8 @@ from ptb_table import (  # benchmarks/ is the script's own folder on sys.path
 
 import textvae
 from textvae.config import load_config
-from textvae.training import CHECKPOINT, resumed_config, train
+from textvae.run_dir import CHECKPOINT, resumed_config
+from textvae.training import train
 
 MODELS = "lstm=configs/ptb.yaml,transformer=configs/ptb_transformer.yaml"
 DONE = "budget_train.json"  # written when a model's training has finished

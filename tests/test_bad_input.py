@@ -22,11 +22,13 @@ import pytest
 import torch
 
 import textvae
+from textvae import run_dir as run_dir_files
+from textvae import training
+from textvae.atomic_files import replace_atomically
 from textvae.cli import main
 from textvae.config import DataConfig, config_from_dict, load_config
 from textvae.data import load_corpus
 from textvae.errors import TextVAEError
-from textvae import training
 from textvae.training import load_splits
 
 WORDS = "the a cat dog bird sat ran flew on under mat tree big small red blue".split()
@@ -572,7 +574,7 @@ def test_disk_full_while_saving_keeps_the_previous_file(tmp_path, failure):
         raise failure
 
     with pytest.raises(TextVAEError) as caught:
-        training.replace_atomically(write_half_then_fail, target)
+        replace_atomically(write_half_then_fail, target)
     message = str(caught.value)
     assert message.startswith(f"could not write {target} (") and "free disk space" in message
     assert "the previous file is kept" in message and "\n" not in message
@@ -602,8 +604,8 @@ def test_disk_full_while_logging_metrics(tmp_path, monkeypatch):
     def full_disk(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    log = training.MetricsLog(tmp_path / "metrics.jsonl")
-    monkeypatch.setattr(training, "open", full_disk, raising=False)
+    log = run_dir_files.MetricsLog(tmp_path / "metrics.jsonl")
+    monkeypatch.setattr(run_dir_files, "open", full_disk, raising=False)
     with pytest.raises(TextVAEError, match=r"could not append to .*metrics\.jsonl \(No space left on device\); "
                                            r"free disk space, then --resume"):
         log.write({"step": 1, "split": "train", "loss": 1.0})

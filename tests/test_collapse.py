@@ -29,7 +29,8 @@ from textvae.errors import TextVAEError
 from textvae.modeling import TextVAEOutput, check_model_section
 from textvae.modeling.decoders import LSTMDecoder
 from textvae.objectives import elbo_loss, kl_term, kl_weight, updated_multiplier
-from textvae.training import resumed_config, train, training_step
+from textvae.run_dir import resumed_config
+from textvae.training import train, training_step
 
 SPECIAL = {"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2, "unk_token_id": 3}
 

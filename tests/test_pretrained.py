@@ -42,7 +42,8 @@ from textvae.tokenization import (
     special_ids,
     vocabulary_size,
 )
-from textvae.training import resumed_config, train
+from textvae.run_dir import resumed_config
+from textvae.training import train
 
 SENTENCES = ["the brave sailor will reach the quiet bridge .", "a dog ran .",
              "did the nervous pilots miss the museum ?"]

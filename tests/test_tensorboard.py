@@ -14,7 +14,8 @@ from conftest import TINY_MODEL
 from textvae.cli import main
 from textvae.config import load_config
 from textvae.logging_sinks import scalars
-from textvae.training import resumed_config, train
+from textvae.run_dir import resumed_config
+from textvae.training import train
 
 SETTINGS = [value for value in TINY_MODEL if value != "--set"] + [
     "train.batch_size=64", "train.progress_bar=false", "train.log_every=2", "train.eval_every=4",

@@ -13,7 +13,8 @@ import textvae
 from textvae.cli import main
 from textvae.config import load_config
 from textvae.modeling import TextVAE
-from textvae.training import resumed_config, train
+from textvae.run_dir import resumed_config
+from textvae.training import train
 
 
 def tiny_settings(*extra: str):

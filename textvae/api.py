@@ -52,7 +52,8 @@ from .modeling.posterior import reparameterize
 from .runtime import resolve_precision
 from .score_progress import progress_folder
 from .tokenization import decode_ids, encode_texts, special_ids, vocabulary_size
-from .training import TRAIN_CONFIG, resumed_config, select_device, weights_mismatch
+from .run_dir import TRAIN_CONFIG, resumed_config, weights_mismatch
+from .training import select_device
 
 
 def check_run_dir(run_dir: Path) -> None:

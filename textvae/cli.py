@@ -160,7 +160,8 @@ def decoding(args: argparse.Namespace) -> dict:
 
 def run_train(args: argparse.Namespace) -> None:
     from .config import DEMO_RECIPE, load_config
-    from .training import prepare_out_dir, resumed_config, train
+    from .run_dir import prepare_out_dir, resumed_config
+    from .training import train
 
     if args.resume and not args.out:
         raise TextVAEError("--resume needs --out RUN_DIR, the run to continue")
