@@ -49,10 +49,10 @@ from .latent_space import (
 )
 from .modeling import TextVAE, TextVAEConfig
 from .modeling.posterior import reparameterize
+from .run_dir import CHECKPOINT, TRAIN_CONFIG, resumed_config, weights_mismatch
 from .runtime import resolve_precision
 from .score_progress import progress_folder
 from .tokenization import decode_ids, encode_texts, special_ids, vocabulary_size
-from .run_dir import TRAIN_CONFIG, resumed_config, weights_mismatch
 from .training import select_device
 
 
@@ -64,7 +64,7 @@ def check_run_dir(run_dir: Path) -> None:
                        ("tokenizer.json", "tokenizer")):
         if not (run_dir / name).is_file():
             fix = (f"is training finished? (textvae train --out {run_dir} --resume continues it)"
-                   if (run_dir / "checkpoint.pt").is_file() else f"train one with: textvae train --out {run_dir}")
+                   if (run_dir / CHECKPOINT).is_file() else f"train one with: textvae train --out {run_dir}")
             raise TextVAEError(f"run dir {run_dir} has no {name} ({hint}); {fix}")
 
 
