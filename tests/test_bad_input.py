@@ -219,6 +219,15 @@ def test_sample_from_a_dir_without_model(capsys, tmp_path):
     assert f"run dir not found: {missing}" in line
 
 
+def test_sample_from_a_run_with_a_checkpoint_but_no_model_says_to_resume(capsys, tmp_path):
+    started = tmp_path / "started"  # killed before its first validation wrote the model files
+    started.mkdir()
+    (started / "checkpoint.pt").write_bytes(b"a checkpoint")
+    line = cli_error(capsys, "sample", started)
+    assert f"run dir {started} has no config.json" in line
+    assert f"is training finished? (textvae train --out {started} --resume continues it)" in line
+
+
 def test_empty_sentence_names_its_position(capsys, run_dir):
     vae = textvae.load(run_dir, device="cpu")
     with pytest.raises(TextVAEError, match=r"sentences\[0\] is empty"):
