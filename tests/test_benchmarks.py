@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 import sys
@@ -59,6 +60,24 @@ def test_streaming_memory_reports_peak_memory_per_file_size(tmp_path: Path) -> N
     assert sizes == ["1,500", "3,000"]  # smallest first
     match = re.fullmatch(r"lines=3000 streaming_peak_rss_mb=(\d+)", lines[-1])
     assert match and int(match.group(1)) > 0
+
+
+MI_NOISE = re.compile(r"sentences=(\d+) latent=(\d+) log_n=(\S+) sqrt_d_over_2n=(\S+) ceiling=(\S+)\n"
+                      r"first_draw=(\S+) mean=(\S+) sd=(\S+) min=(\S+) max=(\S+) draws=5")
+
+
+def test_mi_noise_reports_the_estimates_spread_beside_its_ceiling(tiny_run: Path, tmp_path: Path) -> None:
+    sentences = tmp_path / "valid.txt"
+    sentences.write_text("".join(f"sentence number {n} is here\n" for n in range(30)), encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "mi_noise.py"), str(tiny_run), str(sentences), "--checkpoint",
+         "--draws", "5"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    match = MI_NOISE.fullmatch(result.stdout.strip())
+    assert match, f"unexpected output: {result.stdout!r}"
+    count, latent, log_n, spread, ceiling, first, mean, sd, low, high = (float(value) for value in match.groups())
+    assert count == 30 and abs(log_n - math.log(30)) < 1e-4 and abs(ceiling - (log_n - spread)) < 2e-4
+    assert low <= first <= high and low <= mean <= high and sd >= 0
 
 
 DECODE_SUMMARY = re.compile(r"greedy_batched_per_s=(\d+) greedy_single_per_s=(\d+) ratio=(\d+\.\d) "

@@ -21,11 +21,13 @@ from textvae.collapse import (
     check_remedies,
     decoder_parameters,
     encoder_parameters,
+    mi_ceiling,
     reset_decoder,
 )
 from textvae.config import TrainConfig, load_config
 from textvae.data import Batch
 from textvae.errors import TextVAEError
+from textvae.evaluation import mutual_information
 from textvae.modeling import TextVAEOutput, check_model_section
 from textvae.modeling.decoders import LSTMDecoder
 from textvae.objectives import elbo_loss, kl_term, kl_weight, updated_multiplier
@@ -304,6 +306,26 @@ def test_aggressive_switches_off_for_good_once_mi_stops_rising():
     assert not aggressive_stays_on(1.0, 1.0)  # equal is not larger
 
 
+def test_mi_estimate_of_disjoint_posteriors_sits_at_log_n_with_the_noise_the_ceiling_allows():
+    """The ceiling's premise, measured: posteriors that do not overlap give one-draw MI estimates around log N
+    whose spread over draws is sqrt(d / 2N), so the ceiling is one such spread below log N."""
+    sentences, latent = 200, 8
+    mean = 100.0 * torch.randn(sentences, latent, generator=torch.Generator().manual_seed(0))  # far apart
+    logvar = torch.full((sentences, latent), -2.0)
+    draws = torch.tensor([mutual_information(mean, logvar, torch.Generator().manual_seed(seed)) for seed in range(300)])
+    spread = math.sqrt(latent / (2 * sentences))
+    assert abs(draws.mean().item() - math.log(sentences)) < 4 * spread / math.sqrt(len(draws))
+    assert 0.85 * spread < draws.std().item() < 1.15 * spread
+    assert mi_ceiling(sentences, latent) == pytest.approx(math.log(sentences) - spread)
+
+
+def test_aggressive_stops_once_mi_reaches_the_ceiling_from_the_second_validation():
+    assert aggressive_stays_on(None, 5.0, ceiling=4.0)  # the first validation has nothing to compare with
+    assert aggressive_stays_on(3.0, 3.9, ceiling=4.0)
+    assert not aggressive_stays_on(3.9, 4.0, ceiling=4.0)  # a rise at the ceiling is the estimate's noise
+    assert not aggressive_stays_on(3.0, 2.9, ceiling=4.0)
+
+
 def test_aggressive_inner_steps_update_the_encoder_only_then_the_decoder_alone(tmp_path, monkeypatch):
     captured, records = [], []
     original_parameters, original_loop = textvae.training.encoder_parameters, textvae.training.aggressive_inner_loop
@@ -399,6 +421,43 @@ def test_aggressive_mode_is_switched_off_by_validation_mi_and_the_checkpoint_kee
     assert inner == [1, 2, 3, 4, 5, 6]  # off after the validation at step 6, for good
     state = checkpoint(run)["state"]
     assert state["aggressive_off"] is True and state["previous_mi"] == 1.5
+
+
+def fake_validations(mis: list[float]):
+    """evaluate_split's stand-in: fixed scores, and the given validation MIs in turn."""
+    values = iter(mis)
+    return lambda model, split, batch_size, seed=0, dtype=None: {
+        "neg_elbo": 50.0, "rec": 45.0, "kl": 5.0, "ppl_bound": 100.0, "mi": next(values), "au": 2}
+
+
+AGGRESSIVE = ["train.eval_every=2", "train.log_every=1", "train.aggressive=true", "train.aggressive_max_inner_steps=2",
+              "train.aggressive_window=10"]
+
+
+def valid_aggressive(run: Path) -> list:
+    return [line.get("aggressive") for line in read_metrics(run) if line["split"] == "valid"]
+
+
+def test_aggressive_switches_off_at_the_mi_ceiling_unless_that_rule_is_off(tmp_path, monkeypatch):
+    saturated = [90.0, 95.0, 99.0]  # rising, and far above log N for any valid split
+    monkeypatch.setattr(textvae.training, "evaluate_split", fake_validations(saturated))
+    train(tiny_settings("train.max_steps=6", *AGGRESSIVE), tmp_path / "ceiling")
+    assert valid_aggressive(tmp_path / "ceiling") == [True, False, None]
+    monkeypatch.setattr(textvae.training, "evaluate_split", fake_validations(saturated))
+    train(tiny_settings("train.max_steps=6", "train.aggressive_mi_ceiling=false", *AGGRESSIVE), tmp_path / "he")
+    assert valid_aggressive(tmp_path / "he") == [True, True, True]
+
+
+def test_resume_judges_the_last_validation_by_the_rule_in_force(tmp_path, monkeypatch):
+    """A run validated above the ceiling with the rule off, resumed with it on, continues without inner steps."""
+    run = tmp_path / "run"
+    monkeypatch.setattr(textvae.training, "evaluate_split", fake_validations([90.0, 95.0]))
+    train(tiny_settings("train.max_steps=4", "train.aggressive_mi_ceiling=false", *AGGRESSIVE), run)
+    assert valid_aggressive(run) == [True, True] and checkpoint(run)["state"]["aggressive_off"] is False
+    monkeypatch.setattr(textvae.training, "evaluate_split", fake_validations([96.0]))
+    train(resumed_config(run, ["train.max_steps=6", "train.aggressive_mi_ceiling=true"]), run, resume=True)
+    inner = [line["step"] for line in read_metrics(run) if "inner_steps" in line]
+    assert inner == [1, 2, 3, 4] and checkpoint(run)["state"]["aggressive_off"] is True
 
 
 def test_aggressive_switch_off_survives_resume(tmp_path, monkeypatch):

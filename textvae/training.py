@@ -32,6 +32,7 @@ from .collapse import (
     check_remedies,
     decoder_parameters,
     encoder_parameters,
+    mi_ceiling,
     reset_decoder,
 )
 from .config import RunConfig, TrainConfig, save_config
@@ -386,7 +387,7 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
             if pretraining():
                 record["pretraining"] = True  # an autoencoder-phase model: not a candidate for the best
             if aggressive_now() and "mi" in record:
-                record["aggressive"] = aggressive_stays_on(state.previous_mi, record["mi"])
+                record["aggressive"] = aggressive_stays_on(state.previous_mi, record["mi"], mi_limit)
             log(record)
         record = workers.from_main(record)
         if not math.isfinite(record["loss"]):  # keep the last checkpoint, from before the problem
@@ -395,7 +396,7 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
         if "aggressive" in record:
             state.aggressive_off, state.previous_mi = not record["aggressive"], record["mi"]
             if state.aggressive_off:
-                logger.info(f"aggressive training off from step {state.step}: validation MI stopped rising")
+                log_aggressive_off(record["mi"])
         improved = record["loss"] < state.best_valid
         if improved:
             state.best_valid, state.evals_since_best = record["loss"], 0
@@ -431,6 +432,20 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
     def aggressive_now() -> bool:
         return settings.aggressive and not state.aggressive_off
 
+    def log_aggressive_off(mi: float) -> None:
+        reason = "reached its ceiling" if mi >= mi_limit else "stopped rising"
+        logger.info(f"aggressive training off from step {state.step}: validation MI {mi:.4f} {reason}")
+
+    def judge_last_validation_again() -> None:
+        """On resume, the switch-off rule in force (a changed train.aggressive_mi_ceiling) judges the
+        checkpoint's last validation again; under an unchanged rule this repeats its decision."""
+        judged = [record for record in state.history if "aggressive" in record]
+        if aggressive_now() and judged and judged[-1]["step"] == state.step:
+            previous = judged[-2]["mi"] if len(judged) > 1 else None
+            if not aggressive_stays_on(previous, judged[-1]["mi"], mi_limit):
+                state.aggressive_off = True
+                log_aggressive_off(judged[-1]["mi"])
+
     def start_vae_phase() -> None:
         """Li et al. 2019: the autoencoder phase is over; a fresh decoder, and the LR, plateau and
         early-stopping bookkeeping start again (the autoencoder's scores do not compete with the VAE's)."""
@@ -441,6 +456,9 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
         state.best_valid, state.evals_since_best, state.decoder_reset = float("inf"), 0, True
         logger.info(f"step {state.step}: autoencoder pretraining done, decoder re-initialised")
 
+    mi_limit = mi_ceiling(len(splits["valid"]), model.config.latent_size) if settings.aggressive_mi_ceiling else math.inf
+    if resume:
+        judge_last_validation_again()
     inner_batches = list(iterate_batches(splits["train"], settings.batch_size, special)) if settings.aggressive else []
 
     def draw_inner_batch() -> Batch:
