@@ -440,7 +440,7 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
         """On resume, the switch-off rule in force (a changed train.aggressive_mi_ceiling) judges the
         checkpoint's last validation again; under an unchanged rule this repeats its decision."""
         judged = [record for record in state.history if "aggressive" in record]
-        if aggressive_now() and judged and judged[-1]["step"] == state.step:
+        if aggressive_now() and judged:
             previous = judged[-2]["mi"] if len(judged) > 1 else None
             if not aggressive_stays_on(previous, judged[-1]["mi"], mi_limit):
                 state.aggressive_off = True
