@@ -307,12 +307,19 @@ def row_status(name: str, args: argparse.Namespace) -> str:
 
 
 def training_clock(run_dir: Path, max_epochs: int) -> str:
-    """'; trained T, at most L to go at this pace' from the checkpoint's trainer clock (mapped, not read whole);
-    early stopping may end the row sooner."""
+    """'; trained T, at most L to go at this pace' from the checkpoint's trainer clock (mapped, not read whole).
+    The pace is the last epoch's, timed by the validations' train_seconds, so a phase that is over (aggressive
+    training, autoencoder pretraining) does not count; the average epoch's where the validations do not tell.
+    Early stopping may end the row sooner."""
     state = torch.load(run_dir / CHECKPOINT, map_location="cpu", mmap=True, weights_only=False)["state"]
     if not state["epoch"]:
         return f"; trained {duration(state['train_seconds'])} ({state['step']} steps)"
-    left = (max_epochs - state["epoch"]) * state["train_seconds"] / state["epoch"]
+    timed = [record for record in state["history"] if "train_seconds" in record]
+    if len(timed) > 1 and timed[-1]["epoch"] > timed[-2]["epoch"]:
+        epoch_seconds = (timed[-1]["train_seconds"] - timed[-2]["train_seconds"]) / (timed[-1]["epoch"] - timed[-2]["epoch"])
+    else:
+        epoch_seconds = state["train_seconds"] / state["epoch"]
+    left = (max_epochs - state["epoch"]) * epoch_seconds
     return f"; trained {duration(state['train_seconds'])}, at most {duration(left)} to go at this pace"
 
 

@@ -72,6 +72,11 @@ def test_a_special_token_written_in_the_text_keeps_its_id_and_leaves_no_gap():
     assert ids == list(range(len(ids)))
     assert special_ids(tokenizer)["unk_token_id"] == 3
     assert encode_texts(tokenizer, ["<unk> cat"])[0] == [3, tokenizer.get_vocab()["cat"]]
+    # the other spellings are reserved too (README): read as their tokens, dropped or ended at by decoding
+    vocab = tokenizer.get_vocab()
+    written = encode_texts(tokenizer, ["a <bos> cat <pad> ran <eos> ."])[0]
+    assert written == [vocab["a"], 1, vocab["cat"], 0, vocab["ran"], 2, vocab["."]]
+    assert decode_ids(tokenizer, written) == "a cat ran"
 
 
 def test_bpe_tokenizer_round_trip():

@@ -17,11 +17,14 @@ unicode_line = st.text(st.characters(blacklist_categories=("Cs",), blacklist_cha
 # what the tokenizers split on: Unicode White_Space (Python's isspace also counts \x1c-\x1f)
 TOKENIZER_SPACE = re.compile("[" + re.escape("".join(
     c for c in map(chr, range(0x3001)) if c.isspace() and c not in "\x1c\x1d\x1e\x1f")) + "]+")
+# the special tokens' spellings are reserved: a corpus word spelled so reads as that token (README, Configuration)
+RESERVED = re.compile("<pad>|<bos>|<eos>|<unk>")
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @PROPERTY
-@given(st.lists(unicode_line, min_size=1, max_size=8).filter(lambda lines: any(TOKENIZER_SPACE.sub("", l) for l in lines)))
+@given(st.lists(unicode_line.filter(lambda line: not RESERVED.search(line)), min_size=1, max_size=8)
+       .filter(lambda lines: any(TOKENIZER_SPACE.sub("", l) for l in lines)))
 def test_word_tokenizer_round_trips_every_line_it_was_trained_on(lines: list[str]) -> None:
     tokenizer = train_tokenizer(lines, TokenizerConfig(kind="word", vocab_size=10_000))
     for line, ids in zip(lines, encode_texts(tokenizer, lines)):
@@ -31,7 +34,7 @@ def test_word_tokenizer_round_trips_every_line_it_was_trained_on(lines: list[str
 
 
 @PROPERTY
-@given(st.lists(unicode_line.filter(lambda line: line.strip(" ")), min_size=1, max_size=6))
+@given(st.lists(unicode_line.filter(lambda line: line.strip(" ") and not RESERVED.search(line)), min_size=1, max_size=6))
 def test_bpe_tokenizer_round_trips_every_line_it_was_trained_on(lines: list[str]) -> None:
     tokenizer = train_tokenizer(lines, TokenizerConfig(kind="bpe", vocab_size=2_000))
     for line, ids in zip(lines, encode_texts(tokenizer, lines)):

@@ -103,7 +103,7 @@ def mi_ceiling(sentences: int, latent_size: int) -> float:
     The aggregate posterior over N sentences holds each sentence's own posterior, so the one-draw estimate
     (evaluation.mutual_information) is at most log N in expectation, and sits there once the posteriors no
     longer overlap; around it the estimate varies by the draw, with a standard deviation of about
-    sqrt(d / 2N) for d latent dimensions (log q(z|x) of one draw varies by d / 2)."""
+    sqrt(d / 2N) for d latent dimensions (log q(z|x) at one draw of z has variance d / 2)."""
     return math.log(sentences) - math.sqrt(latent_size / (2 * sentences))
 
 

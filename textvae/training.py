@@ -382,7 +382,7 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
             results = evaluate_split(model, splits["valid"], settings.eval_batch_size, seed=settings.seed, dtype=dtype)
             record = {"step": state.step, "epoch": state.epoch, "split": "valid", "loss": results["neg_elbo"],
                       "rec": results["rec"], "kl": results["kl"], "kl_weight": kl_weight(state.step, settings),
-                      "ppl_bound": results["ppl_bound"]}
+                      "ppl_bound": results["ppl_bound"], "train_seconds": round(state.train_seconds, 1)}
             record.update({key: results[key] for key in ("mi", "au") if key in results})  # collapse diagnostics
             if pretraining():
                 record["pretraining"] = True  # an autoencoder-phase model: not a candidate for the best
