@@ -316,7 +316,8 @@ def training_clock(run_dir: Path, max_epochs: int) -> str:
         return f"; trained {duration(state['train_seconds'])} ({state['step']} steps)"
     timed = [record for record in state["history"] if "train_seconds" in record]
     if len(timed) > 1 and timed[-1]["epoch"] > timed[-2]["epoch"]:
-        epoch_seconds = (timed[-1]["train_seconds"] - timed[-2]["train_seconds"]) / (timed[-1]["epoch"] - timed[-2]["epoch"])
+        before, last = timed[-2], timed[-1]
+        epoch_seconds = (last["train_seconds"] - before["train_seconds"]) / (last["epoch"] - before["epoch"])
     else:
         epoch_seconds = state["train_seconds"] / state["epoch"]
     left = (max_epochs - state["epoch"]) * epoch_seconds

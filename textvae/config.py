@@ -89,7 +89,7 @@ class TrainConfig:
     aggressive: bool = False  # aggressive inference-network training until validation MI stops rising (He et al. 2019)
     aggressive_max_inner_steps: int = 100  # most encoder-only updates before each joint update
     aggressive_window: int = 10  # inner updates compared: stop once a window's mean loss is not below the previous one's
-    aggressive_mi_ceiling: bool = True  # also stop once validation MI reaches log N − sqrt(d / 2N), the most its estimate shows
+    aggressive_mi_ceiling: bool = True  # also stop at validation MI ≥ log N − sqrt(d / 2N), where it can only rise by noise
     log_every: int = 50  # steps between train lines in metrics.jsonl
     progress_bar: bool = True
     tensorboard: bool = False  # also log metrics.jsonl's scalars to RUN_DIR/tensorboard/ (needs the tensorboard package)

@@ -456,7 +456,9 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
         state.best_valid, state.evals_since_best, state.decoder_reset = float("inf"), 0, True
         logger.info(f"step {state.step}: autoencoder pretraining done, decoder re-initialised")
 
-    mi_limit = mi_ceiling(len(splits["valid"]), model.config.latent_size) if settings.aggressive_mi_ceiling else math.inf
+    mi_limit = math.inf  # He et al.'s rule alone
+    if settings.aggressive_mi_ceiling:
+        mi_limit = mi_ceiling(len(splits["valid"]), model.config.latent_size)
     if resume:
         judge_last_validation_again()
     inner_batches = list(iterate_batches(splits["train"], settings.batch_size, special)) if settings.aggressive else []
