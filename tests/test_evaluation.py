@@ -10,6 +10,7 @@ import torch
 from conftest import batch_of, tiny_model
 
 import textvae
+from textvae.cli import main
 from textvae.evaluation import (
     SentenceScores,
     active_units,
@@ -95,6 +96,28 @@ def test_perplexity_by_hand_on_two_sentences():
     assert results["nll"] == 15.0  # mean nats per sentence
     assert results["ppl"] == pytest.approx(math.exp(30.0 / 10.0))  # total NLL / total predicted tokens
     assert results["tokens"] == 10 and results["sentences"] == 2
+
+
+def test_mi_of_several_draws_is_their_mean_with_their_spread_and_one_draw_is_the_seeds():
+    generator = torch.Generator().manual_seed(0)
+    mean, logvar = torch.randn(300, 4, generator=generator) * 2, torch.full((300, 4), -1.0)
+    scores = SentenceScores(rec=np.ones(300), kl=np.ones(300), nll=np.ones(300), tokens=np.full(300, 5.0),
+                            mean=mean.numpy(), logvar=logvar.numpy())
+    draws = [mutual_information(mean, logvar, noise_generator(torch.device("cpu"), 7 + draw)) for draw in range(4)]
+    one = summarise(scores, seed=7)
+    assert one["mi"] == draws[0] and "mi_sd" not in one
+    several = summarise(scores, seed=7, mi_draws=4)
+    assert several["mi"] == pytest.approx(sum(draws) / 4)
+    assert several["mi_sd"] == pytest.approx(float(np.std(draws, ddof=1))) and several["mi_sd"] > 0
+
+
+def test_evaluate_reports_the_mi_spread_of_several_draws_and_rejects_fewer_than_one(tiny_run, capsys):
+    command = ["evaluate", str(tiny_run), "--split", "valid", "--iw-samples", "0", "--samples", "0", "--no-bleu"]
+    assert main([*command, "--mi-draws", "3"]) == 0
+    printed = dict(line.split() for line in capsys.readouterr().out.splitlines() if len(line.split()) == 2)
+    assert float(printed["mi_sd"]) > 0 and "mi" in printed
+    with pytest.raises(textvae.TextVAEError, match="mi_draws: must be a whole number >= 1"):
+        textvae.load(tiny_run).evaluate(split="valid", iw_samples=0, samples=0, mi_draws=0)
 
 
 def test_bleu_of_identical_text_is_100_and_of_different_text_is_lower():

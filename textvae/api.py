@@ -304,12 +304,15 @@ class TextVAEPipeline:
 
     def evaluate(self, split: str = "test", sentences: list[str] | None = None, file: str | Path | None = None,
                  iw_samples: int = 500, batch_size: int = 128, seed: int = 0, bleu: bool = True,
-                 samples: int = 500, au_threshold: float = 0.01) -> dict[str, Any]:
+                 samples: int = 500, au_threshold: float = 0.01, mi_draws: int = 1) -> dict[str, Any]:
         """Corpus scores (README "Metrics") on a split of the run's corpus, given sentences, or a text file:
-        IW-NLL with `iw_samples` samples and its PPL, −ELBO, rec, KL, MI, AU, reconstruction BLEU, and the
-        quality of `samples` prior samples (distinct-1/2, self-BLEU, share copied from the training set)."""
+        IW-NLL with `iw_samples` samples and its PPL, −ELBO, rec, KL, MI (the mean of `mi_draws` draws of z,
+        with mi_sd), AU, reconstruction BLEU, and the quality of `samples` prior samples (distinct-1/2,
+        self-BLEU, share copied from the training set)."""
         if not isinstance(iw_samples, int) or iw_samples < 0:
             raise TextVAEError(f"iw_samples: must be a whole number >= 0 (0 = report the ELBO bound), got {iw_samples!r}")
+        if not isinstance(mi_draws, int) or mi_draws < 1:
+            raise TextVAEError(f"mi_draws: must be a whole number >= 1 (draws of z for the MI estimate), got {mi_draws!r}")
         train = None
         if sentences is None and file is None:
             target, train = self.corpus_split(split)
@@ -318,7 +321,7 @@ class TextVAEPipeline:
         latent = self.model.config.has_latent
         scores = score_split(self.model, target, batch_size, iw_samples if latent else 0, seed, dtype=self.dtype,
                              progress=self.progress, save_dir=self.partial_scores_dir())
-        results = summarise(scores, iw_samples if latent else 0, au_threshold, seed)
+        results = summarise(scores, iw_samples if latent else 0, au_threshold, seed, mi_draws)
         results["split"] = str(file) if file is not None else ("sentences" if sentences is not None else split)
         if latent and bleu:  # greedy decodes of the posterior means score_split already computed
             references = [decode_ids(self.tokenizer, ids) for ids in target.token_ids]

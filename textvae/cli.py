@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-bleu", action="store_true", help="skip reconstruction BLEU")
     evaluate.add_argument("--batch-size", type=int, default=128)
     evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--mi-draws", type=int, default=1,
+                          help="draws of z for the MI estimate: more report their mean and sd (mi_sd); default 1")
 
     score = commands.add_parser("score", help="per-sentence -ELBO, IW-NLL and NLL per token of a file's lines")
     add_run_dir(score)
@@ -185,7 +187,7 @@ def run_train(args: argparse.Namespace) -> None:
 
 def run_evaluate(args: argparse.Namespace, vae) -> None:
     results = vae.evaluate(split=args.split, file=args.file, iw_samples=args.iw_samples, batch_size=args.batch_size,
-                           seed=args.seed, bleu=not args.no_bleu, samples=args.samples)
+                           seed=args.seed, bleu=not args.no_bleu, samples=args.samples, mi_draws=args.mi_draws)
     rows = [(key, value) for key, value in results.items() if key != "kl_per_dim"]
     width = max(len(key) for key, _ in rows)
     for key, value in rows:

@@ -10,6 +10,7 @@ For the LM baseline (no z) the NLL is exact.
 from __future__ import annotations
 
 import math
+import statistics
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,8 +173,10 @@ def active_units(mean: torch.Tensor, threshold: float = 0.01) -> int:
 # ---- corpus summary -------------------------------------------------------------------------------
 
 def summarise(scores: SentenceScores, iw_samples: int = 0, au_threshold: float = 0.01,
-              seed: int = 0) -> dict[str, float | int | list[float]]:
-    """Corpus numbers from per-sentence scores: means per sentence, PPL over predicted tokens, MI, AU."""
+              seed: int = 0, mi_draws: int = 1) -> dict[str, float | int | list[float]]:
+    """Corpus numbers from per-sentence scores: means per sentence, PPL over predicted tokens, MI, AU.
+    MI is the mean of `mi_draws` one-draw estimates (seeds seed, seed + 1, ...), with their standard
+    deviation as mi_sd when there are several."""
     sentences, tokens = len(scores.rec), int(scores.tokens.sum())
     if sentences == 0:
         raise ValueError("nothing to evaluate: the split has no sentences")
@@ -190,7 +193,11 @@ def summarise(scores: SentenceScores, iw_samples: int = 0, au_threshold: float =
     }
     if scores.mean is not None:
         mean, logvar = torch.from_numpy(scores.mean).float(), torch.from_numpy(scores.logvar).float()
-        results["mi"] = mutual_information(mean, logvar, noise_generator(torch.device("cpu"), seed))
+        draws = [mutual_information(mean, logvar, noise_generator(torch.device("cpu"), seed + draw))
+                 for draw in range(mi_draws)]
+        results["mi"] = sum(draws) / mi_draws
+        if mi_draws > 1:
+            results["mi_sd"] = statistics.stdev(draws)
         results["au"] = active_units(mean, au_threshold)
         results["kl_per_dim"] = [round(float(v), 5) for v in kl_per_dimension(mean, logvar).mean(0)]
         if iw_samples == 0:  # without importance sampling the VAE's NLL is only the ELBO bound
