@@ -2,7 +2,7 @@
 
 Aggressive training (He et al. 2019) stays on while validation MI rises; textvae also stops it once the MI
 reaches log N − sqrt(d / 2N) (collapse.mi_ceiling), where a rise is the draw's noise. This script measures
-that noise on a trained model: the one-draw estimate of evaluation.mutual_information for draws 0..D−1 (the
+that noise on a trained model: the one-draw estimates of evaluation.mutual_information_draws for draws 0..D−1 (the
 training loop's validation uses draw 0, the run's train.seed), their mean and standard deviation, beside
 log N, sqrt(d / 2N) and the ceiling. --checkpoint scores the weights of RUN_DIR/checkpoint.pt (or another
 checkpoint file) instead of the run's best model. Run from the repo root:
@@ -20,7 +20,7 @@ import torch
 
 import textvae
 from textvae.collapse import mi_ceiling
-from textvae.evaluation import mutual_information, noise_generator
+from textvae.evaluation import mutual_information_draws
 from textvae.run_dir import CHECKPOINT
 
 
@@ -43,8 +43,7 @@ def main() -> None:
     with torch.no_grad():
         mean, logvar = (tensor.float().cpu() for tensor in pipeline.posterior(sentences))
     count, latent = mean.shape
-    estimates = [mutual_information(mean, logvar, noise_generator(torch.device("cpu"), args.seed + draw))
-                 for draw in range(args.draws)]
+    estimates = mutual_information_draws(mean, logvar, args.seed, args.draws)
     print(f"sentences={count} latent={latent} log_n={math.log(count):.4f} "
           f"sqrt_d_over_2n={math.sqrt(latent / (2 * count)):.4f} ceiling={mi_ceiling(count, latent):.4f}")
     print(f"first_draw={estimates[0]:.4f} mean={statistics.mean(estimates):.4f} "

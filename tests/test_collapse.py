@@ -405,24 +405,6 @@ def test_a_one_sided_step_that_fails_leaves_every_parameter_trainable():
     assert all(parameter.requires_grad for parameter in model.parameters())
 
 
-def test_aggressive_mode_is_switched_off_by_validation_mi_and_the_checkpoint_keeps_it(tmp_path, monkeypatch):
-    mis = iter([1.0, 2.0, 1.5, 3.0, 4.0])
-
-    def fake_evaluate(model, split, batch_size, seed=0, dtype=None):
-        return {"neg_elbo": 50.0, "rec": 45.0, "kl": 5.0, "ppl_bound": 100.0, "mi": next(mis), "au": 2}
-
-    monkeypatch.setattr(textvae.training, "evaluate_split", fake_evaluate)
-    run = tmp_path / "switch"
-    train(tiny_settings("train.max_steps=10", "train.eval_every=2", "train.log_every=1", "train.aggressive=true",
-                        "train.aggressive_max_inner_steps=2", "train.aggressive_window=10"), run)
-    lines = read_metrics(run)
-    assert [line.get("aggressive") for line in lines if line["split"] == "valid"] == [True, True, False, None, None]
-    inner = [line["step"] for line in lines if line["split"] == "train" and "inner_steps" in line]
-    assert inner == [1, 2, 3, 4, 5, 6]  # off after the validation at step 6, for good
-    state = checkpoint(run)["state"]
-    assert state["aggressive_off"] is True and state["previous_mi"] == 1.5
-
-
 def fake_validations(mis: list[float]):
     """evaluate_split's stand-in: fixed scores, and the given validation MIs in turn."""
     values = iter(mis)
@@ -436,6 +418,19 @@ AGGRESSIVE = ["train.eval_every=2", "train.log_every=1", "train.aggressive=true"
 
 def valid_aggressive(run: Path) -> list:
     return [line.get("aggressive") for line in read_metrics(run) if line["split"] == "valid"]
+
+
+def test_aggressive_mode_is_switched_off_by_validation_mi_and_the_checkpoint_keeps_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(textvae.training, "evaluate_split", fake_validations([1.0, 2.0, 1.5, 3.0, 4.0]))
+    run = tmp_path / "switch"
+    train(tiny_settings("train.max_steps=10", "train.eval_every=2", "train.log_every=1", "train.aggressive=true",
+                        "train.aggressive_max_inner_steps=2", "train.aggressive_window=10"), run)
+    lines = read_metrics(run)
+    assert [line.get("aggressive") for line in lines if line["split"] == "valid"] == [True, True, False, None, None]
+    inner = [line["step"] for line in lines if line["split"] == "train" and "inner_steps" in line]
+    assert inner == [1, 2, 3, 4, 5, 6]  # off after the validation at step 6, for good
+    state = checkpoint(run)["state"]
+    assert state["aggressive_off"] is True and state["previous_mi"] == 1.5
 
 
 def test_aggressive_switches_off_at_the_mi_ceiling_unless_that_rule_is_off(tmp_path, monkeypatch):
@@ -462,12 +457,9 @@ def test_resume_judges_the_last_validation_by_the_rule_in_force(tmp_path, monkey
 
 def test_aggressive_switch_off_survives_resume(tmp_path, monkeypatch):
     def fake_evaluations():
-        mis = iter([1.0, 2.0, 1.5, 3.0, 4.0])  # off at the third validation (step 6)
-        return lambda model, split, batch_size, seed=0, dtype=None: {
-            "neg_elbo": 50.0, "rec": 45.0, "kl": 5.0, "ppl_bound": 100.0, "mi": next(mis), "au": 2}
+        return fake_validations([1.0, 2.0, 1.5, 3.0, 4.0])  # off at the third validation (step 6)
 
-    extra = ["train.eval_every=2", "train.log_every=1", "train.aggressive=true", "train.aggressive_max_inner_steps=2",
-             "train.aggressive_window=10"]
+    extra = AGGRESSIVE
     monkeypatch.setattr(textvae.training, "evaluate_split", fake_evaluations())
     train(tiny_settings("train.max_steps=10", *extra), tmp_path / "straight")
     monkeypatch.setattr(textvae.training, "evaluate_split", fake_evaluations())  # one sequence for both halves

@@ -165,6 +165,11 @@ def mutual_information(mean: torch.Tensor, logvar: torch.Tensor, generator: torc
     return float(neg_entropy - torch.cat(log_aggregate).mean())
 
 
+def mutual_information_draws(mean: torch.Tensor, logvar: torch.Tensor, seed: int, draws: int) -> list[float]:
+    """`draws` one-draw MI estimates, with the noise seeds seed, seed + 1, ... (the first is evaluation's)."""
+    return [mutual_information(mean, logvar, noise_generator(torch.device("cpu"), seed + draw)) for draw in range(draws)]
+
+
 def active_units(mean: torch.Tensor, threshold: float = 0.01) -> int:
     """Dimensions whose posterior mean varies across sentences: Cov_x(E_q[z]) > threshold (Burda et al. 2016)."""
     return int((mean.var(dim=0, unbiased=True) > threshold).sum()) if mean.size(0) > 1 else 0
@@ -193,8 +198,7 @@ def summarise(scores: SentenceScores, iw_samples: int = 0, au_threshold: float =
     }
     if scores.mean is not None:
         mean, logvar = torch.from_numpy(scores.mean).float(), torch.from_numpy(scores.logvar).float()
-        draws = [mutual_information(mean, logvar, noise_generator(torch.device("cpu"), seed + draw))
-                 for draw in range(mi_draws)]
+        draws = mutual_information_draws(mean, logvar, seed, mi_draws)
         results["mi"] = sum(draws) / mi_draws
         if mi_draws > 1:
             results["mi_sd"] = statistics.stdev(draws)
