@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,14 @@ def demo_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "demo"
     assert main(["train", "--config", str(REPO / "configs" / "demo.yaml"), "--out", str(out), "--quiet"]) == 0
     return out
+
+
+def read_metrics(run: Path) -> list[dict]:
+    """The records of a run dir's metrics.jsonl, in order."""
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def untimed_metrics(run: Path) -> list[dict]:
+    """metrics.jsonl without its timings (tokens/s and the trainer's clock differ between any two runs)."""
+    timings = ("tokens_per_s", "train_seconds")
+    return [{key: value for key, value in line.items() if key not in timings} for line in read_metrics(run)]

@@ -5,13 +5,12 @@ with every remedy on; one-line errors for bad settings."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_MODEL, batch_of, tiny_model
+from conftest import TINY_MODEL, batch_of, read_metrics, tiny_model, untimed_metrics
 
 import textvae.training
 from textvae.cli import main
@@ -40,10 +39,6 @@ SPECIAL = {"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2, "unk_token_i
 def tiny_settings(*extra: str):
     overrides = [value for value in TINY_MODEL if value != "--set"]
     return load_config(None, [*overrides, "train.batch_size=32", "train.progress_bar=false", *extra])
-
-
-def read_metrics(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
 def checkpoint(run: Path) -> dict:
@@ -493,11 +488,7 @@ def test_resume_is_exact_across_the_decoder_reset_with_every_remedy_on(tmp_path)
     for key in ("kl_multiplier", "decoder_reset", "aggressive_off", "previous_mi", "step"):
         assert straight["state"][key] == continued["state"][key], key
     assert straight["state"]["decoder_reset"] and straight["state"]["kl_multiplier"] > 0
-    def without_speed(run: Path) -> list[dict]:
-        timings = ("tokens_per_s", "train_seconds")  # clock readings, which differ between runs
-        return [{key: value for key, value in line.items() if key not in timings} for line in read_metrics(run)]
-
-    assert without_speed(tmp_path / "straight") == without_speed(tmp_path / "interrupted")
+    assert untimed_metrics(tmp_path / "straight") == untimed_metrics(tmp_path / "interrupted")
 
 
 # ---- bad settings -----------------------------------------------------------------------------------------------

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_MODEL
+from conftest import TINY_MODEL, read_metrics, untimed_metrics
 
 import textvae
 from textvae.cli import main
@@ -20,10 +19,6 @@ from textvae.training import train
 def tiny_settings(*extra: str):
     overrides = [value for value in TINY_MODEL if value != "--set"]
     return load_config(None, [*overrides, "train.batch_size=32", "train.progress_bar=false", *extra])
-
-
-def read_metrics(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
 def test_run_dir_holds_a_loadable_model_tokenizer_config_and_metrics(tiny_run):
@@ -191,8 +186,3 @@ def test_a_kill_between_validations_resumes_from_the_time_based_checkpoint_exact
         assert torch.equal(straight[name], continued[name]), name
     assert untimed_metrics(killed) == untimed_metrics(tmp_path / "straight")
 
-
-def untimed_metrics(run: Path) -> list[dict]:
-    """metrics.jsonl without its timings (tokens/s and the trainer's clock differ between any two runs)."""
-    timings = ("tokens_per_s", "train_seconds")
-    return [{key: value for key, value in line.items() if key not in timings} for line in read_metrics(run)]
