@@ -348,3 +348,28 @@ def test_status_of_a_row_checkpointed_before_its_first_validation_gives_its_trai
     steps = checkpoint["state"]["step"]
     assert status["aggressive"] == (f"aggressive: training, no validation yet; trained 1h 06m ({steps} steps); "
                                     "stopped: rerun to resume it")
+
+
+def test_the_committed_table_and_the_docs_table_are_the_committed_records():
+    """benchmarks/ptb_table.md's rows are what the script makes of benchmarks/ptb_table_rows/, and every number
+    of docs/collapse.md's measured table is its record's, rounded: neither table can be edited by hand."""
+    script = load_script()
+    records = script.load_records(ROOT / "benchmarks" / "ptb_table_rows", list(script.ROWS))
+    assert records, "no committed records in benchmarks/ptb_table_rows"
+    committed = [line for line in (ROOT / "benchmarks" / "ptb_table.md").read_text(encoding="utf-8").splitlines()
+                 if line.startswith("| ") and not line.startswith(("| row ", "| --- "))]
+    assert committed == script.table_rows(records)
+    docs = (ROOT / "docs" / "collapse.md").read_text(encoding="utf-8")
+    columns = {"NLL": ("nll", 2), "−ELBO": ("neg_elbo", 2), "KL": ("kl", 2), "MI": ("mi", 2), "AU": ("au", 0),
+               "PPL": ("ppl", 2)}
+    header = markdown_row(docs, "| row | NLL (IW")
+    checked = set()
+    for name, record in records.items():
+        cells = dict(zip(header, markdown_row(docs, next(line for line in docs.splitlines()
+                                                         if line.startswith("| ") and f"(`{name}`" in line))))
+        for title, (key, digits) in columns.items():
+            column = next(column for column in cells if column.startswith(title))
+            expected = record["results"].get(key) if name != "lm" or key in ("nll", "ppl") else None
+            assert cells[column] == script.cell(expected, digits), (name, title)
+        checked.add(name)
+    assert checked == set(script.ROWS), "docs/collapse.md's table lacks a row"
