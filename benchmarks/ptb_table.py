@@ -44,7 +44,6 @@ from ptb_table_records import (  # benchmarks/ is the script's own folder on sys
     record_from_run,
     records_from_table,
     save_record,
-    training_speed,
     write_json,
 )
 
@@ -94,8 +93,10 @@ EVALUATING = "ptb_table_evaluating.lock"  # locked by the process evaluating the
 TRAINING = "ptb_table_training.lock"  # locked by the process training the row
 COLUMNS = (("NLL", "nll", 2), ("−ELBO", "neg_elbo", 2), ("KL", "kl", 2), ("MI", "mi", 2), ("AU", "au", 0),
            ("PPL", "ppl", 2), ("BLEU", "bleu", 2))
-CURVES = (("kl", "KL, nats/sentence (train batches)"), ("mi", "MI, nats (valid)"), ("au", "active units (valid)"),
+CURVES = (("kl", "KL, nats/sentence (train batches; log scale above 1)"), ("mi", "MI, nats (valid)"),
+          ("au", "active units (valid)"),
           ("nll", "−ELBO, nats/sentence (valid; LM: NLL)"))
+LOG_SCALED = ("kl",)  # curves plotted on a logarithmic y axis
 
 logger = logging.getLogger("ptb_table")
 
@@ -500,6 +501,8 @@ def plot_curves(records: dict[str, dict], args: argparse.Namespace) -> list[Path
                 axes.plot(*zip(*points), label=name, marker="" if key == "kl" else ".")
         axes.set_xlabel("training step")
         axes.set_ylabel(label)
+        if key in LOG_SCALED:  # autoencoder pretraining's KL (~250) would flatten every other row's line
+            axes.set_yscale("symlog", linthresh=1.0)  # logarithmic above 1, linear below: a KL of 0 stays plotted
         if axes.lines:
             axes.legend(fontsize=8)
         figure.tight_layout()
