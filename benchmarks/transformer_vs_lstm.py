@@ -24,9 +24,9 @@ from ptb_table import (  # benchmarks/ is the script's own folder on sys.path
     cell,
     command_line,
     read_json,
-    training_speed,
     write_json,
 )
+from ptb_table_records import training_speed
 
 import textvae
 from textvae.config import load_config
