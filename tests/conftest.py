@@ -64,7 +64,7 @@ def demo_run(tmp_path_factory) -> Path:
 
 def read_metrics(run: Path) -> list[dict]:
     """The records of a run dir's metrics.jsonl, in order."""
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
 
 
 def untimed_metrics(run: Path) -> list[dict]:

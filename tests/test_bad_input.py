@@ -20,6 +20,7 @@ from pathlib import Path
 import datasets
 import pytest
 import torch
+from conftest import read_metrics
 
 import textvae
 from textvae import run_dir as run_dir_files
@@ -549,7 +550,7 @@ def test_nan_loss_after_a_checkpoint_keeps_it_and_a_lower_lr_resumes(capsys, tmp
     assert (run / "checkpoint.pt").read_bytes() == before
     assert main(["train", "--out", str(run), "--resume", "--quiet", "--set", "train.lr=5e-4",
                  "--set", "train.max_steps=4", "--set", "train.log_every=1"]) == 0
-    logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    logged = read_metrics(run)
     assert [(r["step"], r["lr"]) for r in logged if r["split"] == "train" and r["step"] > 2] == [(3, 5e-4), (4, 5e-4)]
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import read_metrics
 
 from textvae.cli import main
 from textvae.plotting import plot_run, principal_components
@@ -20,7 +20,7 @@ def test_plot_writes_pngs_of_the_logged_curves_and_the_latent_map(tiny_run: Path
     report = plot_run(tiny_run, tmp_path, split="valid", label="topic", limit=300)
     for path in report["files"]:
         assert path.read_bytes()[:8] == PNG_MAGIC and path.stat().st_size > 5000
-    logged = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    logged = read_metrics(tiny_run)
     for split in ("train", "valid"):
         for key in ("loss", "kl"):
             expected = [(r["step"], r[key]) for r in logged if r["split"] == split]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import read_metrics
 from tokenizers import (
     Tokenizer,
     decoders,
@@ -301,7 +302,7 @@ def optimus_run(folders, tmp_path_factory) -> Path:
 
 def test_training_writes_a_run_that_evaluates_samples_and_reconstructs(optimus_run, capsys):
     run = optimus_run / "run"
-    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    lines = read_metrics(run)
     assert [line["step"] for line in lines if line["split"] == "valid"] == [3, 6]
     assert all(torch.isfinite(torch.tensor(line["loss"])) for line in lines)
     assert (run / ENCODER_TOKENIZER).is_file()
