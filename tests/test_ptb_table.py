@@ -373,3 +373,12 @@ def test_the_committed_table_and_the_docs_table_are_the_committed_records():
             assert cells[column] == script.cell(expected, digits), (name, title)
         checked.add(name)
     assert checked == set(script.ROWS), "docs/collapse.md's table lacks a row"
+
+
+def test_the_lm_row_trains_with_configs_ptb_lm_yaml():
+    """The table's LM row is configs/ptb.yaml plus its overrides; that must be the LM recipe users are given."""
+    from textvae.config import load_config
+
+    row = load_config(ROOT / "configs" / "ptb.yaml", load_script().ROWS["lm"][1]).to_dict()
+    assert row == load_config(ROOT / "configs" / "ptb_lm.yaml").to_dict()
+    assert row["train"]["optimizer"] == "sgd" and row["train"]["lr_decay_reload_best"] is True

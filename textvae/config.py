@@ -68,7 +68,10 @@ class TrainConfig:
     momentum: float = 0.0  # for sgd
     grad_clip: float = 5.0  # max global gradient norm; 0 = off
     lr_decay_factor: float = 0.5  # multiply the LR by this when validation loss stops improving
-    lr_decay_patience: int = 2  # evaluations without improvement before the LR decays
+    lr_decay_patience: int = 2  # evaluations without improvement tolerated; the LR decays at the next one (torch's ReduceLROnPlateau)
+    lr_decay_from_epoch: int = 0  # the LR may first decay at the validation after this epoch (counted from 1); 0 = at any
+    lr_decay_reload_best: bool = False  # at each decay, go back to the best weights so far and restart the optimizer
+    lr_decay_max: int = 0  # stop training at this many LR decays; 0 = no cap
     min_lr: float = 1e-5
     eval_every: int = 0  # steps between evaluations; 0 = once per epoch
     checkpoint_minutes: float = 30.0  # between evaluations, also checkpoint after this much training time; 0 = off

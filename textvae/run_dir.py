@@ -49,6 +49,7 @@ class TrainerState:
     previous_mi: float | None = None  # validation MI the aggressive switch-off rule compares with
     train_seconds: float = 0.0  # training time so far, evaluations excluded (train.max_minutes)
     train_lr: float | None = None  # the train.lr setting the run last trained with (a new one applies on resume)
+    lr_decays: int = 0  # times the LR has decayed (train.lr_decay_max stops training at that many)
 
 
 def save_model(model: TextVAE, out_dir: Path) -> None:

@@ -130,6 +130,16 @@ def check_model_fits(model_config, device: torch.device) -> None:
                            "the hidden sizes, model.latent_size or tokenizer.vocab_size")
 
 
+def reload_best_weights(model: TextVAE, out_dir: Path, optimizers: list[torch.optim.Optimizer | None]) -> None:
+    """Put the run dir's best weights (model.safetensors, written at the best validation) back into `model`
+    and empty the optimizers' state (momentum, Adam moments), as a newly built optimizer would have it."""
+    best = TextVAE.from_pretrained(str(out_dir)).to(model.device)
+    model.load_state_dict(best.state_dict())
+    for optimizer in optimizers:
+        if optimizer is not None:
+            optimizer.state.clear()
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
@@ -403,7 +413,7 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
         else:
             state.evals_since_best += 1
         if not record.get("pretraining"):  # the autoencoder phase neither decays the LR nor stops early
-            scheduler.step(record["loss"])
+            decay_on_plateau(record["loss"])
         if (settings.early_stopping_patience and state.evals_since_best >= settings.early_stopping_patience
                 and not record.get("pretraining")):
             logger.info(f"early stop at step {state.step}: no improvement in {state.evals_since_best} evaluations")
@@ -414,6 +424,25 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
                 save_model(model, out_dir)
         checkpointed_at = state.train_seconds
         workers.barrier()
+
+    def decay_on_plateau(loss: float) -> None:
+        """Let the plateau scheduler judge a validation loss, no sooner than train.lr_decay_from_epoch. At a
+        decay, with train.lr_decay_reload_best, go back to the best weights so far and restart the optimizers
+        (the published PTB code of He et al. 2019 and Li et al. 2019, which also judge the next plateau against
+        the loss that triggered the decay); after train.lr_decay_max decays, training ends."""
+        scheduler.patience = settings.lr_decay_patience if state.epoch >= settings.lr_decay_from_epoch else math.inf
+        before = optimizer.param_groups[0]["lr"]
+        scheduler.step(loss)
+        if optimizer.param_groups[0]["lr"] >= before:
+            return
+        state.lr_decays += 1
+        logger.info(f"step {state.step}: LR decay {state.lr_decays}, {before:g} -> {optimizer.param_groups[0]['lr']:g}")
+        if settings.lr_decay_reload_best:
+            reload_best_weights(model, out_dir, [optimizer, encoder_optimizer])
+            scheduler.best = loss
+        if settings.lr_decay_max and state.lr_decays >= settings.lr_decay_max:
+            logger.info(f"training ends: the LR has decayed {state.lr_decays} times (train.lr_decay_max)")
+            state.finished = True
 
     def checkpoint_between_evaluations() -> None:
         """After train.checkpoint_minutes of training since the last checkpoint, write one without validating,

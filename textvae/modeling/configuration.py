@@ -39,6 +39,9 @@ class TextVAEConfig(PretrainedConfig):
     vocabulary layer, encoder_embedding_dropout on the encoder's input embeddings.
     bn_vae_gamma > 0 batch-normalises the posterior means with that fixed scale (BN-VAE, Zhu et al. 2020;
     modeling.posterior).
+    weight_init_range > 0 draws every weight and bias of textvae's own layers from U(-r, r), and
+    embedding_init_range > 0 the embeddings from U(-e, e), as the published PTB code does (0.01 and 0.1;
+    modeling.initialization); 0 keeps PyTorch's default initialisation.
     """
 
     model_type = "textvae"
@@ -59,6 +62,8 @@ class TextVAEConfig(PretrainedConfig):
         encoder_embedding_dropout: float = 0.0,
         decoder_dropout: float = 0.0,
         bn_vae_gamma: float = 0.0,
+        weight_init_range: float = 0.0,
+        embedding_init_range: float = 0.0,
         encoder_type: str = "lstm",
         decoder_type: str = "lstm",
         attention_heads: int = 4,
@@ -97,6 +102,8 @@ class TextVAEConfig(PretrainedConfig):
         self.encoder_embedding_dropout = encoder_embedding_dropout
         self.decoder_dropout = decoder_dropout
         self.bn_vae_gamma = bn_vae_gamma
+        self.weight_init_range = weight_init_range
+        self.embedding_init_range = embedding_init_range
         self.encoder_type = encoder_type
         self.decoder_type = decoder_type
         self.attention_heads = attention_heads
@@ -164,6 +171,11 @@ class TextVAEConfig(PretrainedConfig):
             value = getattr(self, key)
             if not 0.0 <= value < 1.0:
                 raise TextVAEError(f"model.{key}: must be in [0, 1), got {value!r}")
+        for key in ("weight_init_range", "embedding_init_range"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < float("inf"):
+                raise TextVAEError(f"model.{key}: must be a number >= 0 (0 = PyTorch's default initialisation), "
+                                   f"got {value!r}")
         gamma = self.bn_vae_gamma
         if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0.0 <= gamma < float("inf"):
             raise TextVAEError(f"model.bn_vae_gamma: must be a number >= 0 (0 = no BN-VAE), got {gamma!r}")

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from .configuration import TextVAEConfig
+from .initialization import initialize_uniformly
 from .output_loss import projected_token_nll
 from .transformer import Block, TokenEmbedding, causal_mask
 
@@ -158,9 +159,9 @@ def build_decoder(config: TextVAEConfig) -> nn.Module:
     """The decoder that `config.decoder_type` names; every decoder offers forward(input_ids, z, state),
     reorder_state, logits and token_nll."""
     if config.decoder_type == "transformer":
-        return TransformerDecoder(config)
+        return initialize_uniformly(TransformerDecoder(config), config)
     if config.decoder_type == "pretrained":
         from .pretrained import PretrainedDecoder  # transformers' Auto classes load only when asked for
 
         return PretrainedDecoder(config)
-    return LSTMDecoder(config)
+    return initialize_uniformly(LSTMDecoder(config), config)

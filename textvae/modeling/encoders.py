@@ -7,6 +7,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from .configuration import TextVAEConfig
+from .initialization import initialize_uniformly
 from .transformer import Block, TokenEmbedding, padding_mask
 
 
@@ -75,9 +76,9 @@ def build_encoder(config: TextVAEConfig) -> nn.Module:
     """The encoder that `config.encoder_type` names; every encoder maps (token_ids, lengths) to a summary
     (batch, summary_size)."""
     if config.encoder_type == "transformer":
-        return TransformerEncoder(config)
+        return initialize_uniformly(TransformerEncoder(config), config)
     if config.encoder_type == "pretrained":
         from .pretrained import PretrainedEncoder  # transformers' Auto classes load only when asked for
 
         return PretrainedEncoder(config)
-    return LSTMEncoder(config)
+    return initialize_uniformly(LSTMEncoder(config), config)

@@ -17,6 +17,7 @@ from transformers.utils import ModelOutput
 from .configuration import TextVAEConfig
 from .decoders import build_decoder
 from .encoders import build_encoder
+from .initialization import initialize_uniformly
 from .posterior import GaussianPosterior, kl_per_dimension, reparameterize
 
 
@@ -48,7 +49,8 @@ class TextVAE(PreTrainedModel):
         super().__init__(config)
         # self.config: a pretrained encoder or decoder records its Hugging Face config there (modeling.pretrained)
         self.encoder = build_encoder(self.config) if config.has_latent else None
-        self.posterior = (GaussianPosterior(self.encoder.summary_size, config.latent_size, config.bn_vae_gamma)
+        self.posterior = (initialize_uniformly(GaussianPosterior(self.encoder.summary_size, config.latent_size,
+                                                                 config.bn_vae_gamma), config)
                           if config.has_latent else None)
         self.decoder = build_decoder(self.config)
         self.post_init()
