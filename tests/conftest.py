@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
+# What train.precision 'auto' means in every test and in the processes tests start: fp32, so that no result
+# depends on whether the CPU has bf16 (AVX-512 BF16, AMX), unless the run asks for bf16 itself
+# (TEXTVAE_AUTO_PRECISION=bf16 python -m pytest: the README's "both ways"). Tests that compare numbers exactly
+# name fp32 themselves, so they hold in both runs.
+os.environ.setdefault("TEXTVAE_AUTO_PRECISION", "fp32")
+
+from textvae import runtime
 from textvae.cli import main
 from textvae.data import collate
 from textvae.modeling import TextVAE, TextVAEConfig
@@ -71,3 +79,20 @@ def untimed_metrics(run: Path) -> list[dict]:
     """metrics.jsonl without its timings (tokens/s and the trainer's clock differ between any two runs)."""
     timings = ("tokens_per_s", "train_seconds")
     return [{key: value for key, value in line.items() if key not in timings} for line in read_metrics(run)]
+
+
+def pytest_report_header(config) -> str:
+    return f"textvae: precision 'auto' means {os.environ['TEXTVAE_AUTO_PRECISION']} in this run (TEXTVAE_AUTO_PRECISION)"
+
+
+def pytest_configure(config) -> None:
+    """A bf16 run of the suite needs a CPU (or GPU) with fast bf16; elsewhere say so, once, instead of failing."""
+    if os.environ["TEXTVAE_AUTO_PRECISION"] == "bf16" and not runtime.bf16_is_fast(torch.device("cpu")):
+        raise pytest.UsageError("TEXTVAE_AUTO_PRECISION=bf16: this CPU has neither AVX-512 BF16 nor AMX, so bf16 "
+                                "would be emulated (very slow); run the suite without it (fp32)")
+
+
+def requires_fast_bf16():
+    """Skip marker for tests of bf16 itself on CPUs that would only emulate it."""
+    return pytest.mark.skipif(not runtime.bf16_is_fast(torch.device("cpu")),
+                              reason="this CPU has neither AVX-512 BF16 nor AMX: bf16 is emulated here")

@@ -558,7 +558,7 @@ model: {embedding_size: 16, encoder_hidden_size: 16, decoder_hidden_size: 16, la
 train: {batch_size: 11, max_steps: 6, eval_every: 3, num_threads: 1, device: cpu, kl_schedule: constant,
         eval_batch_size: 256, progress_bar: false, log_every: 1, free_bits: 0.2, free_bits_mode: dimension,
         target_rate: 30, target_rate_lr: 0.05, pretrain_ae_steps: 2, aggressive: true,
-        aggressive_max_inner_steps: 3, aggressive_window: 10}
+        aggressive_max_inner_steps: 3, aggressive_window: 10, precision: fp32}
 """, encoding="utf-8")
     run_training(config, tmp_path / "single", processes=1)
     run_training(config, tmp_path / "ddp", processes=2)

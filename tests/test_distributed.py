@@ -19,7 +19,8 @@ tokenizer: {vocab_size: 400}
 model: {embedding_size: 16, encoder_hidden_size: 16, decoder_hidden_size: 16, latent_size: 4,
         embedding_dropout: 0.0, decoder_dropout: 0.0}
 train: {batch_size: 11, max_steps: 5, eval_every: 3, num_threads: 1, device: cpu, word_dropout: 0.3,
-        kl_schedule: linear, kl_anneal_steps: 4, eval_batch_size: 256, progress_bar: false, log_every: 1}
+        kl_schedule: linear, kl_anneal_steps: 4, eval_batch_size: 256, progress_bar: false, log_every: 1,
+        precision: fp32}  # exact comparisons: bf16 rounds the processes' halves differently from the whole batch
 """
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import requires_fast_bf16
 
 from textvae import runtime
 from textvae.config import TrainConfig
@@ -64,11 +68,36 @@ def test_fused_output_loss_under_bf16_autocast_stays_close_and_returns_fp32() ->
 
 def test_auto_precision_is_bf16_only_where_the_cpu_has_bf16_instructions(monkeypatch: pytest.MonkeyPatch) -> None:
     cpu = torch.device("cpu")
+    monkeypatch.delenv(runtime.AUTO_PRECISION_VARIABLE, raising=False)  # the suite sets it (conftest.py)
     monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
     assert runtime.resolve_precision("auto", cpu) == torch.float32
     monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
     assert runtime.resolve_precision("auto", cpu) == torch.bfloat16
     assert runtime.resolve_precision("fp32", cpu) == torch.float32
+
+
+def test_the_environment_fixes_what_auto_means_on_any_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16", "amx_bf16"}))
+    monkeypatch.setenv(runtime.AUTO_PRECISION_VARIABLE, "fp32")
+    assert runtime.resolve_precision("auto", cpu) == torch.float32
+    assert runtime.resolve_precision("fp32", cpu) == torch.float32  # a named precision is not affected
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset({"avx2"}))
+    monkeypatch.setattr(runtime, "cpu_supports", lambda dtype: True)
+    monkeypatch.setenv(runtime.AUTO_PRECISION_VARIABLE, "bf16")
+    assert runtime.resolve_precision("auto", cpu) == torch.bfloat16
+    monkeypatch.setattr(runtime, "cpu_supports", lambda dtype: False)
+    with pytest.raises(TextVAEError, match="use precision fp32 or auto"):  # bf16 where oneDNN has no kernels
+        runtime.resolve_precision("auto", cpu)
+    monkeypatch.setenv(runtime.AUTO_PRECISION_VARIABLE, "fp16")
+    with pytest.raises(TextVAEError, match="TEXTVAE_AUTO_PRECISION='fp16'"):
+        runtime.resolve_precision("auto", cpu)
+
+
+def test_the_suite_runs_with_an_explicit_precision() -> None:
+    """conftest.py fixes what 'auto' means for every test and the processes tests start (fp32 unless the run
+    asks for bf16), so no result depends on the CPU the suite runs on."""
+    assert os.environ[runtime.AUTO_PRECISION_VARIABLE] in ("fp32", "bf16")
 
 
 def test_unknown_or_unsupported_precision_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -102,3 +131,20 @@ def test_adam_is_fused_and_updates_like_the_unfused_one() -> None:
             optimizer.step()
     for got, want in zip(fused_model.parameters(), plain_model.parameters()):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+@requires_fast_bf16()
+def test_bf16_training_follows_fp32_training_closely(tmp_path: Path) -> None:
+    """Mixed precision changes rounding, not the model: a few steps in bf16 land near the fp32 run's loss, and
+    not on it (the bf16 run really multiplied in bf16)."""
+    from textvae.config import load_config
+    from textvae.training import train
+
+    def valid_loss(precision: str) -> float:
+        settings = load_config(None, ["model.embedding_size=16", "model.encoder_hidden_size=24",
+                                      "model.decoder_hidden_size=24", "model.latent_size=4", "train.max_steps=12",
+                                      "train.batch_size=32", "train.progress_bar=false", f"train.precision={precision}"])
+        return train(settings, tmp_path / precision)["last_valid"]["loss"]
+
+    fp32, bf16 = valid_loss("fp32"), valid_loss("bf16")
+    assert bf16 == pytest.approx(fp32, rel=0.02) and bf16 != fp32

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import os
 import sys
 
 import torch
@@ -19,6 +20,7 @@ import torch
 from .errors import TextVAEError
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+AUTO_PRECISION_VARIABLE = "TEXTVAE_AUTO_PRECISION"  # fp32 | bf16: what precision 'auto' means (tests/conftest.py)
 
 
 @functools.cache
@@ -51,9 +53,17 @@ def cpu_supports(dtype: torch.dtype) -> bool:
 
 
 def resolve_precision(name: str, device: torch.device) -> torch.dtype:
-    """The compute dtype that `precision` names on `device` ('auto' → bf16 where fast, else fp32)."""
+    """The compute dtype that `precision` names on `device` ('auto' → bf16 where fast, else fp32; the
+    environment variable TEXTVAE_AUTO_PRECISION=fp32|bf16 overrides what 'auto' picks, so a test suite or a
+    cluster can fix the precision of every run that did not name one)."""
     if name == "auto":
-        return torch.bfloat16 if bf16_is_fast(device) else torch.float32
+        forced = os.environ.get(AUTO_PRECISION_VARIABLE, "").strip()
+        if not forced:
+            return torch.bfloat16 if bf16_is_fast(device) else torch.float32
+        if forced not in ("fp32", "bf16"):
+            raise TextVAEError(f"{AUTO_PRECISION_VARIABLE}={forced!r}: 'auto' can be made to mean fp32 or bf16; "
+                               f"set one of those, or unset the variable")
+        name = forced
     if name not in PRECISIONS:
         raise TextVAEError(f"precision: unknown value '{name}'; use one of auto, {', '.join(PRECISIONS)}")
     dtype = PRECISIONS[name]
