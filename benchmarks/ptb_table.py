@@ -64,23 +64,57 @@ EPOCH = 1315  # training steps in one PTB epoch at batch 32 (42,068 sentences)
 # The published LM code (lm.py) halves its LR after 2 validations without improvement, from the first epoch on;
 # configs/ptb_lm.yaml is configs/ptb.yaml with these and model_type lm (tests/test_ptb_table.py checks it).
 LM_SCHEDULE = ["train.lr_decay_patience=1", "train.lr_decay_from_epoch=0"]
+# Li et al. 2019 train an autoencoder first (β = 0, the same SGD recipe, judged by its reconstruction loss), then
+# start the VAE from its weights with a new decoder, KL weight from 0 over 10 epochs, free bits per dimension and
+# sentence (their fb = 2 with target_kl 8: λ = 8 / 32 = 0.25). {runs_dir} is --runs-dir.
+FROM_AUTOENCODER = ["train.init_from={runs_dir}/ae", "train.reset_decoder=true", "train.kl_start_weight=0"]
 
-# name: (label, overrides of configs/ptb.yaml). The recipe's own KL schedule is linear from 0.1 to 1 over
-# 10 epochs (He et al. 2019); rows change only what their remedy needs.
+# name: (label, overrides of the recipe, configs/ptb.yaml). The recipe's own KL schedule is linear from 0.1 to 1
+# over 10 epochs (He et al. 2019); rows change only what their remedy needs. A row with init_from trains after
+# the row it starts from (`ae`).
 ROWS: dict[str, tuple[str, list[str]]] = {
     "lm": ("LSTM-LM", ["model.model_type=lm", *LM_SCHEDULE]),
+    "ae": ("autoencoder (β = 0): the pretraining of Li et al. 2019", ["train.kl_schedule=constant",
+                                                                     "train.kl_max_weight=0"]),
     "bowman": ("VAE + annealing + word dropout (Bowman et al. 2016)", ["train.word_dropout=0.3"]),
     "cyclical": ("cyclical annealing (Fu et al. 2019)",
                  ["train.kl_schedule=cyclical", f"train.kl_anneal_steps={20 * EPOCH}", "train.kl_cycles=4",
                   "train.kl_cycle_rise_ratio=0.5"]),
     "free_bits": ("free bits λ = 0.25 (Kingma et al. 2016)", ["train.free_bits=0.25"]),
     "pretrain_free_bits": ("AE pretraining + reset + free bits λ = 0.25 (Li et al. 2019)",
-                           [f"train.pretrain_ae_steps={5 * EPOCH}", "train.free_bits=0.25"]),
+                           [*FROM_AUTOENCODER, "train.free_bits=0.25", "train.free_bits_mode=dimension"]),
     "aggressive": ("aggressive inference network (He et al. 2019)", ["train.aggressive=true"]),
     "bn_vae": ("BN-VAE γ = 0.7 (Zhu et al. 2020)", ["model.bn_vae_gamma=0.7"]),
     "textvae": ("combined: AE pretraining + reset + BN-VAE γ = 0.75 + free bits λ = 0.3",
                 [f"train.pretrain_ae_steps={5 * EPOCH}", "model.bn_vae_gamma=0.75", "train.free_bits=0.3"]),
 }
+# The rows as the earlier recipe (configs/ptb_adam.yaml, then named configs/ptb.yaml) trained them, for the records
+# written before the recipe changed, which do not name their overrides.
+ADAM_RECIPE = "configs/ptb_adam.yaml"
+ADAM_OVERRIDES = {
+    "lm": ["model.model_type=lm"],
+    "pretrain_free_bits": [f"train.pretrain_ae_steps={5 * EPOCH}", "train.free_bits=0.25"],
+}
+
+
+def row_overrides(name: str, runs_dir: str) -> list[str]:
+    """The row's overrides of the recipe, with {runs_dir} filled in."""
+    return [override.format(runs_dir=runs_dir) for override in ROWS[name][1]]
+
+
+def starts_from(name: str) -> str | None:
+    """The row whose trained run this row starts from (train.init_from), or None."""
+    for override in ROWS[name][1]:
+        if override.startswith("train.init_from={runs_dir}/"):
+            return override.rsplit("/", 1)[1]
+    return None
+
+
+def record_recipe(record: dict) -> tuple[str, list[str]]:
+    """The recipe file and overrides that trained a recorded row (records from before the recipe changed: Adam)."""
+    trained = record["trained"]
+    return trained.get("recipe", ADAM_RECIPE), trained.get("overrides")
+
 
 # Li et al. 2020 (Optimus), PTB, quoting He et al. 2019 and Li et al. 2019 (the same LSTM setting), as the issue lists them.
 PUBLISHED = [
@@ -182,6 +216,11 @@ def train_row(name: str, args: argparse.Namespace) -> bool:
     if (run_dir / TRAINED).is_file():
         logger.info(f"{name}: already trained, skipped")
         return True
+    source = starts_from(name)
+    if source and not (run_dir / CHECKPOINT).is_file() and not (Path(args.runs_dir) / source / TRAINED).is_file():
+        logger.info(f"{name}: starts from the trained `{source}` row, which is not trained yet; skipped (train "
+                    f"`{source}` first: --rows {source},{name})")
+        return False
     run_dir.mkdir(parents=True, exist_ok=True)
     with claim(run_dir / TRAINING) as claimed:
         if not claimed:
@@ -199,14 +238,16 @@ def train_claimed_row(name: str, run_dir: Path, args: argparse.Namespace) -> Non
         config = resumed_config(run_dir, shared_overrides(args))
         logger.info(f"{name}: resuming {run_dir}")
     else:
-        config = load_config(args.config, [*ROWS[name][1], *shared_overrides(args)])
+        config = load_config(args.config, [*row_overrides(name, args.runs_dir), *shared_overrides(args)])
         logger.info(f"{name}: training into {run_dir}")
     summary = train(config, run_dir, resume=resume)
     device = select_device(config.train.device)
     described = f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
     # the trainer's own clock: checkpointed with the weights, so a killed session's finished epochs still count
     write_json(run_dir / TRAINED, {"seconds": summary["train_seconds"], "steps": summary["steps"],
-                                   "epochs": summary["epochs"], "device": described, "command": args.command})
+                                   "epochs": summary["epochs"], "device": described, "command": args.command,
+                                   "recipe": args.config, "overrides": row_overrides(name, args.runs_dir),
+                                   "precision": config.train.precision})
 
 
 def evaluate_row(name: str, args: argparse.Namespace) -> dict | None:
@@ -360,10 +401,11 @@ def table_rows(records: dict[str, dict]) -> list[str]:
         values = {key: results.get(key) for _, key, _ in COLUMNS}
         if name == "lm":  # the LM has no z: KL is 0 by construction, MI/AU/BLEU do not exist
             values.update(mi=None, au=None, bleu=None)
-        lines.append(f"| {ROWS[name][0]} (`{name}`) | " + " | ".join(cell(values[key], digits) for _, key, digits in COLUMNS)
+        lines.append(f"| {ROWS[name][0]} (`{name}`) | `{record_recipe(record)[0]}` | "
+                     + " | ".join(cell(values[key], digits) for _, key, digits in COLUMNS)
                      + f" | {duration(record['trained']['seconds'])} | {cell(record['tokens_per_s'], 0)} |")
     for label, values in PUBLISHED:
-        lines.append(f"| {label} (published) | " + " | ".join(cell(values.get(key), digits) for _, key, digits in COLUMNS)
+        lines.append(f"| {label} (published) | papers' code | " + " | ".join(cell(values.get(key), digits) for _, key, digits in COLUMNS)
                      + " | – | – |")
     return lines
 
@@ -402,7 +444,10 @@ def row_origin(name: str, record: dict) -> str:
     """A list item: the row's overrides of the recipe, its device (train times compare only on one) and, when
     recorded, the command whose run finished its training (rows train one at a time, possibly over several
     resumed runs, before a later run writes the table), or where a recovered row's numbers come from."""
-    line = f"- `{name}`: {ROWS[name][0]}: `{' '.join(ROWS[name][1])}`; trained on {record['trained']['device']}"
+    recipe, overrides = record_recipe(record)
+    overrides = ADAM_OVERRIDES.get(name, ROWS[name][1]) if overrides is None else overrides
+    line = (f"- `{name}`: {ROWS[name][0]}: `{recipe}` with `{' '.join(overrides)}`; trained on "
+            f"{record['trained']['device']}")
     command = record["trained"].get("command")
     line += f"; training finished by `{command}`" if command else ""
     if "recovered_from" in record:
@@ -420,10 +465,34 @@ def describe_recipe(path: str) -> str:
     if schedule == "linear":
         schedule = (f"linear KL annealing {settings.kl_start_weight:g} → {settings.kl_max_weight:g} over "
                     f"{settings.kl_anneal_steps} steps")
+    lr_schedule = (f"LR × {settings.lr_decay_factor:g} after {settings.lr_decay_patience + 1} validations without "
+                   f"improvement")
+    if settings.lr_decay_reload_best:
+        lr_schedule += " with the best weights reloaded"
+    if settings.lr_decay_from_epoch:
+        lr_schedule += f", not before epoch {settings.lr_decay_from_epoch}"
+    if settings.lr_decay_max:
+        lr_schedule += f", training ending at the {settings.lr_decay_max}th decay"
+    if model.get("weight_init_range"):
+        lr_schedule += (f"; weights from U(±{model['weight_init_range']:g}), embeddings from "
+                        f"U(±{model.get('embedding_init_range', 0):g})")
     return (f"{sizes['encoder_layers']}-layer LSTM encoder, {sizes['decoder_layers']}-layer LSTM decoder, embedding "
             f"{sizes['embedding_size']}, hidden {sizes['encoder_hidden_size']}/{sizes['decoder_hidden_size']}, latent "
             f"{sizes['latent_size']}, batch {settings.batch_size}, {settings.optimizer} {settings.lr:g}, {schedule}, "
-            f"at most {settings.max_epochs} epochs")
+            f"{lr_schedule}, at most {settings.max_epochs} epochs"
+            + (f", early stopping after {settings.early_stopping_patience}" if settings.early_stopping_patience else ""))
+
+
+def recipe_lines(records: dict[str, dict], args: argparse.Namespace) -> list[str]:
+    """What the recipe column names: each recipe that trained a row, in words, and when the recipe changed."""
+    recipes = sorted({record_recipe(record)[0] for record in records.values()} | {args.config})
+    described = "; ".join(f"`{recipe}`: {describe_recipe(recipe)}" for recipe in recipes if Path(recipe).is_file())
+    return [f"Recipes: {described}. Each row changes only what its remedy needs (listed below); the rows this "
+            f"command trained also got `{' '.join(shared_overrides(args))}`, and each row below names the command "
+            "that finished its training where it was recorded.",
+            f"On 2026-12-02 the recipe changed from `{ADAM_RECIPE}` (Adam, then named configs/ptb.yaml) to the "
+            "published code's SGD recipe, `configs/ptb.yaml`; rows are trained again under it one by one, and each "
+            "row's recipe column says which trained its numbers."]
 
 
 def write_table(records: dict[str, dict], evaluating: list[str], other_k: list[str], args: argparse.Namespace,
@@ -431,7 +500,7 @@ def write_table(records: dict[str, dict], evaluating: list[str], other_k: list[s
     finished = {name: record["results"] for name, record in records.items()}
     any_results = next(iter(finished.values()), {})
     devices = sorted({record["trained"].get("device", "?") for record in records.values()})
-    header = "| row | " + " | ".join(label for label, _, _ in COLUMNS) + " | train time | tokens/s |"
+    header = "| row | recipe | " + " | ".join(label for label, _, _ in COLUMNS) + " | train time | tokens/s |"
     lines = [
         "# PTB: the language model and the remedies against posterior collapse",
         "",
@@ -446,9 +515,7 @@ def write_table(records: dict[str, dict], evaluating: list[str], other_k: list[s
         "",
         f"Written {date.today().isoformat()}; torch {torch.__version__}, Python {platform.python_version()}; "
         f"trained on: {', '.join(devices)}.",
-        f"Recipe: `{args.config}` for every row ({describe_recipe(args.config)}; each row changes only what its "
-        f"remedy needs, listed below); the rows this command trained also got `{' '.join(shared_overrides(args))}`, "
-        "and each row below names the command that finished its training where it was recorded.",
+        *recipe_lines(records, args),
         f"Test split: {any_results.get('sentences', '?')} sentences, {any_results.get('tokens', '?')} predicted tokens "
         f"(words + `<eos>`). NLL: importance-weighted with k = {args.iw_samples} per sentence (the LM's is exact); "
         "NLL, −ELBO, KL and MI in nats per sentence; PPL = exp(Σ NLL / Σ predicted tokens); AU: dimensions with "
@@ -457,7 +524,7 @@ def write_table(records: dict[str, dict], evaluating: list[str], other_k: list[s
         "throughput (target tokens) over the logged windows.",
         "",
         header,
-        "| --- |" + " ---: |" * (len(COLUMNS) + 2),
+        "| --- | --- |" + " ---: |" * (len(COLUMNS) + 2),
         *table_rows(records),
         "",
         target_verdict(finished),

@@ -88,6 +88,9 @@ def records_from_table(text: str, columns, names) -> dict[str, dict]:
         origin = re.search(rf"^- `{name}`: .*; training finished by `(.+)`$", text, re.MULTILINE)
         trained = {"seconds": _seconds(cells["train time"]), "device": header[1],
                    "command": origin.group(1) if origin else None}
+        recipe = re.search(rf"^- `{name}`: .*?: `([^`]+)` with `([^`]*)`; trained on", text, re.MULTILINE)
+        if recipe:  # tables written since the recipe changed (2026-12-02) name each row's recipe and overrides
+            trained.update(recipe=recipe.group(1), overrides=recipe.group(2).split())
         records[name] = {"trained": trained, "results": results, "tokens_per_s": _number(cells["tokens/s"]),
                          "curves": {}, "recorded": header[0],
                          "recovered_from": f"the table written on {header[0]} by `{command}`"}

@@ -80,7 +80,7 @@ def test_table_numbers_come_from_the_runs_results(table_run):
     text = (tmp / "out" / "table.md").read_text(encoding="utf-8")
     assert "python benchmarks/ptb_table.py --rows lm,free_bits --max-steps 3" in text
     header = markdown_row(text, "| row |")
-    assert header == ["row", "NLL", "−ELBO", "KL", "MI", "AU", "PPL", "BLEU", "train time", "tokens/s"]
+    assert header == ["row", "recipe", "NLL", "−ELBO", "KL", "MI", "AU", "PPL", "BLEU", "train time", "tokens/s"]
     for name, label in (("lm", "LSTM-LM (`lm`)"), ("free_bits", "free bits")):
         results = json.loads((tmp / "runs" / name / "ptb_table_results.json").read_text())
         assert results["iw_samples_asked"] == 3 and results["split"] == "test" and results["sentences"] == 20
@@ -96,15 +96,15 @@ def test_table_numbers_come_from_the_runs_results(table_run):
             assert cells["MI"] == f"{results['mi']:.2f}" and cells["AU"] == str(results["au"])
             assert cells["BLEU"] == f"{results['bleu']:.2f}"
     published = markdown_row(text, "| LSTM-LM (published)")
-    assert published[1] == "101.04" and published[6] == "100.47"
-    assert "| AE pretraining + free bits (published) | – | – | 6.54 | 5.31 | 32 | 96.86 |" in text
+    assert published[1] == "papers' code" and published[2] == "101.04" and published[7] == "100.47"
+    assert "| AE pretraining + free bits (published) | papers' code | – | – | 6.54 | 5.31 | 32 | 96.86 |" in text
     measured = [line for line in text.splitlines() if line.startswith("| ") and "`)" in line]
     assert len(measured) == 2  # only the rows that were run
     pending = next(line for line in text.splitlines() if line.startswith("Not yet trained"))
     assert "`bowman`" in pending and "`textvae`" in pending and "`lm`" not in pending and "`free_bits`" not in pending
     command = "python benchmarks/ptb_table.py --rows lm,free_bits --max-steps 3"
-    assert f"- `free_bits`: free bits λ = 0.25 (Kingma et al. 2016): `train.free_bits=0.25`; trained on cpu; " \
-           f"training finished by `{command}" in text
+    assert f"- `free_bits`: free bits λ = 0.25 (Kingma et al. 2016): `{tmp / 'tiny.yaml'}` with " \
+           f"`train.free_bits=0.25`; trained on cpu; training finished by `{command}" in text
     assert "Target (PPL below the LM baseline's" in text
 
 
@@ -372,7 +372,7 @@ def test_the_committed_table_and_the_docs_table_are_the_committed_records():
             expected = record["results"].get(key) if name != "lm" or key in ("nll", "ppl") else None
             assert cells[column] == script.cell(expected, digits), (name, title)
         checked.add(name)
-    assert checked == set(script.ROWS), "docs/collapse.md's table lacks a row"
+    assert checked == set(records), "docs/collapse.md's table lacks a recorded row"
 
 
 def test_the_lm_row_trains_with_configs_ptb_lm_yaml():
@@ -382,3 +382,18 @@ def test_the_lm_row_trains_with_configs_ptb_lm_yaml():
     row = load_config(ROOT / "configs" / "ptb.yaml", load_script().ROWS["lm"][1]).to_dict()
     assert row == load_config(ROOT / "configs" / "ptb_lm.yaml").to_dict()
     assert row["train"]["optimizer"] == "sgd" and row["train"]["lr_decay_reload_best"] is True
+
+
+def test_a_row_that_starts_from_the_autoencoder_waits_for_it_then_starts_from_its_weights(table_run, tmp_path):
+    script, tmp, common = table_run
+    options = with_option(with_option(with_option(common, "--runs-dir", tmp_path / "runs"), "--records",
+                                      tmp_path / "records"), "--table", tmp_path / "table.md")
+    assert script.starts_from("pretrain_free_bits") == "ae" and script.starts_from("free_bits") is None
+    assert script.main(["--rows", "pretrain_free_bits", "--max-steps", "3", *options]) == 0
+    assert not (tmp_path / "runs" / "pretrain_free_bits" / "checkpoint.pt").exists()  # skipped: no `ae` yet
+    assert script.main(["--rows", "ae,pretrain_free_bits", "--max-steps", "3", *options]) == 0
+    from textvae.config import load_config
+    row = load_config(tmp_path / "runs" / "pretrain_free_bits" / "train_config.yaml")
+    assert row.train.init_from == str(tmp_path / "runs" / "ae") and row.train.reset_decoder
+    trained = json.loads((tmp_path / "runs" / "pretrain_free_bits" / script.TRAINED).read_text())
+    assert trained["recipe"] == str(tmp / "tiny.yaml") and f"train.init_from={tmp_path / 'runs'}/ae" in trained["overrides"]

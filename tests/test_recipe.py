@@ -161,3 +161,59 @@ def test_init_ranges_are_checked():
         TextVAEConfig(weight_init_range=-0.1)
     with pytest.raises(TextVAEError, match="model.embedding_init_range"):
         TextVAEConfig(embedding_init_range="wide")
+
+
+# ---- Li et al. 2019's two runs: an autoencoder, then a VAE from its encoder with a fresh decoder ----------
+
+def test_an_autoencoder_run_is_judged_by_its_reconstruction_loss(tmp_path, monkeypatch):
+    """With kl_max_weight 0 (beta = 0) the best model and the LR plateau follow rec, not rec + KL."""
+    scores = iter([(40.0, 10.0), (30.0, 30.0), (20.0, 50.0)])  # rec falls while the −ELBO rises
+
+    def evaluate(model, split, batch_size, seed=0, dtype=None):
+        rec, kl = next(scores)
+        return {"neg_elbo": rec + kl, "rec": rec, "kl": kl, "ppl_bound": 10.0, "mi": 0.5, "au": 1}
+
+    monkeypatch.setattr(textvae.training, "evaluate_split", evaluate)
+    summary = train(tiny_settings("train.kl_schedule=constant", "train.kl_max_weight=0", "train.max_steps=6",
+                                  "train.eval_every=2"), tmp_path / "ae")
+    assert summary["best_valid"]["step"] == 6
+    judged_loss = textvae.training.judged_loss
+    validation = {"loss": 80.0, "rec": 30.0, "kl": 50.0}
+    assert judged_loss(validation, tiny_settings("train.kl_max_weight=0").train) == 30.0
+    assert judged_loss(validation, tiny_settings("train.kl_max_weight=0.5").train) == 55.0
+    assert judged_loss(validation, tiny_settings().train) == 80.0
+
+
+def test_a_run_starts_from_another_runs_weights_and_tokenizer_and_can_reset_the_decoder(tmp_path):
+    source = tmp_path / "ae"
+    train(tiny_settings("train.kl_schedule=constant", "train.kl_max_weight=0", "train.max_steps=4"), source)
+    from textvae.modeling import TextVAE
+
+    pretrained = TextVAE.from_pretrained(source).state_dict()
+    kept = tmp_path / "kept"
+    train(tiny_settings(f"train.init_from={source}", "train.max_steps=1", "train.optimizer=sgd", "train.lr=1e-9"), kept)
+    start = TextVAE.from_pretrained(kept).state_dict()  # one step at a negligible LR: the weights it started from
+    assert all(torch.allclose(start[name], value, atol=1e-6) for name, value in pretrained.items())
+    assert (kept / "tokenizer.json").read_text() == (source / "tokenizer.json").read_text()
+
+    reset = tmp_path / "reset"
+    train(tiny_settings(f"train.init_from={source}", "train.reset_decoder=true", "train.max_steps=1",
+                        "train.optimizer=sgd", "train.lr=1e-9"), reset)
+    after = TextVAE.from_pretrained(reset).state_dict()
+    encoder = [name for name in pretrained if name.startswith(("encoder.", "posterior."))]
+    decoder = [name for name in pretrained if name.startswith("decoder.")]
+    assert encoder and decoder
+    assert all(torch.allclose(after[name], pretrained[name], atol=1e-6) for name in encoder)
+    assert all(not torch.allclose(after[name], pretrained[name], atol=1e-3) for name in decoder
+               if pretrained[name].numel() > 1 and pretrained[name].any())
+
+
+def test_init_from_mistakes_are_one_line_errors(tmp_path):
+    with pytest.raises(TextVAEError, match="train.reset_decoder: .*train.init_from"):
+        train(tiny_settings("train.reset_decoder=true", "train.max_steps=1"), tmp_path / "a")
+    with pytest.raises(TextVAEError, match="train.init_from: .* is not a textvae run dir"):
+        train(tiny_settings(f"train.init_from={tmp_path / 'nothing'}", "train.max_steps=1"), tmp_path / "b")
+    source = tmp_path / "small"
+    train(tiny_settings("train.max_steps=1"), source)
+    with pytest.raises(TextVAEError, match="train.init_from: the weights of .* do not fit"):
+        train(tiny_settings(f"train.init_from={source}", "model.latent_size=5", "train.max_steps=1"), tmp_path / "c")

@@ -31,6 +31,9 @@ def check_remedies(config: RunConfig) -> None:
             if value:
                 raise TextVAEError(f"config key train.{key}: needs a latent code, but model.model_type is lm; "
                                    f"remove the key or use model_type vae")
+    if settings.reset_decoder and not settings.init_from:
+        raise TextVAEError("config key train.reset_decoder: re-initialises the decoder of the run named by "
+                           "train.init_from, which is not set; set train.init_from to a run dir or remove the key")
     if settings.aggressive and config.data.streaming:
         raise TextVAEError("config key train.aggressive: the inner encoder updates draw random train batches, which "
                            "needs the train split in memory; set data.streaming=false")

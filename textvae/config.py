@@ -89,6 +89,8 @@ class TrainConfig:
     target_rate: float = 0.0  # minimum desired KL in nats per sentence, a Lagrangian constraint (Pelsmaeker & Aziz 2019); 0 = off
     target_rate_lr: float = 0.01  # step size of the gradient ascent on the target-rate multiplier
     pretrain_ae_steps: int = 0  # train as an autoencoder (beta = 0) this many steps, then reset the decoder (Li et al. 2019)
+    init_from: str | None = None  # a run dir whose best weights and tokenizer start this run (e.g. a pretrained autoencoder)
+    reset_decoder: bool = False  # with init_from: re-initialise the decoder and keep the encoder (Li et al. 2019's --reset_dec)
     aggressive: bool = False  # aggressive inference-network training until validation MI stops rising (He et al. 2019)
     aggressive_max_inner_steps: int = 100  # most encoder-only updates before each joint update
     aggressive_window: int = 10  # inner updates compared: stop once a window's mean loss is not below the previous one's

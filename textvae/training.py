@@ -56,6 +56,7 @@ from .run_dir import (
     prepare_out_dir,
     save_checkpoint,
     save_model,
+    weights_mismatch,
 )
 from .runtime import autocast, free_memory, keep_freed_memory, resolve_precision
 from .streaming import StreamingTrainSplit, load_streaming_splits
@@ -138,6 +139,42 @@ def reload_best_weights(model: TextVAE, out_dir: Path, optimizers: list[torch.op
     for optimizer in optimizers:
         if optimizer is not None:
             optimizer.state.clear()
+
+
+def judged_loss(validation: dict[str, Any], settings: TrainConfig) -> float:
+    """The validation figure that picks the best model and drives the LR schedule: the objective at the KL
+    schedule's final weight, rec + kl_max_weight * KL. That is the −ELBO for a VAE (kl_max_weight 1) and the
+    reconstruction loss for an autoencoder (kl_max_weight 0), as the published code judges its runs."""
+    if settings.kl_max_weight == 1.0:
+        return validation["loss"]
+    return validation["rec"] + settings.kl_max_weight * validation["kl"]
+
+
+def source_tokenizer(init_from: str | None) -> PreTrainedTokenizerFast | None:
+    """The tokenizer of the run dir a run starts from (its weights index that vocabulary), or None."""
+    if not init_from:
+        return None
+    if not (Path(init_from) / "tokenizer.json").is_file():
+        raise TextVAEError(f"train.init_from: {init_from} is not a textvae run dir (no tokenizer.json); give the "
+                           "folder of a finished run")
+    return PreTrainedTokenizerFast.from_pretrained(init_from)
+
+
+def start_from_run(model: TextVAE, source: Path, settings: TrainConfig) -> None:
+    """Load the best weights of the run dir `source` into `model` and, with train.reset_decoder, draw the decoder
+    afresh: Li et al. 2019 start the VAE from a pretrained autoencoder's encoder with a new decoder."""
+    if not (source / "model.safetensors").is_file():
+        raise TextVAEError(f"train.init_from: {source} has no model.safetensors; train that run first (its best "
+                           "weights are what this run starts from)")
+    weights = TextVAE.from_pretrained(str(source)).state_dict()
+    mismatch = weights_mismatch(model, {name: tuple(value.shape) for name, value in weights.items()}, str(source))
+    if mismatch:
+        raise TextVAEError(f"train.init_from: the weights of {source} do not fit this run's model ({mismatch}); give "
+                           "both runs the same model settings")
+    model.load_state_dict(weights)
+    if settings.reset_decoder:
+        reset_decoder(model, [], settings.seed + 2)
+    logger.info(f"started from the weights of {source}" + (", decoder re-initialised" if settings.reset_decoder else ""))
 
 
 def seed_everything(seed: int) -> None:
@@ -328,7 +365,7 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
     draws.manual_seed(settings.seed + 1)
 
     if workers.is_main and not resume:  # rank 0 builds the tokenizer; the others read it back
-        tokenizer, splits = load_splits(config, None)
+        tokenizer, splits = load_splits(config, source_tokenizer(settings.init_from))
         tokenizer.save_pretrained(str(out_dir))
         save_config(config, out_dir / TRAIN_CONFIG)
     workers.barrier()
@@ -354,6 +391,8 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
             save_model(model, out_dir)  # the checkpoint's weights are the best: redo a save a kill may have cut
         logger.info(f"resumed at step {state.step} (epoch {state.epoch}, batch {state.batch_in_epoch})")
     else:
+        if settings.init_from:
+            start_from_run(model, Path(settings.init_from), settings)
         state = TrainerState(train_lr=settings.lr)
         if workers.is_main:
             model.config.save_pretrained(str(out_dir))
@@ -407,13 +446,14 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
             state.aggressive_off, state.previous_mi = not record["aggressive"], record["mi"]
             if state.aggressive_off:
                 log_aggressive_off(record["mi"])
-        improved = record["loss"] < state.best_valid
+        judged = judged_loss(record, settings)
+        improved = judged < state.best_valid
         if improved:
-            state.best_valid, state.evals_since_best = record["loss"], 0
+            state.best_valid, state.evals_since_best = judged, 0
         else:
             state.evals_since_best += 1
         if not record.get("pretraining"):  # the autoencoder phase neither decays the LR nor stops early
-            decay_on_plateau(record["loss"])
+            decay_on_plateau(judged)
         if (settings.early_stopping_patience and state.evals_since_best >= settings.early_stopping_patience
                 and not record.get("pretraining")):
             logger.info(f"early stop at step {state.step}: no improvement in {state.evals_since_best} evaluations")
@@ -575,6 +615,6 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
     if not state.history or state.history[-1]["step"] != state.step:
         evaluate_and_checkpoint()
     candidates = [record for record in state.history if not record.get("pretraining")] or state.history
-    best = min(candidates, key=lambda record: record["loss"])
+    best = min(candidates, key=lambda record: judged_loss(record, settings))
     return {"best_valid": best, "last_valid": state.history[-1], "steps": state.step, "epochs": state.epoch,
             "train_seconds": state.train_seconds}
