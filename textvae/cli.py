@@ -9,10 +9,11 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
-from .errors import TextVAEError
+from .errors import TextVAEError, TrainingInterrupted
 
 
 def add_run_dir(parser: argparse.ArgumentParser) -> None:
@@ -181,7 +182,13 @@ def run_train(args: argparse.Namespace) -> None:
     summary = train(config, out, resume=args.resume)
     best = summary["best_valid"]
     print(f"run dir: {out}")
-    print(f"trained {summary['steps']} steps; best valid at step {best['step']}: -ELBO {best['loss']:.3f} "
+    if summary.get("already_finished"):
+        reason = summary["already_finished"]
+        key = re.search(r"train\.\w+", reason)
+        print(f"nothing to train: the run has finished ({reason}); to train on, raise the limit: textvae train "
+              f"--out {out} --resume --set {key.group(0) if key else 'train.max_epochs'}=...")
+    steps = summary["steps"]
+    print(f"trained {steps} step{'' if steps == 1 else 's'}; best valid at step {best['step']}: -ELBO {best['loss']:.3f} "
           f"= rec {best['rec']:.3f} + KL {best['kl']:.3f} nats/sentence, PPL bound {best['ppl_bound']:.2f}")
 
 
@@ -317,8 +324,12 @@ def main(argv: list[str] | None = None) -> int:
     except TextVAEError as error:
         print(f"textvae: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("textvae: interrupted; a training run continues with --resume", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        if isinstance(interrupt, TrainingInterrupted):
+            print(f"textvae: interrupted by {interrupt}", file=sys.stderr)
+            return interrupt.exit_code
+        print("\ntextvae: interrupted; a training run continues from its last checkpoint with --resume",
+              file=sys.stderr)
         return 130
     return 0
 
