@@ -61,7 +61,7 @@ from .run_dir import (
     save_checkpoint,
     save_model,
 )
-from .runtime import autocast, free_memory, keep_freed_memory, resolve_precision
+from .runtime import autocast, describe_precision, free_memory, keep_freed_memory, precision_name, resolve_precision
 from .streaming import StreamingTrainSplit, load_streaming_splits
 from .tokenization import (
     build_tokenizer,
@@ -133,12 +133,14 @@ def limit_reached(state: TrainerState, settings: TrainConfig) -> str | None:
 
 
 def run_summary(state: TrainerState, already_finished: str | None = None) -> dict[str, Any]:
-    """What `train` returns: the best and last validation, steps, epochs, training time; `already_finished`
-    says why a resumed run had nothing left to train (None when it trained)."""
+    """What `train` returns: the best and last validation, steps, epochs, training time, the precision of the
+    last validation (None in runs from before it was logged); `already_finished` says why a resumed run had
+    nothing left to train (None when it trained)."""
     candidates = [record for record in state.history if not record.get("pretraining")] or state.history
     best = min(candidates, key=lambda record: record["loss"])
     return {"best_valid": best, "last_valid": state.history[-1], "steps": state.step, "epochs": state.epoch,
-            "train_seconds": state.train_seconds, "already_finished": already_finished}
+            "train_seconds": state.train_seconds, "precision": state.history[-1].get("precision"),
+            "already_finished": already_finished}
 
 
 def finished_without_loading(out_dir: Path, settings: TrainConfig) -> dict[str, Any] | None:
@@ -381,6 +383,7 @@ def train(config: RunConfig, out_dir: str | Path, resume: bool = False) -> dict[
     if settings.tensorboard:
         require_tensorboard()  # a missing package fails now, not after the data is read
     workers, device = setup_workers(select_device(settings.device))
+    resolve_precision(settings.precision, device)  # fp16 on a CPU, say, fails before the run dir is made
     created = not out_dir.exists()
     with contextlib.ExitStack() as cleanup:  # closes what the loop opens (the TensorBoard writer), even on errors
         cleanup.callback(teardown, workers)
@@ -418,6 +421,7 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
         torch.set_num_threads(settings.num_threads)
     seed_everything(settings.seed)
     dtype = resolve_precision(settings.precision, device)
+    logger.info(f"training on {device} in {describe_precision(settings.precision, dtype)}")
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
     if device.type == "cpu":
         keep_freed_memory()
@@ -494,7 +498,8 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
             results = evaluate_split(model, splits["valid"], settings.eval_batch_size, seed=settings.seed, dtype=dtype)
             record = {"step": state.step, "epoch": state.epoch, "split": "valid", "loss": results["neg_elbo"],
                       "rec": results["rec"], "kl": results["kl"], "kl_weight": kl_weight(state.step, settings),
-                      "ppl_bound": results["ppl_bound"], "train_seconds": round(state.train_seconds, 1)}
+                      "ppl_bound": results["ppl_bound"], "train_seconds": round(state.train_seconds, 1),
+                      "precision": precision_name(dtype)}
             record.update({key: results[key] for key in ("mi", "au") if key in results})  # collapse diagnostics
             if pretraining():
                 record["pretraining"] = True  # an autoencoder-phase model: not a candidate for the best
