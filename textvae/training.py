@@ -58,6 +58,7 @@ from .run_dir import (
     load_checkpoint,
     peek_state,
     prepare_out_dir,
+    resumed_config,
     save_checkpoint,
     save_model,
 )
@@ -143,14 +144,17 @@ def run_summary(state: TrainerState, already_finished: str | None = None) -> dic
             "already_finished": already_finished}
 
 
-def finished_without_loading(out_dir: Path, settings: TrainConfig) -> dict[str, Any] | None:
-    """On resume, the summary of a run that has nothing left to train under `settings` (a limit reached, its
+def finished_without_loading(out_dir: Path, config: RunConfig) -> dict[str, Any] | None:
+    """On resume, the summary of a run that has nothing left to train under `config` (a limit reached, its
     last validation at its last step, and its best model saved), read from the checkpoint alone, before any
-    data is loaded; None when it must be loaded (to train on, or to finish what a kill cut short)."""
+    data is loaded; None when it must be loaded (to train on, to finish what a kill cut short, or to check a
+    changed model section against the checkpoint)."""
     state = peek_state(out_dir)
     if state is None or not state.history or state.history[-1]["step"] != state.step:
         return None
-    reason = limit_reached(state, settings)
+    if config.model != resumed_config(out_dir, ()).model:  # --set model.*: the full load says what does not fit
+        return None
+    reason = limit_reached(state, config.train)
     model_file = out_dir / "model.safetensors"
     best_saved = state.evals_since_best > 0 or (
         model_file.exists() and model_file.stat().st_mtime_ns >= (out_dir / CHECKPOINT).stat().st_mtime_ns)
@@ -411,7 +415,7 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
         prepare_out_dir(out_dir, resume)
     workers.barrier()
     if resume:
-        done = finished_without_loading(out_dir, settings)
+        done = finished_without_loading(out_dir, config)
         if done is not None:
             return done
     hf_logging.disable_progress_bar()
