@@ -51,7 +51,7 @@ def test_a_run_finished_by_max_steps_does_nothing_on_resume_until_the_limit_is_r
     assert main(["train", "--out", str(run), "--resume", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "nothing to train: the run has finished (it reached train.max_steps=2)" in out
-    assert "--set train.max_steps=" in out and "trained 2 steps;" in out
+    assert "--set train.max_steps=" in out and "trained 2 steps in fp32;" in out
     assert untouched(run) == before
 
     summary = train(resumed_config(run, ["train.max_steps=3"]), run, resume=True)  # a raised limit trains on
