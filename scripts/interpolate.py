@@ -2,8 +2,9 @@
 """Thin wrapper for people who run scripts: the same as `textvae interpolate ...` (see README)."""
 
 import sys
+from pathlib import Path
 
 from textvae.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(["interpolate", *sys.argv[1:]]))
+    sys.exit(main(["interpolate", *sys.argv[1:]], script=Path(sys.argv[0]).name))

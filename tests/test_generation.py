@@ -441,7 +441,7 @@ def test_cli_generation_commands(tiny_run, tmp_path, capsys):
     capsys.readouterr()
     assert main(["nearest", run, "--query", SECOND, "--corpus", str(corpus), "-k", "2"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == f"query: {SECOND}" and len(out) == 3 and out[1].startswith("1\t1.0000\t" + SECOND)
+    assert out[0] == f"query: {SECOND}" and len(out) == 3 and out[1].startswith("1\t1.0000\tline ") and out[1].endswith("\t" + SECOND)
 
     empty = tmp_path / "empty.txt"
     empty.write_text("\n  \n", encoding="utf-8")

@@ -5,6 +5,7 @@ Every method takes plain sentences (a string or a list of strings); unknown word
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from safetensors import SafetensorError, safe_open
 from transformers import PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
-from .config import RunConfig
+from .config import RunConfig, save_config
 from .data import (
     TokenizedSplit,
     check_text_file,
@@ -50,7 +51,7 @@ from .latent_space import (
 from .modeling import TextVAE, TextVAEConfig
 from .modeling.posterior import reparameterize
 from .run_dir import CHECKPOINT, TRAIN_CONFIG, resumed_config, weights_mismatch
-from .runtime import resolve_precision
+from .runtime import precision_name, resolve_precision
 from .score_progress import progress_folder
 from .tokenization import decode_ids, encode_texts, special_ids, vocabulary_size
 from .training import select_device
@@ -88,6 +89,9 @@ def read_lines(file: str | Path, what: str) -> list[str]:
     return [line for line in Path(file).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+DECODE_CHUNK = 1024  # latent codes decoded at once: decoding memory stays bounded whatever the count
+
+
 def check_count(value, what: str) -> None:
     """Fail with one line unless `value` is a whole number >= 1."""
     if not is_whole(value) or value < 1:
@@ -112,6 +116,19 @@ class TextVAEPipeline:
     @property
     def device(self) -> torch.device:
         return self.model.device
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        """Write the model and its tokenizer into `folder` (config.json, model.safetensors, tokenizer files, and
+        train_config.yaml when the run's is known), so that `textvae.load(folder)` and `from_pretrained` read it."""
+        folder = Path(folder)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            self.model.save_pretrained(str(folder))
+            self.tokenizer.save_pretrained(str(folder))
+            if self.run_config is not None:
+                save_config(self.run_config, folder / TRAIN_CONFIG)
+        except OSError as error:
+            raise TextVAEError(f"could not write {folder} ({error.strerror or error}); choose another folder") from None
 
     def require_latent(self, what: str) -> None:
         if not self.model.config.has_latent:
@@ -156,11 +173,21 @@ class TextVAEPipeline:
 
         `strategy` is greedy, sample, top-k, top-p or beam; `decoding` takes the other `DecodingOptions`
         (top_k, top_p, beam_size, length_penalty, ban_unk); `seed` makes sampling reproducible.
+        A sentence the model ends at once (its first token <eos>) is the empty string.
         """
         options = DecodingOptions.build(strategy=strategy, temperature=temperature, max_length=max_length, **decoding)
         generator = noise_generator(self.device, seed) if seed is not None else None
-        ids = decode(self.model, z, options, count, generator)
-        return [decode_ids(self.tokenizer, row) for row in ids]
+        return list(self.decoded(z, count, options, generator))
+
+    def decoded(self, z: torch.Tensor | None, count: int | None, options: DecodingOptions,
+                generator: torch.Generator | None) -> Iterator[str]:
+        """The decodes of the rows of `z` (or of `count` LM samples), DECODE_CHUNK rows at a time, as they come."""
+        total = z.size(0) if z is not None else count
+        for start in range(0, total, DECODE_CHUNK):
+            rows = min(DECODE_CHUNK, total - start)
+            chunk = z[start: start + rows] if z is not None else None
+            for ids in decode(self.model, chunk, options, rows, generator):
+                yield decode_ids(self.tokenizer, ids)
 
     def sample(self, n: int = 5, strategy: str = "greedy", temperature: float = 1.0, max_length: int = 50,
                seed: int | None = None, **decoding) -> list[str]:
@@ -168,12 +195,24 @@ class TextVAEPipeline:
 
         Any strategy of `decode_latents`, e.g. `vae.sample(5, strategy="top-p", top_p=0.9, seed=0)`.
         """
+        return list(self.iter_sample(n, strategy, temperature, max_length, seed, **decoding))
+
+    def iter_sample(self, n: int = 5, strategy: str = "greedy", temperature: float = 1.0, max_length: int = 50,
+                    seed: int | None = None, **decoding) -> Iterator[str]:
+        """`sample`'s sentences one at a time, drawn and decoded DECODE_CHUNK at a time: any n in bounded memory
+        (`textvae sample` prints them as they come). The options are checked before the first is drawn."""
         check_count(n, "n")
-        DecodingOptions.build(strategy=strategy, temperature=temperature, max_length=max_length, **decoding)
-        generator = noise_generator(self.device, seed) if seed is not None else None
-        z = prior_sample(self.model, n, generator) if self.model.config.has_latent else None
-        return self.decode_latents(z, n, strategy, temperature, max_length, None if seed is None else seed + 1,
-                                   **decoding)
+        options = DecodingOptions.build(strategy=strategy, temperature=temperature, max_length=max_length, **decoding)
+        return self.sampled(n, options, seed)
+
+    def sampled(self, n: int, options: DecodingOptions, seed: int | None) -> Iterator[str]:
+        # prior draws from `seed`, decoding draws from seed + 1, each stream continued across the chunks
+        prior = noise_generator(self.device, seed) if seed is not None else None
+        sampler = noise_generator(self.device, seed + 1) if seed is not None else None
+        for start in range(0, n, DECODE_CHUNK):
+            rows = min(DECODE_CHUNK, n - start)
+            z = prior_sample(self.model, rows, prior) if self.model.config.has_latent else None
+            yield from self.decoded(z, rows, options, sampler)
 
     def reconstruct(self, sentences: str | list[str], strategy: str = "greedy", max_length: int = 50,
                     seed: int | None = None, **decoding) -> list[str]:
@@ -248,27 +287,50 @@ class TextVAEPipeline:
                       strategy: str = "greedy", seed: int | None = 0, **decoding) -> list[str]:
         """Decodes of `n` codes z + radius·ε (ε ~ N(0, I), drawn with `seed`) around a sentence's posterior
         mean z (or a given vector): what the model puts near it."""
+        return list(self.iter_neighbourhood(sentence, n, radius, strategy, seed, **decoding))
+
+    def iter_neighbourhood(self, sentence: str | np.ndarray | torch.Tensor, n: int = 10, radius: float = 0.5,
+                           strategy: str = "greedy", seed: int | None = 0, **decoding) -> Iterator[str]:
+        """`neighbourhood`'s sentences one at a time, drawn and decoded DECODE_CHUNK at a time (any n in
+        bounded memory); everything is checked before the first is drawn."""
         self.require_latent("neighbourhood sampling")
         check_count(n, "n")
-        DecodingOptions.build(strategy=strategy, **decoding)
+        options = DecodingOptions.build(strategy=strategy, **decoding)
+        neighbourhood_points(torch.zeros(1), 0, radius)  # checks the radius
         center = self.latent(sentence, "neighbourhood")
         seed = 0 if seed is None else seed
-        points = neighbourhood_points(center, n, radius, noise_generator(self.device, seed))
-        return self.decode_latents(points, strategy=strategy, seed=seed + 1, **decoding)
+
+        def sentences() -> Iterator[str]:
+            noise, sampler = noise_generator(self.device, seed), noise_generator(self.device, seed + 1)
+            for start in range(0, n, DECODE_CHUNK):
+                points = neighbourhood_points(center, min(DECODE_CHUNK, n - start), radius, noise)
+                yield from self.decoded(points, None, options, sampler)
+        return sentences()
 
     def nearest(self, query: str, sentences: list[str] | None = None, file: str | Path | None = None, k: int = 5,
-                metric: str = "cosine") -> list[tuple[str, float]]:
+                metric: str = "cosine", line_numbers: bool = False) -> list[tuple]:
         """The k sentences (given, or a file's non-blank lines) whose posterior means are closest to the
-        query's: (sentence, score) best first, the score a cosine similarity or a Euclidean distance."""
+        query's: (sentence, score) best first, the score a cosine similarity or a Euclidean distance. With
+        `line_numbers`, (line number, sentence, score): the line in the file (from 1, blank lines counted),
+        or the position in `sentences` (from 1)."""
         self.require_latent("nearest-sentence search")
         check_search(k, metric)
         if (sentences is None) == (file is None):
             raise TextVAEError("nearest: give the sentences to search, either as sentences= or as file=")
-        corpus = read_lines(file, "nearest") if file is not None else as_sentences(sentences, "sentences")
+        if file is not None:
+            check_text_file(Path(file), "nearest")
+            numbered = [(number, line) for number, line in
+                        enumerate(Path(file).read_text(encoding="utf-8").splitlines(), start=1) if line.strip()]
+        else:
+            numbered = list(enumerate(as_sentences(sentences, "sentences"), start=1))
+        corpus = [line for _, line in numbered]
         query_mean, _ = self.posterior(as_sentences(query, "query"))
         corpus_mean, _ = self.posterior(corpus)
         scores, indices = nearest(query_mean[:1], corpus_mean, k, metric)
-        return [(corpus[index], float(score)) for score, index in zip(scores[0].tolist(), indices[0].tolist())]
+        found = [(numbered[index], float(score)) for score, index in zip(scores[0].tolist(), indices[0].tolist())]
+        if line_numbers:
+            return [(number, line, score) for (number, line), score in found]
+        return [(line, score) for (_, line), score in found]
 
     def corpus_split(self, split: str) -> tuple[TokenizedSplit, TokenizedSplit]:
         """A split of the run's corpus and its train split, tokenized as in training."""
@@ -323,6 +385,7 @@ class TextVAEPipeline:
                              progress=self.progress, save_dir=self.partial_scores_dir())
         results = summarise(scores, iw_samples if latent else 0, au_threshold, seed, mi_draws)
         results["split"] = str(file) if file is not None else ("sentences" if sentences is not None else split)
+        results["precision"] = precision_name(self.dtype)  # what the scoring passes ran in (auto picks it)
         if latent and bleu:  # greedy decodes of the posterior means score_split already computed
             references = [decode_ids(self.tokenizer, ids) for ids in target.token_ids]
             results["bleu"] = corpus_bleu(self.decode_latents(torch.from_numpy(scores.mean).float()), references)

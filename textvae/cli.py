@@ -9,22 +9,35 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
-from .errors import TextVAEError
+from .errors import TextVAEError, TrainingInterrupted
 
 
-def add_run_dir(parser: argparse.ArgumentParser) -> None:
+EMPTY_SENTENCE = "<empty>"  # how a decoded sentence with no words (an immediate <eos>) is printed
+
+
+def shown(sentence: str) -> str:
+    """A decoded sentence as printed: one line, EMPTY_SENTENCE for a sentence with no words, so that n
+    sentences are always n lines that say something."""
+    return sentence if sentence.strip() else EMPTY_SENTENCE
+
+
+def add_run_dir(parser: argparse.ArgumentParser, precision: bool = False) -> None:
     parser.add_argument("run_dir", help="a run directory written by `textvae train`")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
-    parser.add_argument("--precision", default="auto",
-                        help="auto | fp32 | bf16 | fp16 for scoring (default auto: bf16 where the hardware is fast)")
+    if precision:  # only the commands that score sentences run under autocast
+        parser.add_argument("--precision", default="auto",
+                            help="auto | fp32 | bf16 | fp16: the precision of the scoring passes (default auto: bf16 "
+                                 "where the hardware runs it natively, else fp32; fp16 needs a GPU)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="textvae", description="Sentence VAEs: train, sample, interpolate, "
                                      "reconstruct, encode and evaluate.")
+    parser.add_argument("--version", action="version", version=f"textvae {version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train a model and write a run dir")
@@ -82,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     encode = commands.add_parser("encode", help="write posterior means of a file's lines to a .npy file")
     add_run_dir(encode)
     encode.add_argument("file", help="text file, one sentence per line (blank lines are skipped)")
-    encode.add_argument("--out", required=True, help="where to write the (n, latent) array, e.g. vectors.npy")
+    encode.add_argument("--out", required=True, help="where to write the (n, latent) array, e.g. vectors.npy "
+                        "(.npy is added when missing; missing folders are created)")
     encode.add_argument("--sample", action="store_true", help="one posterior sample per sentence, not the mean")
     encode.add_argument("--seed", type=int, default=0, help="seed of the posterior samples (default 0)")
 
@@ -94,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     near.add_argument("--metric", default="cosine", help="cosine | euclidean (default cosine)")
 
     evaluate = commands.add_parser("evaluate", help="IW-NLL, PPL, -ELBO, KL, MI, AU, BLEU of a split; writes results.json")
-    add_run_dir(evaluate)
+    add_run_dir(evaluate, precision=True)
     evaluate.add_argument("--split", default="test", help="train | valid | test (default test)")
     evaluate.add_argument("--file", help="score this text file instead of a split of the run's corpus")
     evaluate.add_argument("--iw-samples", type=int, default=500,
@@ -102,20 +116,22 @@ def build_parser() -> argparse.ArgumentParser:
                                "0 = report the ELBO bound)")
     evaluate.add_argument("--samples", type=int, default=500, help="prior samples for distinct-n/self-BLEU (0 = skip)")
     evaluate.add_argument("--no-bleu", action="store_true", help="skip reconstruction BLEU")
-    evaluate.add_argument("--batch-size", type=int, default=128)
-    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--batch-size", type=int, default=128,
+                          help="sentences scored at once (default 128); lower it if memory runs out")
+    evaluate.add_argument("--seed", type=int, default=0,
+                          help="seeds the posterior and importance samples and the prior samples (default 0)")
     evaluate.add_argument("--mi-draws", type=int, default=1,
                           help="draws of z for the MI estimate: more report their mean and sd (mi_sd); default 1")
 
     score = commands.add_parser("score", help="per-sentence -ELBO, IW-NLL and NLL per token of a file's lines")
-    add_run_dir(score)
+    add_run_dir(score, precision=True)
     score.add_argument("file", help="text file, one sentence per line (blank lines are skipped)")
-    score.add_argument("--out", required=True, help="scores.jsonl or scores.csv (by extension)")
+    score.add_argument("--out", required=True, help="scores.jsonl or scores.csv (by extension; missing folders are created)")
     score.add_argument("--iw-samples", type=int, default=100, help="importance samples per sentence (default 100)")
     score.add_argument("--seed", type=int, default=0)
 
     detect = commands.add_parser("detect", help="ROC-AUC and average precision of the scores on inliers vs outliers")
-    add_run_dir(detect)
+    add_run_dir(detect, precision=True)
     detect.add_argument("--inliers", required=True, help="text file of normal sentences")
     detect.add_argument("--outliers", required=True, help="text file of anomalous sentences")
     detect.add_argument("--iw-samples", type=int, default=100)
@@ -134,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     corpus = commands.add_parser("corpus", help="write the embedded synthetic corpus to a folder")
     corpus.add_argument("out_dir")
     corpus.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(commands=commands.choices)  # each subcommand's parser, by name (scripts/ rename theirs)
     return parser
 
 
@@ -151,6 +168,43 @@ def add_decoding(parser: argparse.ArgumentParser, seed: int | None = None) -> No
     parser.add_argument("--max-length", type=int, default=50, help="most tokens per sentence (default 50)")
     parser.add_argument("--ban-unk", action="store_true", help="never emit <unk>")
     parser.add_argument("--seed", type=int, default=seed, help="makes sampling reproducible")
+
+
+def version() -> str:
+    """The installed package's version (the source tree's when it is not installed)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed_version
+
+    try:
+        return installed_version("textvae")
+    except PackageNotFoundError:
+        from . import __version__
+
+        return __version__
+
+
+def output_path(out: str, suffix: str | None = None) -> Path:
+    """The file an --out names (with `suffix` added when it lacks it, as numpy.save does), its folder created;
+    a folder that cannot be created is one line."""
+    path = Path(out)
+    if suffix and path.suffix != suffix:
+        path = path.with_name(path.name + suffix)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise TextVAEError(f"--out {out}: cannot create the folder {path.parent} ({error.strerror}); choose "
+                           "another --out") from None
+    if path.is_dir():
+        raise TextVAEError(f"--out {out} is a folder; give a file name, e.g. {path / ('out' + (suffix or '.jsonl'))}")
+    return path
+
+
+def write_output(path: Path, write) -> None:
+    """Call write(path), turning an OS failure (no permission, full disk) into one line."""
+    try:
+        write(path)
+    except OSError as error:
+        raise TextVAEError(f"could not write {path} ({error.strerror or error}); choose another --out") from None
 
 
 def decoding(args: argparse.Namespace) -> dict:
@@ -181,11 +235,20 @@ def run_train(args: argparse.Namespace) -> None:
     summary = train(config, out, resume=args.resume)
     best = summary["best_valid"]
     print(f"run dir: {out}")
-    print(f"trained {summary['steps']} steps; best valid at step {best['step']}: -ELBO {best['loss']:.3f} "
+    if summary.get("already_finished"):
+        reason = summary["already_finished"]
+        key = re.search(r"train\.\w+", reason)
+        print(f"nothing to train: the run has finished ({reason}); to train on, raise the limit: textvae train "
+              f"--out {out} --resume --set {key.group(0) if key else 'train.max_epochs'}=...")
+    steps, precision = summary["steps"], f" in {summary['precision']}" if summary.get("precision") else ""
+    print(f"trained {steps} step{'' if steps == 1 else 's'}{precision}; best valid at step {best['step']}: -ELBO {best['loss']:.3f} "
           f"= rec {best['rec']:.3f} + KL {best['kl']:.3f} nats/sentence, PPL bound {best['ppl_bound']:.2f}")
 
 
 def run_evaluate(args: argparse.Namespace, vae) -> None:
+    from .runtime import describe_precision
+
+    print(f"evaluating in {describe_precision(args.precision, vae.dtype)}", file=sys.stderr)
     results = vae.evaluate(split=args.split, file=args.file, iw_samples=args.iw_samples, batch_size=args.batch_size,
                            seed=args.seed, bleu=not args.no_bleu, samples=args.samples, mi_draws=args.mi_draws)
     rows = [(key, value) for key, value in results.items() if key != "kl_per_dim"]
@@ -199,17 +262,21 @@ def run_evaluate(args: argparse.Namespace, vae) -> None:
 
 
 def run_score(args: argparse.Namespace, vae) -> None:
+    out = output_path(args.out)  # before the scoring: a bad --out fails at once
     rows = vae.score(file=args.file, iw_samples=args.iw_samples, seed=args.seed)
-    out = Path(args.out)
-    if out.suffix == ".csv":
-        import csv
 
-        with open(out, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-    else:
-        out.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    def write(path: Path) -> None:
+        if path.suffix == ".csv":
+            import csv
+
+            with open(path, "w", newline="", encoding="utf-8") as handle:
+                writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+        else:
+            path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+
+    write_output(out, write)
     print(f"wrote {len(rows)} scored sentences to {out}")
 
 
@@ -232,11 +299,11 @@ def run_generation(args: argparse.Namespace, vae) -> None:
     """The commands that decode latent codes, each printing one sentence a line (with its step or value)."""
     options = decoding(args)
     if args.command == "sample":
-        for line in vae.sample(args.n, **options):
-            print(line)
+        for line in vae.iter_sample(args.n, **options):  # printed as decoded: any -n in bounded memory
+            print(shown(line))
     elif args.command == "reconstruct":
         for source, output in zip(args.sentences, vae.reconstruct(args.sentences, **options)):
-            print(f"{source}\t->\t{output}")
+            print(f"{source}\t->\t{shown(output)}")
     elif args.command == "interpolate":
         from .latent_space import collapse_repeats
 
@@ -245,18 +312,18 @@ def run_generation(args: argparse.Namespace, vae) -> None:
         path = vae.interpolate(args.first, args.second, args.steps, args.path, **options)
         steps = collapse_repeats(path) if args.collapse else list(enumerate(path))
         for step, line in steps:
-            print(f"{step}\t{line}")
+            print(f"{step}\t{shown(line)}")
     elif args.command == "analogy":
-        print(vae.analogy(args.a, args.b, args.c, **options))
+        print(shown(vae.analogy(args.a, args.b, args.c, **options)))
     elif args.command == "traverse":
         from .latent_space import traversal_values
 
         lines = vae.traverse(args.sentence, args.dim, args.span, args.steps, **options)
         for value, line in zip(traversal_values(args.span, args.steps).tolist(), lines):
-            print(f"{value:+.2f}\t{line}")
+            print(f"{value:+.2f}\t{shown(line)}")
     elif args.command == "neighbourhood":
-        for line in vae.neighbourhood(args.sentence, args.n, args.radius, **options):
-            print(line)
+        for line in vae.iter_neighbourhood(args.sentence, args.n, args.radius, **options):
+            print(shown(line))
 
 
 def run(args: argparse.Namespace) -> None:
@@ -277,7 +344,7 @@ def run(args: argparse.Namespace) -> None:
         return
     from .api import load
 
-    vae = load(args.run_dir, device=args.device, precision=args.precision)
+    vae = load(args.run_dir, device=args.device, precision=getattr(args, "precision", "auto"))
     vae.progress = sys.stderr.isatty()  # bars with ETA for long IW-NLL runs, not in logs or pipes
     if args.command in GENERATION_COMMANDS:
         run_generation(args, vae)
@@ -286,16 +353,17 @@ def run(args: argparse.Namespace) -> None:
 
         from .api import read_lines
 
+        out = output_path(args.out, ".npy")  # numpy.save adds .npy: name the file it writes
         lines = read_lines(args.file, "encode")
         vectors = vae.encode(lines, sample=args.sample, seed=args.seed)
-        np.save(args.out, vectors)
-        print(f"wrote {vectors.shape[0]} vectors of size {vectors.shape[1]} to {args.out}")
+        write_output(out, lambda path: np.save(path, vectors))
+        print(f"wrote {vectors.shape[0]} vectors of size {vectors.shape[1]} to {out}")
     elif args.command == "nearest":
         for query in args.query:
-            found = vae.nearest(query, file=args.corpus, k=args.k, metric=args.metric)
+            found = vae.nearest(query, file=args.corpus, k=args.k, metric=args.metric, line_numbers=True)
             print(f"query: {query}")
-            for rank, (sentence, score) in enumerate(found, 1):
-                print(f"{rank}\t{score:.4f}\t{sentence}")
+            for rank, (number, sentence, score) in enumerate(found, 1):
+                print(f"{rank}\t{score:.4f}\tline {number}\t{sentence}")
     elif args.command == "evaluate":
         run_evaluate(args, vae)
     elif args.command == "score":
@@ -307,18 +375,28 @@ def run(args: argparse.Namespace) -> None:
             print(f"| {name} | {values['roc_auc']:.4f} | {values['average_precision']:.4f} |")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, script: str | None = None) -> int:
+    """Run `textvae ARGV`; exit status 0, 2 for a mistake (one line on stderr), 128 + N after signal N.
+    `script` (scripts/*.py) names the program in usage and error lines: argv then starts with its command."""
+    parser = build_parser()
+    program = "textvae"
+    if script is not None:
+        program = parser.get_default("commands")[argv[0]].prog = script
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     quiet = getattr(args, "quiet", False) or os.environ.get("RANK", "0") != "0"  # torchrun: rank 0 speaks
     logging.getLogger("textvae").setLevel(logging.WARNING if quiet else logging.INFO)
     try:
         run(args)
     except TextVAEError as error:
-        print(f"textvae: error: {error}", file=sys.stderr)
+        print(f"{program}: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("textvae: interrupted; a training run continues with --resume", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        if isinstance(interrupt, TrainingInterrupted):
+            print(f"{program}: interrupted by {interrupt}", file=sys.stderr)
+            return interrupt.exit_code
+        print(f"\n{program}: interrupted; a training run continues from its last checkpoint with --resume",
+              file=sys.stderr)
         return 130
     return 0
 

@@ -136,16 +136,27 @@ class RunConfig:
 SECTIONS = {"data": DataConfig, "tokenizer": TokenizerConfig, "train": TrainConfig}
 
 
-SYNONYMS = {"learning_rate": "lr", "epochs": "max_epochs", "num_epochs": "max_epochs", "steps": "max_steps"}
+SYNONYMS = {"learning_rate": "lr", "learningrate": "lr", "lr_rate": "lr", "rate": "lr", "epochs": "max_epochs",
+            "num_epochs": "max_epochs", "n_epochs": "max_epochs", "steps": "max_steps", "num_steps": "max_steps",
+            "max_iters": "max_steps", "iterations": "max_steps", "minutes": "max_minutes", "time_limit": "max_minutes",
+            "clip": "grad_clip", "gradient_clip": "grad_clip", "max_grad_norm": "grad_clip", "patience": "early_stopping_patience",
+            "vocabulary_size": "vocab_size", "latent_dim": "latent_size", "z_dim": "latent_size", "hidden_size": "decoder_hidden_size",
+            "emb_size": "embedding_size", "embedding_dim": "embedding_size", "dtype": "precision", "amp": "precision"}
 
 
 def nearest(word: str, candidates: list[str]) -> str:
-    """' (did you mean X?)' for a known synonym or the closest candidate, or a list of the valid ones."""
+    """' (did you mean X?)' for the likeliest intended key, or a list of the valid ones. Tried in order: a known
+    synonym (learning_rate → lr), a candidate that is one of the word's own parts (lr_rate → lr), then the
+    closest spellings (difflib), up to three."""
     if SYNONYMS.get(word) in candidates:
         return f" (did you mean '{SYNONYMS[word]}'?)"
-    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.5)
+    parts = [part for part in word.split("_") if part]
+    whole_parts = [part for part in parts if part in candidates]
+    if whole_parts:
+        return f" (did you mean '{whole_parts[0]}'?)"
+    close = difflib.get_close_matches(word, candidates, n=3, cutoff=0.6)
     if close:
-        return f" (did you mean '{close[0]}'?)"
+        return " (did you mean " + " or ".join(f"'{match}'" for match in close) + "?)"
     return f" (valid keys: {', '.join(sorted(candidates))})"
 
 

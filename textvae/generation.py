@@ -59,7 +59,25 @@ class DecodingOptions:
         for name in settings:
             if name not in names:
                 raise TextVAEError(f"unknown decoding option '{name}'; choose from {', '.join(names)}")
-        return cls(**settings)
+        options = cls(**settings)
+        options.check_applies()
+        return options
+
+    def check_applies(self) -> None:
+        """Refuse an option the strategy would ignore (`--strategy beam --top-p 0.5`), rather than drop it
+        silently; options left at their defaults pass. The API and the CLI build their options through `build`."""
+        for name, strategies in APPLIES_TO.items():
+            value = getattr(self, name)
+            if self.strategy not in strategies and value != DEFAULTS[name]:
+                flag = "--" + name.replace("_", "-")
+                raise TextVAEError(f"{name} ({flag}) {value!r} does nothing with strategy '{self.strategy}': it applies "
+                                   f"to {', '.join(strategies)}; remove it or choose one of those strategies")
+
+
+# The options each strategy reads; the others must keep their defaults (DecodingOptions.build refuses a change).
+APPLIES_TO = {"temperature": ("sample", "top-k", "top-p"), "top_k": ("top-k",), "top_p": ("top-p",),
+              "beam_size": ("beam",), "length_penalty": ("beam",)}
+DEFAULTS = {field.name: field.default for field in fields(DecodingOptions)}
 
 
 def is_number(value) -> bool:

@@ -11,6 +11,16 @@ import torch
 from .errors import TextVAEError
 
 PATHS = ("linear", "slerp")
+MAX_STEPS = 100_000  # points on a path or sweep: far past where neighbouring points decode alike
+
+
+def check_steps(steps, what: str = "steps") -> None:
+    """Fail with one line unless `steps` is a whole number from 2 to MAX_STEPS."""
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 2:
+        raise TextVAEError(f"{what}: must be a whole number >= 2 (the two ends included), got {steps!r}")
+    if steps > MAX_STEPS:
+        raise TextVAEError(f"{what}: at most {MAX_STEPS:,} points, got {steps:,}; neighbouring points that close "
+                           "decode to the same sentence: use fewer steps")
 METRICS = ("cosine", "euclidean")
 
 
@@ -49,8 +59,7 @@ def latent_path(start: torch.Tensor, end: torch.Tensor, steps: int, path: str = 
     """`steps` points (ends included) on the chosen path between two codes."""
     if path not in PATHS:
         raise TextVAEError(f"path: '{path}' is not one of {', '.join(PATHS)}")
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 2:
-        raise TextVAEError(f"steps: must be a whole number >= 2 (the two ends included), got {steps!r}")
+    check_steps(steps)
     return (slerp_path if path == "slerp" else linear_path)(start, end, steps)
 
 
@@ -64,8 +73,7 @@ def traversal_values(span: float, steps: int) -> torch.Tensor:
     if not isinstance(span, (int, float)) or isinstance(span, bool) or not span > 0:
         raise TextVAEError(f"span: must be a number > 0 (how far from 0 to go, in prior standard deviations), "
                            f"got {span!r}")
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 2:
-        raise TextVAEError(f"steps: must be a whole number >= 2, got {steps!r}")
+    check_steps(steps)
     return torch.linspace(-float(span), float(span), steps)
 
 

@@ -132,6 +132,16 @@ def load_checkpoint(out_dir: Path, model: TextVAE, optimizer, scheduler,
     return TrainerState(**payload["state"])
 
 
+def peek_state(out_dir: Path) -> TrainerState | None:
+    """The TrainerState of a run dir's checkpoint, read without building a model (the weights are mapped, not
+    read); None when the file cannot be read that way (load_checkpoint then says what is wrong)."""
+    try:
+        payload = torch.load(out_dir / CHECKPOINT, map_location="cpu", weights_only=False, mmap=True)
+        return TrainerState(**payload["state"])
+    except Exception:  # damaged, truncated or foreign files: reported by load_checkpoint
+        return None
+
+
 class MetricsLog:
     """metrics.jsonl: one JSON object a line; on resume, lines after the checkpoint's step are dropped."""
 

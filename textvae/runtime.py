@@ -67,10 +67,18 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype:
     if name not in PRECISIONS:
         raise TextVAEError(f"precision: unknown value '{name}'; use one of auto, {', '.join(PRECISIONS)}")
     dtype = PRECISIONS[name]
+    if device.type == "cpu" and dtype == torch.float16:  # oneDNN's fp16 LSTM is missing or crashes on many CPUs
+        raise TextVAEError("precision: fp16 is for CUDA GPUs (with loss scaling); on a CPU use bf16 (fast with "
+                           "AVX-512 BF16 or AMX), fp32, or auto, which picks between them")
     if device.type == "cpu" and not cpu_supports(dtype):
         raise TextVAEError(f"precision: torch's CPU kernels for {name} (oneDNN, which runs the LSTMs) need AVX-512 "
                            f"instructions this processor lacks; use precision fp32 or auto")
     return dtype
+
+
+def describe_precision(name: str, dtype: torch.dtype) -> str:
+    """The precision in use, in words for a log line: 'bf16', or 'bf16 (picked by auto)'."""
+    return precision_name(dtype) + (" (picked by auto)" if name == "auto" else "")
 
 
 def precision_name(dtype: torch.dtype) -> str:

@@ -14,7 +14,10 @@ import logging
 import math
 import random
 import shutil
+import signal
+import threading
 import time
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,7 +42,7 @@ from .config import RunConfig, TrainConfig, save_config
 from .data import Batch, TokenizedSplit, iterate_batches, load_corpus, prepare_split
 from .distributed import Workers, teardown
 from .distributed import setup as setup_workers
-from .errors import TextVAEError
+from .errors import TextVAEError, TrainingInterrupted
 from .evaluation import evaluate_split
 from .logging_sinks import TENSORBOARD_DIR, TensorBoardLog, require_tensorboard
 from .modeling import TextVAE, build_model_config, check_model_section
@@ -53,12 +56,14 @@ from .run_dir import (
     TrainerState,
     apply_new_lr,
     load_checkpoint,
+    peek_state,
     prepare_out_dir,
+    resumed_config,
     save_checkpoint,
     save_model,
     weights_mismatch,
 )
-from .runtime import autocast, free_memory, keep_freed_memory, resolve_precision
+from .runtime import autocast, describe_precision, free_memory, keep_freed_memory, precision_name, resolve_precision
 from .streaming import StreamingTrainSplit, load_streaming_splits
 from .tokenization import (
     build_tokenizer,
@@ -76,6 +81,88 @@ class Diverged(TextVAEError):
     def __init__(self, what: str, value: float, step: int, lr: float):
         super().__init__(f"the {what} became {value} at step {step} (train.lr is {lr:g})")
         self.lr = lr
+
+
+class StopRequests:
+    """Turns SIGINT and SIGTERM into a request the training loop honours after the step in flight, instead of
+    losing the work since the last checkpoint; a second SIGINT interrupts at once (the last checkpoint is kept).
+    Handlers are installed only from the main thread (Python allows no others) and restored on exit."""
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __init__(self) -> None:
+        self.received: signal.Signals | None = None
+        self.previous: dict[signal.Signals, Any] = {}
+
+    def __enter__(self) -> StopRequests:
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                number = getattr(signal, name, None)
+                if number is not None:
+                    self.previous[number] = signal.signal(number, self.handle)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+
+    def handle(self, number: int, frame) -> None:
+        if self.received is not None and number == signal.SIGINT:
+            raise KeyboardInterrupt  # asked twice: stop now, the last checkpoint stays as it is
+        self.received = signal.Signals(number)
+        tqdm.write(f"textvae: {self.received.name} received: finishing this step, then checkpointing "
+                   "(Ctrl-C again stops at once)", file=sys.stderr)
+
+
+def limit_reached(state: TrainerState, settings: TrainConfig) -> str | None:
+    """The limit that ends training for a run at `state` under `settings`, in words (with the key that raises
+    it), or None while it may train on. Asked again on resume, so a finished run stays finished unless a
+    new --set raises the limit that ended it."""
+    if settings.max_steps and state.step >= settings.max_steps:
+        return f"it reached train.max_steps={settings.max_steps}"
+    if state.epoch >= settings.max_epochs:
+        return f"it reached train.max_epochs={settings.max_epochs}"
+    if settings.max_minutes and state.train_seconds >= 60 * settings.max_minutes:
+        return f"it reached train.max_minutes={settings.max_minutes:g}"
+    last = state.history[-1] if state.history else {}
+    if (settings.early_stopping_patience and state.evals_since_best >= settings.early_stopping_patience
+            and not last.get("pretraining")):
+        return (f"it stopped early: no improvement in {state.evals_since_best} validations "
+                f"(train.early_stopping_patience={settings.early_stopping_patience})")
+    if settings.lr_decay_max and state.lr_decays >= settings.lr_decay_max:
+        return f"the LR decayed {state.lr_decays} times (train.lr_decay_max={settings.lr_decay_max})"
+    return None
+
+
+def run_summary(state: TrainerState, settings: TrainConfig, already_finished: str | None = None) -> dict[str, Any]:
+    """What `train` returns: the best and last validation, steps, epochs, training time, the precision of the
+    last validation (None in runs from before it was logged); `already_finished` says why a resumed run had
+    nothing left to train (None when it trained)."""
+    candidates = [record for record in state.history if not record.get("pretraining")] or state.history
+    best = min(candidates, key=lambda record: judged_loss(record, settings))
+    return {"best_valid": best, "last_valid": state.history[-1], "steps": state.step, "epochs": state.epoch,
+            "train_seconds": state.train_seconds, "precision": state.history[-1].get("precision"),
+            "already_finished": already_finished}
+
+
+def finished_without_loading(out_dir: Path, config: RunConfig) -> dict[str, Any] | None:
+    """On resume, the summary of a run that has nothing left to train under `config` (a limit reached, its
+    last validation at its last step, and its best model saved), read from the checkpoint alone, before any
+    data is loaded; None when it must be loaded (to train on, to finish what a kill cut short, or to check a
+    changed model section against the checkpoint)."""
+    state = peek_state(out_dir)
+    if state is None or not state.history or state.history[-1]["step"] != state.step:
+        return None
+    if config.model != resumed_config(out_dir, ()).model:  # --set model.*: the full load says what does not fit
+        return None
+    reason = limit_reached(state, config.train)
+    model_file = out_dir / "model.safetensors"
+    best_saved = state.evals_since_best > 0 or (
+        model_file.exists() and model_file.stat().st_mtime_ns >= (out_dir / CHECKPOINT).stat().st_mtime_ns)
+    if reason is None or not best_saved:
+        return None
+    logger.info(f"{out_dir} has finished training: {reason}")
+    return run_summary(state, config.train, reason)
 
 
 def diverged_advice(error: Diverged, out_dir: Path) -> str:
@@ -337,12 +424,25 @@ def train(config: RunConfig, out_dir: str | Path, resume: bool = False) -> dict[
     if settings.tensorboard:
         require_tensorboard()  # a missing package fails now, not after the data is read
     workers, device = setup_workers(select_device(settings.device))
+    resolve_precision(settings.precision, device)  # fp16 on a CPU, say, fails before the run dir is made
+    created = not out_dir.exists()
     with contextlib.ExitStack() as cleanup:  # closes what the loop opens (the TensorBoard writer), even on errors
         cleanup.callback(teardown, workers)
         try:
             return train_loop(config, out_dir, resume, workers, device, cleanup)
         except Diverged as error:
             raise TextVAEError(diverged_advice(error, out_dir)) from None
+        except BaseException:
+            if created and workers.is_main:
+                remove_unused_run_dir(out_dir)
+            raise
+
+
+def remove_unused_run_dir(out_dir: Path) -> None:
+    """Remove the run dir a failed run created before it checkpointed anything: an empty or half-made folder
+    would only be in the way (and look like a run); one with a checkpoint is kept for --resume."""
+    if out_dir.is_dir() and not (out_dir / CHECKPOINT).exists() and not (out_dir / "model.safetensors").exists():
+        shutil.rmtree(out_dir, ignore_errors=True)
 
 
 def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers, device: torch.device,
@@ -351,6 +451,10 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
     if workers.is_main:
         prepare_out_dir(out_dir, resume)
     workers.barrier()
+    if resume:
+        done = finished_without_loading(out_dir, config)
+        if done is not None:
+            return done
     hf_logging.disable_progress_bar()
     if not settings.progress_bar or not workers.is_main:
         datasets.disable_progress_bars()  # --quiet: no "Generating train split" bars either
@@ -358,6 +462,7 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
         torch.set_num_threads(settings.num_threads)
     seed_everything(settings.seed)
     dtype = resolve_precision(settings.precision, device)
+    logger.info(f"training on {device} in {describe_precision(settings.precision, dtype)}")
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
     if device.type == "cpu":
         keep_freed_memory()
@@ -384,16 +489,21 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
 
     if resume:
         state = load_checkpoint(out_dir, model, optimizer, scheduler, scaler, draws, encoder_optimizer)
-        state.finished = False  # the resumed run's own limits decide when it ends
+        # the resumed run's own limits decide: a finished run stays finished unless --set raised what ended it
+        state.finished = limit_reached(state, settings) is not None
         apply_new_lr(state, out_dir, settings.lr, [optimizer, encoder_optimizer])
         at_validation = bool(state.history) and state.history[-1]["step"] == state.step
+        already_finished = limit_reached(state, settings) if at_validation else None  # else: validate once more
         if state.evals_since_best == 0 and at_validation and workers.is_main:
             save_model(model, out_dir)  # the checkpoint's weights are the best: redo a save a kill may have cut
-        logger.info(f"resumed at step {state.step} (epoch {state.epoch}, batch {state.batch_in_epoch})")
+        if already_finished is None:
+            logger.info(f"resumed at step {state.step} (epoch {state.epoch}, batch {state.batch_in_epoch})")
+        else:
+            logger.info(f"{out_dir} has finished training: {already_finished}")
     else:
         if settings.init_from:
             start_from_run(model, Path(settings.init_from), settings)
-        state = TrainerState(train_lr=settings.lr)
+        state, already_finished = TrainerState(train_lr=settings.lr), None
         if workers.is_main:
             model.config.save_pretrained(str(out_dir))
             (out_dir / METRICS).unlink(missing_ok=True)  # left by a run that died before its first checkpoint
@@ -431,7 +541,8 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
             results = evaluate_split(model, splits["valid"], settings.eval_batch_size, seed=settings.seed, dtype=dtype)
             record = {"step": state.step, "epoch": state.epoch, "split": "valid", "loss": results["neg_elbo"],
                       "rec": results["rec"], "kl": results["kl"], "kl_weight": kl_weight(state.step, settings),
-                      "ppl_bound": results["ppl_bound"], "train_seconds": round(state.train_seconds, 1)}
+                      "ppl_bound": results["ppl_bound"], "train_seconds": round(state.train_seconds, 1),
+                      "precision": precision_name(dtype)}
             record.update({key: results[key] for key in ("mi", "au") if key in results})  # collapse diagnostics
             if pretraining():
                 record["pretraining"] = True  # an autoencoder-phase model: not a candidate for the best
@@ -551,70 +662,89 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
             return False
         return bool(workers.from_main(state.train_seconds >= 60 * settings.max_minutes))
 
+    def stop_requested() -> bool:
+        """Whether a SIGINT/SIGTERM asked training to stop (on any process: all of them stop at the same step)."""
+        asked = stops.received is not None
+        if workers.distributed:
+            asked = workers.all_sum(float(asked), device) > 0
+        return asked
+
+    def stop_for_signal() -> None:
+        """Checkpoint the step just finished (rank 0 writes, atomically) and end training with TrainingInterrupted."""
+        if workers.is_main:
+            save_checkpoint(out_dir, model, optimizer, scheduler, state, scaler, draws, encoder_optimizer)
+        workers.barrier()
+        bar.close()  # before the message, so that it gets a line of its own
+        received = stops.received or signal.SIGTERM  # another process received it
+        logger.info(f"{received.name}: checkpointed step {state.step}")
+        raise TrainingInterrupted(received.name, 128 + int(received), state.step, out_dir)
+
     window_tokens, window_start = 0, time.perf_counter()
     step_start = window_start
-    while not state.finished and state.epoch < settings.max_epochs:
-        trained.train()
-        for batch in train_batches(splits["train"], settings.batch_size, special, settings.seed, state.epoch,
-                                   state.batch_in_epoch):
-            state.batch_in_epoch += 1
-            if len(batch.indices) < workers.world_size:  # too few sentences to give every process one
-                continue
-            if settings.pretrain_ae_steps and state.step >= settings.pretrain_ae_steps and not state.decoder_reset:
-                start_vae_phase()
-            inner_steps, updated = 0, None
-            if state.step < settings.warmup_steps:  # linear warm-up
-                for group in optimizer.param_groups:
-                    group["lr"] = settings.lr * (state.step + 1) / settings.warmup_steps
-            if aggressive_now():  # the encoder catches up first; then the joint step updates the decoder alone
-                for group in encoder_optimizer.param_groups:  # the encoder's LR follows the decayed one
-                    group["lr"] = optimizer.param_groups[0]["lr"]
-                inner_steps = aggressive_inner_loop(encoder_update, batch, draw_inner_batch,
-                                                    settings.aggressive_max_inner_steps, settings.aggressive_window)
-                updated = decoder_parameters(model)
-            rows = workers.rows(len(batch.indices))
-            loss = training_step(trained, optimizer, batch.token_ids.to(device), batch.lengths, state.step,
-                                 settings, special, dtype, scaler, draws, rows, workers.world_size,
-                                 state.kl_multiplier, updated)
-            if settings.target_rate and not pretraining():
-                batch_kl = workers.all_sum(float(loss.kl) * workers.share(len(batch.indices)), device)
-                state.kl_multiplier = updated_multiplier(state.kl_multiplier, batch_kl / len(batch.indices), settings)
-            state.step += 1
-            window_tokens += batch.predicted_tokens
-            state.train_seconds += time.perf_counter() - step_start
-            bar.update(1)
+    with StopRequests() as stops:
+        while not state.finished and state.epoch < settings.max_epochs:
+            trained.train()
+            for batch in train_batches(splits["train"], settings.batch_size, special, settings.seed, state.epoch,
+                                       state.batch_in_epoch):
+                state.batch_in_epoch += 1
+                if len(batch.indices) < workers.world_size:  # too few sentences to give every process one
+                    continue
+                if settings.pretrain_ae_steps and state.step >= settings.pretrain_ae_steps and not state.decoder_reset:
+                    start_vae_phase()
+                inner_steps, updated = 0, None
+                if state.step < settings.warmup_steps:  # linear warm-up
+                    for group in optimizer.param_groups:
+                        group["lr"] = settings.lr * (state.step + 1) / settings.warmup_steps
+                if aggressive_now():  # the encoder catches up first; then the joint step updates the decoder alone
+                    for group in encoder_optimizer.param_groups:  # the encoder's LR follows the decayed one
+                        group["lr"] = optimizer.param_groups[0]["lr"]
+                    inner_steps = aggressive_inner_loop(encoder_update, batch, draw_inner_batch,
+                                                        settings.aggressive_max_inner_steps, settings.aggressive_window)
+                    updated = decoder_parameters(model)
+                rows = workers.rows(len(batch.indices))
+                loss = training_step(trained, optimizer, batch.token_ids.to(device), batch.lengths, state.step,
+                                     settings, special, dtype, scaler, draws, rows, workers.world_size,
+                                     state.kl_multiplier, updated)
+                if settings.target_rate and not pretraining():
+                    batch_kl = workers.all_sum(float(loss.kl) * workers.share(len(batch.indices)), device)
+                    state.kl_multiplier = updated_multiplier(state.kl_multiplier, batch_kl / len(batch.indices), settings)
+                state.step += 1
+                window_tokens += batch.predicted_tokens
+                state.train_seconds += time.perf_counter() - step_start
+                bar.update(1)
 
-            if state.step % settings.log_every == 0:
-                elapsed = time.perf_counter() - window_start
-                tokens_per_s = window_tokens / elapsed if elapsed > 0 else 0.0
-                record = {"step": state.step, "epoch": state.epoch, "split": "train", "loss": loss.value,
-                          "rec": float(loss.rec), "kl": float(loss.kl), "kl_weight": loss.kl_weight,
-                          "lr": optimizer.param_groups[0]["lr"], "tokens_per_s": round(tokens_per_s, 1)}
-                if settings.target_rate:
-                    record["kl_multiplier"] = state.kl_multiplier
-                if inner_steps:
-                    record["inner_steps"] = inner_steps
-                log(record)
-                bar.set_postfix(loss=f"{loss.value:.2f}", kl=f"{float(loss.kl):.2f}", tok_s=f"{tokens_per_s:.0f}")
-                window_tokens, window_start = 0, time.perf_counter()
-            if settings.eval_every and state.step % settings.eval_every == 0:
-                evaluate_and_checkpoint()
-                window_tokens, window_start = 0, time.perf_counter()
-            checkpoint_between_evaluations()
-            if state.finished or (settings.max_steps and state.step >= settings.max_steps) or over_time():
-                state.finished = True
-                break
-            step_start = time.perf_counter()
-        else:
-            state.epoch += 1
-            state.batch_in_epoch = 0
-            if not settings.eval_every:
-                evaluate_and_checkpoint()
+                if state.step % settings.log_every == 0:
+                    elapsed = time.perf_counter() - window_start
+                    tokens_per_s = window_tokens / elapsed if elapsed > 0 else 0.0
+                    record = {"step": state.step, "epoch": state.epoch, "split": "train", "loss": loss.value,
+                              "rec": float(loss.rec), "kl": float(loss.kl), "kl_weight": loss.kl_weight,
+                              "lr": optimizer.param_groups[0]["lr"], "tokens_per_s": round(tokens_per_s, 1)}
+                    if settings.target_rate:
+                        record["kl_multiplier"] = state.kl_multiplier
+                    if inner_steps:
+                        record["inner_steps"] = inner_steps
+                    log(record)
+                    bar.set_postfix(loss=f"{loss.value:.2f}", kl=f"{float(loss.kl):.2f}", tok_s=f"{tokens_per_s:.0f}")
+                    window_tokens, window_start = 0, time.perf_counter()
+                if settings.eval_every and state.step % settings.eval_every == 0:
+                    evaluate_and_checkpoint()
+                    window_tokens, window_start = 0, time.perf_counter()
+                checkpoint_between_evaluations()
+                if state.finished or (settings.max_steps and state.step >= settings.max_steps) or over_time():
+                    state.finished = True
+                    break
+                if stop_requested():
+                    stop_for_signal()
                 step_start = time.perf_counter()
-    bar.close()
-    if not state.history or state.history[-1]["step"] != state.step:
-        evaluate_and_checkpoint()
-    candidates = [record for record in state.history if not record.get("pretraining")] or state.history
-    best = min(candidates, key=lambda record: judged_loss(record, settings))
-    return {"best_valid": best, "last_valid": state.history[-1], "steps": state.step, "epochs": state.epoch,
-            "train_seconds": state.train_seconds}
+            else:
+                state.epoch += 1
+                state.batch_in_epoch = 0
+                if not settings.eval_every:
+                    evaluate_and_checkpoint()
+                    step_start = time.perf_counter()
+                if stop_requested():
+                    stop_for_signal()
+        bar.close()
+        if not state.history or state.history[-1]["step"] != state.step:
+            evaluate_and_checkpoint()
+    return run_summary(state, settings, already_finished)

@@ -43,7 +43,7 @@ class TextVAE(PreTrainedModel):
 
     config_class = TextVAEConfig
     base_model_prefix = "textvae"
-    main_input_name = "token_ids"
+    main_input_name = "input_ids"
 
     def __init__(self, config: TextVAEConfig):
         super().__init__(config)
@@ -91,13 +91,23 @@ class TextVAE(PreTrainedModel):
         summary = self.encoder(token_ids[:, 1:], lengths - 1)
         return self.posterior(summary)
 
-    def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor, decoder_input_ids: torch.Tensor | None = None,
-                z: torch.Tensor | None = None, sample_z: bool = True, generator: torch.Generator | None = None,
-                noise: torch.Tensor | None = None) -> TextVAEOutput:
-        """The ELBO's pieces for a batch. `decoder_input_ids` overrides the teacher-forced inputs (word
-        dropout); `z` overrides the latent code; `sample_z=False` decodes from the posterior mean;
-        `generator` supplies the posterior noise (evaluation keeps training's random stream untouched),
-        or `noise` (batch, latent) gives the standard-normal draws themselves (training)."""
+    def forward(self, token_ids: torch.Tensor | None = None, lengths: torch.Tensor | None = None,
+                decoder_input_ids: torch.Tensor | None = None, z: torch.Tensor | None = None, sample_z: bool = True,
+                generator: torch.Generator | None = None, noise: torch.Tensor | None = None,
+                input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None) -> TextVAEOutput:
+        """The ELBO's pieces for a batch, given either as `token_ids` (<bos> words <eos> <pad>...) with their
+        `lengths`, or as a tokenizer returns it: `model(**tokenizer(texts, padding=True, return_tensors="pt"))`,
+        `input_ids` holding the words alone and `attention_mask` marking them (either padding side).
+        `decoder_input_ids` overrides the teacher-forced inputs (word dropout); `z` overrides the latent code;
+        `sample_z=False` decodes from the posterior mean; `generator` supplies the posterior noise (evaluation
+        keeps training's random stream untouched), or `noise` (batch, latent) gives the standard-normal draws
+        themselves (training)."""
+        if input_ids is not None:
+            if token_ids is not None:
+                raise ValueError("give token_ids and lengths, or input_ids (and attention_mask), not both")
+            token_ids, lengths = self.wrap_words(input_ids, attention_mask)
+        elif token_ids is None or lengths is None:
+            raise ValueError("forward needs token_ids and lengths, or input_ids (and attention_mask) from a tokenizer")
         mean = logvar = kl = None
         if self.config.has_latent:
             mean, logvar = self.encode(token_ids, lengths)
@@ -106,6 +116,21 @@ class TextVAE(PreTrainedModel):
                 z = reparameterize(mean, logvar, generator=generator, noise=noise) if sample_z else mean
         rec_nll, token_counts = self.reconstruction_nll(token_ids, lengths, z, decoder_input_ids)
         return TextVAEOutput(rec_nll=rec_nll, kl=kl, mean=mean, logvar=logvar, z=z, token_counts=token_counts)
+
+    def wrap_words(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A tokenizer's batch (words only, padded on either side, attention_mask 1 on words) as token_ids
+        <bos> words <eos> <pad>... and lengths, the form the model reads."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        words = attention_mask.sum(dim=1)
+        token_ids = torch.full((input_ids.size(0), (int(words.max()) if words.numel() else 0) + 2), self.config.pad_token_id,
+                               dtype=torch.long, device=input_ids.device)
+        for row in range(input_ids.size(0)):
+            kept = input_ids[row][attention_mask[row].bool()]
+            token_ids[row, 0] = self.config.bos_token_id
+            token_ids[row, 1: 1 + kept.numel()] = kept
+            token_ids[row, 1 + kept.numel()] = self.config.eos_token_id
+        return token_ids, (words + 2).to(torch.long).cpu()
 
     def reconstruction_nll(self, token_ids: torch.Tensor, lengths: torch.Tensor, z: torch.Tensor | None,
                            decoder_input_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
