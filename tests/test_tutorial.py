@@ -108,7 +108,7 @@ def run_textvae(command: str, capsys) -> list[str]:
     code = main(argv)
     captured = capsys.readouterr()
     assert code == 0, (command, captured.err)
-    return captured.out.rstrip("\n").splitlines()
+    return captured.out.splitlines()  # a tiny model may decode an empty last sample: its line still counts
 
 
 def has_tensorboard() -> bool:

@@ -254,8 +254,9 @@ class SplitReport:
         if self.tokens and self.out_of_vocabulary / self.tokens > UNKNOWN_WARNING:
             size = f" (now {vocab_size})" if vocab_size is not None else ""
             found.append(f"{name}: {self.out_of_vocabulary / self.tokens:.1%} of the tokens became <unk>: raise "
-                         f"tokenizer.vocab_size{size} or set it to auto, and if punctuation sticks to words "
-                         "(\"light.\") use tokenizer.split: punctuation (configs/corpus.yaml does both)")
+                         f"tokenizer.vocab_size{size} or set it to auto (auto: raise tokenizer.vocab_coverage), use tokenizer.split: "
+                         "punctuation if punctuation sticks to words (\"light.\"; configs/corpus.yaml does both), "
+                         "or train on more text")
         lost = self.too_long_dropped + self.truncated
         if self.lines and lost / self.lines > LOST_WARNING:
             what = "dropped" if self.too_long_dropped else "truncated"
