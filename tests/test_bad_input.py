@@ -117,7 +117,8 @@ def test_empty_train_file(capsys, tmp_path, content):
     folder.mkdir()
     (folder / "train.txt").write_bytes(content)
     line = cli_error(capsys, "train", "--out", tmp_path / "out", *TINY, "--set", f"data.source={folder}")
-    assert str(folder / "train.txt") in line and "is empty" in line and "one sentence per line" in line
+    state = "is empty" if content == b"" else "has only blank lines"
+    assert str(folder / "train.txt") in line and state in line and "one sentence per line" in line
 
 
 def test_non_utf8_line_is_named(capsys, tmp_path):
@@ -387,7 +388,7 @@ def test_empty_valid_file_is_named(capsys, tmp_path):
     folder = write_corpus(tmp_path / "data", test=False)
     (folder / "valid.txt").write_text("\n \n", encoding="utf-8")
     line = cli_error(capsys, "train", "--out", tmp_path / "out", *TINY, "--set", f"data.source={folder}")
-    assert f"valid split: {folder / 'valid.txt'} is empty" in line and "one sentence per line" in line
+    assert f"valid split: {folder / 'valid.txt'} has only blank lines" in line and "one sentence per line" in line
 
 
 def test_a_corpus_with_a_tiny_vocabulary_trains_and_decodes_only_its_words(tmp_path):
@@ -526,7 +527,7 @@ def test_empty_sentences_for_score_and_the_cli(capsys, tmp_path, run_dir):
     blank = tmp_path / "blank.txt"
     blank.write_text("\n \n", encoding="utf-8")
     line = cli_error(capsys, "score", run_dir, blank, "--out", tmp_path / "s.jsonl", "--device", "cpu")
-    assert f"{blank} is empty" in line and "one sentence per line" in line
+    assert f"{blank} has only blank lines" in line and "one sentence per line" in line
 
 
 # ---- divergence -----------------------------------------------------------------------------------

@@ -307,7 +307,7 @@ def test_training_writes_a_run_that_evaluates_samples_and_reconstructs(optimus_r
     assert all(torch.isfinite(torch.tensor(line["loss"])) for line in lines)
     assert (run / ENCODER_TOKENIZER).is_file()
     assert main(["evaluate", str(run), "--split", "test", "--iw-samples", "3", "--samples", "4"]) == 0
-    results = json.loads((run / "results.json").read_text())
+    results = json.loads((run / "results.json").read_text())["test"]  # keyed by what was evaluated
     assert results["sentences"] == 40 and results["nll"] <= results["neg_elbo"] + 1e-3
     capsys.readouterr()
     assert main(["sample", str(run), "-n", "3", "--max-length", "8", "--strategy", "beam", "--beam-size", "2"]) == 0

@@ -23,6 +23,7 @@ from .data import (
     load_corpus,
     prepare_split,
     prepare_texts,
+    split_name,
 )
 from .errors import TextVAEError
 from .evaluation import (
@@ -332,15 +333,28 @@ class TextVAEPipeline:
             return [(number, line, score) for (number, line), score in found]
         return [(line, score) for (_, line), score in found]
 
-    def corpus_split(self, split: str) -> tuple[TokenizedSplit, TokenizedSplit]:
-        """A split of the run's corpus and its train split, tokenized as in training."""
+    def corpus_rows(self, split: str):
+        """The rows (lines, blank ones included) of a split of the run's corpus, as a `datasets` split."""
         if self.run_config is None:
             raise TextVAEError(f"this run has no {TRAIN_CONFIG}, so its corpus is unknown; pass sentences= or file=")
+        corpus = load_corpus(self.run_config.data)
+        name = split_name(split)  # dev, validation, val: valid
+        if name not in corpus:
+            raise TextVAEError(f"split '{split}' not in the run's corpus (splits: {', '.join(corpus)}); "
+                               "pick one of those, or score a text file with file=")
+        return corpus[name], corpus["train"]
+
+    def split_lines(self, split: str) -> int:
+        """How many lines (blank ones included) a split of the run's corpus has."""
+        return len(self.corpus_rows(split)[0])
+
+    def corpus_split(self, split: str, extra_labels: dict[str, list] | None = None
+                     ) -> tuple[TokenizedSplit, TokenizedSplit]:
+        """A split of the run's corpus and its train split, tokenized as in training; `extra_labels` (one
+        value per line of the split) come along as label columns of the kept sentences."""
+        rows, train = self.corpus_rows(split)
         data = self.run_config.data
-        corpus = load_corpus(data)
-        if split not in corpus:
-            raise TextVAEError(f"split '{split}' not in the run's corpus (splits: {', '.join(corpus)})")
-        return prepare_split(corpus[split], self.tokenizer, data), prepare_split(corpus["train"], self.tokenizer, data)
+        return prepare_split(rows, self.tokenizer, data, extra_labels), prepare_split(train, self.tokenizer, data)
 
     def given_split(self, sentences: str | list[str] | None, file: str | Path | None) -> TokenizedSplit:
         """Sentences (or a file's non-blank lines) tokenized with no length limit."""
@@ -384,7 +398,9 @@ class TextVAEPipeline:
         scores = score_split(self.model, target, batch_size, iw_samples if latent else 0, seed, dtype=self.dtype,
                              progress=self.progress, save_dir=self.partial_scores_dir())
         results = summarise(scores, iw_samples if latent else 0, au_threshold, seed, mi_draws)
-        results["split"] = str(file) if file is not None else ("sentences" if sentences is not None else split)
+        # what was evaluated, also the key of results.json: a split's name, a file's absolute path
+        results["split"] = (str(Path(file).resolve()) if file is not None else
+                            "sentences" if sentences is not None else split_name(split))
         results["precision"] = precision_name(self.dtype)  # what the scoring passes ran in (auto picks it)
         if latent and bleu:  # greedy decodes of the posterior means score_split already computed
             references = [decode_ids(self.tokenizer, ids) for ids in target.token_ids]

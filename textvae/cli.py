@@ -41,8 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train a model and write a run dir")
-    train.add_argument("--config", help="YAML config (default: the demo recipe on the embedded corpus)")
-    train.add_argument("--out", help="run directory to write (default: runs/<config name>)")
+    train.add_argument("--config", help="YAML config (default: the demo recipe on the embedded corpus, or the corpus "
+                       "recipe, sized from the data, when --set data.source or data.train_file names your text)")
+    train.add_argument("--out", help="run directory to write (default: runs/<config name>, or runs/<data folder "
+                       "name> for a config that does not name its data)")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                        help="override a config value, e.g. --set model.latent_size=32 (repeatable)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -109,8 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="IW-NLL, PPL, -ELBO, KL, MI, AU, BLEU of a split; writes results.json")
     add_run_dir(evaluate, precision=True)
-    evaluate.add_argument("--split", default="test", help="train | valid | test (default test)")
-    evaluate.add_argument("--file", help="score this text file instead of a split of the run's corpus")
+    evaluate.add_argument("--split", default="test", help="train | valid (or dev) | test (default test)")
+    evaluate.add_argument("--file", help="score this text file instead of a split of the run's corpus "
+                          "(results.json keeps each split's and each file's results apart)")
     evaluate.add_argument("--iw-samples", type=int, default=500,
                           help="importance samples per sentence for the NLL (default 500, the papers' protocol; "
                                "0 = report the ELBO bound)")
@@ -139,12 +142,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare = commands.add_parser("compare", help="Markdown table of the results.json of several runs")
     compare.add_argument("run_dirs", nargs="+", help="run dirs that `textvae evaluate` has scored")
+    compare.add_argument("--on", metavar="SPLIT_OR_FILE",
+                         help="only the evaluations of this split (test, valid, ...) or text file (default: all)")
 
     plot = commands.add_parser("plot", help="PNGs of the training curves and of the latent space (PCA)")
     plot.add_argument("run_dir", help="a run directory written by `textvae train`")
     plot.add_argument("--out", help="folder for curves.png and latent.png (default: the run dir)")
-    plot.add_argument("--split", default="valid", help="split whose posterior means are mapped (default valid)")
-    plot.add_argument("--label", help="label column to colour the map by (default: the corpus's first, if any)")
+    plot.add_argument("--split", default="valid", help="split whose posterior means are mapped (default valid; dev = valid)")
+    plot.add_argument("--label", help="label column to colour the map by, or 'length' (tokens per sentence); "
+                      "default: the corpus's first label column, else length")
+    plot.add_argument("--labels", metavar="FILE", help="colour the map by this file's lines: one label per line "
+                      "of the split's text file, in order")
     plot.add_argument("--limit", type=int, default=2000, help="most sentences on the map (default 2000)")
 
     corpus = commands.add_parser("corpus", help="write the embedded synthetic corpus to a folder")
@@ -214,20 +222,57 @@ def decoding(args: argparse.Namespace) -> dict:
                 ban_unk=args.ban_unk, seed=args.seed)
 
 
+def data_source_name(data) -> str:
+    """A run name from where the data comes from: the folder's name (data.source, a hub dataset's name), or
+    the train file's name (its folder's name when the file is just train.txt)."""
+    if data.source:
+        return Path(str(data.source).rstrip("/\\")).name or "corpus"
+    train_file = Path(data.train_file)
+    return train_file.parent.resolve().name if train_file.stem == "train" else train_file.stem
+
+
+def names_data(config_file: str | Path) -> bool:
+    """True if a config file sets data.source or data.train_file itself (configs/ptb.yaml does, the demo and
+    corpus recipes do not)."""
+    from .config import read_yaml
+
+    data = read_yaml(config_file).get("data") or {}
+    return isinstance(data, dict) and bool(data.get("source") or data.get("train_file"))
+
+
+def chosen_recipe(args: argparse.Namespace):
+    """The config of a new run and its default run dir. With no --config: the demo recipe on the embedded
+    corpus, or, when --set names a data source, the corpus recipe (sized from the data: recipes/corpus.yaml).
+    The default run dir is runs/<config name> for a config that names its data, else runs/<data name>."""
+    from .config import CORPUS_RECIPE, DEMO_RECIPE, load_config
+
+    config = load_config(args.config or DEMO_RECIPE, args.overrides)
+    own_data = config.data.source is not None or config.data.train_file is not None
+    if args.config is None and own_data:
+        config = load_config(CORPUS_RECIPE, args.overrides)
+        logging.getLogger("textvae").info(f"no --config: training on {data_source_name(config.data)} with the corpus "
+                                          f"recipe ({CORPUS_RECIPE.name}, as configs/corpus.yaml)")
+    if args.config and names_data(args.config):
+        name = Path(args.config).stem
+    elif own_data:
+        name = data_source_name(config.data)
+    else:
+        name = Path(args.config).stem if args.config else "synthetic"  # the demo recipe's run
+    return config, Path(args.out or Path("runs") / name)
+
+
 def run_train(args: argparse.Namespace) -> None:
-    from .config import DEMO_RECIPE, load_config
     from .run_dir import prepare_out_dir, resumed_config
     from .training import train
 
     if args.resume and not args.out:
         raise TextVAEError("--resume needs --out RUN_DIR, the run to continue")
-    name = Path(args.config).stem if args.config else "synthetic"  # the demo recipe's run
-    out = Path(args.out or Path("runs") / name)
     if args.resume:
+        out = Path(args.out)
         prepare_out_dir(out, resume=True)  # no checkpoint: say so before reading its train_config.yaml
         config = resumed_config(out, args.overrides)
     else:
-        config = load_config(args.config or DEMO_RECIPE, args.overrides)
+        config, out = chosen_recipe(args)
     if args.quiet:
         config.train.progress_bar = False
     if args.tensorboard:
@@ -256,9 +301,10 @@ def run_evaluate(args: argparse.Namespace, vae) -> None:
     for key, value in rows:
         shown = f"{value:.4f}" if isinstance(value, float) else str(value)
         print(f"{key:<{width}}  {shown}")
-    target = Path(vae.run_dir) / "results.json"
-    target.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print(f"(written to {target})")
+    from .evaluation import save_results
+
+    target = save_results(Path(vae.run_dir), results)
+    print(f"(written to {target}, under \"{results['split']}\")")
 
 
 def run_score(args: argparse.Namespace, vae) -> None:
@@ -281,15 +327,9 @@ def run_score(args: argparse.Namespace, vae) -> None:
 
 
 def run_compare(args: argparse.Namespace) -> None:
-    from .evaluation import compare_table
+    from .evaluation import compare_runs
 
-    results = {}
-    for run_dir in args.run_dirs:
-        path = Path(run_dir) / "results.json"
-        if not path.is_file():
-            raise TextVAEError(f"{run_dir} has no results.json; run: textvae evaluate {run_dir}")
-        results[Path(run_dir).name] = json.loads(path.read_text(encoding="utf-8"))
-    print(compare_table(results))
+    print(compare_runs(args.run_dirs, args.on))
 
 
 GENERATION_COMMANDS = ("sample", "reconstruct", "interpolate", "analogy", "traverse", "neighbourhood")
@@ -334,7 +374,7 @@ def run(args: argparse.Namespace) -> None:
     if args.command == "plot":
         from .plotting import plot_run
 
-        report = plot_run(args.run_dir, args.out, args.split, args.label, args.limit)
+        report = plot_run(args.run_dir, args.out, args.split, args.label, args.limit, args.labels)
         print("wrote " + ", ".join(str(path) for path in report["files"]))
         return
     if args.command == "corpus":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,8 @@ class DataConfig:
     test_file: str | None = None
     text_column: str = "text"  # column holding the sentences in a saved or hub dataset
     hub_config: str | None = None  # configuration name of a hub dataset, if it has several
-    max_length: int = 64  # most tokens a sentence may have, <bos>/<eos> not counted
+    max_length: int | str = 64  # most tokens a sentence may have, <bos>/<eos> not counted; auto = chosen from the train split
+    length_coverage: float = 0.999  # max_length auto: the shortest limit that keeps this share of the train lines whole
     length_policy: str = "drop"  # what to do with longer sentences: drop | truncate
     synthetic_seed: int = 0  # seed of the embedded corpus (used when no source is given)
     streaming: bool = False  # read the train file as a stream (corpora bigger than memory; textvae.streaming)
@@ -44,7 +46,9 @@ class TokenizerConfig:
     tokenizer of a Hugging Face model folder ('pretrained', the default when model.decoder_type is pretrained)."""
 
     kind: str = "word"  # word | bpe | file | pretrained
-    vocab_size: int = 10000  # the most entries, special tokens included
+    vocab_size: int | str = 10000  # the most entries, special tokens included; auto = chosen from the train split (word)
+    vocab_coverage: float = 0.99  # vocab_size auto: the fewest words that cover this share of the train split's tokens
+    split: str = "whitespace"  # word: whitespace (text as is: PTB, tokenized text) | punctuation (marks split off words)
     min_frequency: int = 1  # rarer words/merges are left out (words become <unk>)
     path: str | None = None  # a tokenizer.json (kind: file), a model folder (kind: pretrained; default: the decoder's)
     lowercase: bool = False  # lowercase text before tokenizing (also applied to sentences typed later)
@@ -108,6 +112,7 @@ FREE_BITS_MODES = ("batch_dimension", "dimension", "sentence")
 CHOICES = {
     ("data", "length_policy"): ("drop", "truncate"),
     ("tokenizer", "kind"): ("word", "bpe", "file", "pretrained"),
+    ("tokenizer", "split"): ("whitespace", "punctuation"),
     ("train", "optimizer"): ("adam", "adamw", "sgd"),
     ("train", "kl_schedule"): SCHEDULES,
     ("train", "precision"): ("auto", "fp32", "bf16", "fp16"),
@@ -117,7 +122,12 @@ POSITIVE = {("data", "max_length"), ("data", "tokenizer_sample"), ("data", "shuf
             ("train", "batch_size"), ("train", "eval_batch_size"), ("train", "max_epochs"), ("train", "lr"), ("train", "log_every"),
             ("train", "kl_cycles"), ("train", "kl_anneal_steps"), ("train", "target_rate_lr"),
             ("train", "aggressive_max_inner_steps"), ("train", "aggressive_window")}
-PROBABILITIES = {("train", "word_dropout"), ("train", "kl_cycle_rise_ratio"), ("train", "lr_decay_factor")}
+PROBABILITIES = {("train", "word_dropout"), ("train", "kl_cycle_rise_ratio"), ("train", "lr_decay_factor"),
+                 ("data", "length_coverage"), ("tokenizer", "vocab_coverage")}
+POSITIVE |= {("data", "length_coverage"), ("tokenizer", "vocab_coverage")}
+AUTO = "auto"
+CHOSEN_FROM_DATA = {("data", "max_length"), ("tokenizer", "vocab_size")}  # keys that also take `auto` (textvae.sizing)
+PATHS = {("data", "source"), ("data", "train_file"), ("data", "valid_file"), ("data", "test_file")}
 
 
 @dataclass
@@ -205,7 +215,15 @@ def build_section(name: str, values: dict[str, Any]) -> Any:
         if key not in known:
             raise TextVAEError(f"unknown config key '{name}.{key}'{nearest(key, list(known))}")
         spec = known[key]
+        if (name, key) in CHOSEN_FROM_DATA and isinstance(value, str) and value.strip().lower() == AUTO:
+            checked[key] = AUTO  # chosen from the data when training starts (textvae.sizing)
+            continue
+        if (name, key) in CHOSEN_FROM_DATA and isinstance(value, str):
+            raise TextVAEError(f"config key {name}.{key}: expected a whole number or auto (chosen from the data), "
+                               f"got {value!r}")
         checked[key] = check_value(f"{name}.{key}", value, spec.default, str(spec.type))
+        if (name, key) in PATHS and isinstance(checked[key], str):
+            checked[key] = expand_home(checked[key])
         choices = CHOICES.get((name, key))
         if choices and checked[key] not in choices:
             raise TextVAEError(
@@ -213,6 +231,8 @@ def build_section(name: str, values: dict[str, Any]) -> Any:
     section = cls(**checked)
     for key in known:
         value = getattr(section, key)
+        if value == AUTO:
+            continue
         if (name, key) in POSITIVE and value is not None and value <= 0:
             raise TextVAEError(f"config key {name}.{key}: must be > 0, got {value}")
         if (name, key) in PROBABILITIES and not 0.0 <= value <= 1.0:
@@ -220,6 +240,11 @@ def build_section(name: str, values: dict[str, Any]) -> Any:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
             raise TextVAEError(f"config key {name}.{key}: must not be negative, got {value}")
     return section
+
+
+def expand_home(path: str) -> str:
+    """`~/my_text` → `/home/me/my_text`: the shell leaves a ~ after `--set data.source=` as it is."""
+    return os.path.expanduser(path) if path.startswith("~") else path
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -258,6 +283,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 DEMO_RECIPE = Path(__file__).parent / "recipes" / "demo.yaml"
+CORPUS_RECIPE = Path(__file__).parent / "recipes" / "corpus.yaml"  # your own text: sizes chosen from the data
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:

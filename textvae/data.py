@@ -8,9 +8,12 @@ the embedded synthetic corpus (`textvae.synthetic`), whose factor labels come al
 from __future__ import annotations
 
 import codecs
+import logging
 import math
 import os
 import random
+import socket
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,13 +23,22 @@ import datasets
 import huggingface_hub
 import torch
 
-from .config import DataConfig
+from .config import AUTO, DataConfig
 from .errors import TextVAEError
 from .synthetic import FACTORS, generate_corpus
 from .tokenization import encode_texts
 
+logger = logging.getLogger("textvae")
+
 SPLITS = ("train", "valid", "test")
 SPLIT_ALIASES = {"validation": "valid", "dev": "valid", "val": "valid"}
+UNKNOWN_WARNING = 0.05  # warn when more than this share of a split's tokens are words outside the vocabulary
+LOST_WARNING = 0.01  # warn when more than this share of a split's lines are dropped or truncated for their length
+
+
+def split_name(name: str) -> str:
+    """The canonical name of a split: validation, dev and val are valid."""
+    return SPLIT_ALIASES.get(name, name)
 
 
 # ---- reading and checking text files -------------------------------------------------------------
@@ -50,7 +62,8 @@ def check_text_file(path: Path, what: str) -> None:
                                    "re-save the file as UTF-8, e.g. iconv -f latin1 -t utf-8") from None
             lines_before += block.count(b"\n")
     if not has_text:
-        raise TextVAEError(f"{what}: {path} is empty; it needs one sentence per line")
+        state = "has only blank lines" if path.stat().st_size else "is empty"
+        raise TextVAEError(f"{what}: {path} {state}; it needs one sentence per line")
 
 
 def text_files(settings: DataConfig) -> dict[str, Path]:
@@ -92,11 +105,33 @@ def load_saved(folder: Path) -> datasets.DatasetDict:
     return loaded
 
 
-@contextmanager
-def offline_mode_from_env():
-    """Honour HF_HUB_OFFLINE / HF_DATASETS_OFFLINE even when set after `datasets` was imported (no network, no retries)."""
+HUB_CHECK_SECONDS = 3.0  # how long the quick look for the hub waits before textvae works offline
+
+
+def hub_reachable(timeout: float = HUB_CHECK_SECONDS) -> bool:
+    """True if a TCP connection to the hub's host (HF_ENDPOINT, default huggingface.co) opens within
+    `timeout` seconds. Without this look, `datasets` spends half a minute retrying (printing each retry)
+    before it gives up on a machine with no network."""
+    url = urllib.parse.urlparse(huggingface_hub.constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout):
+            return True
+    except OSError:  # no DNS, refused, unreachable, timed out
+        return False
+
+
+def offline_requested() -> bool:
+    """HF_HUB_OFFLINE or HF_DATASETS_OFFLINE set to 1/on/yes/true in the environment."""
     names = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
-    if not any(os.environ.get(name, "").upper() in ("1", "ON", "YES", "TRUE") for name in names):
+    return any(os.environ.get(name, "").upper() in ("1", "ON", "YES", "TRUE") for name in names)
+
+
+@contextmanager
+def offline_mode(offline: bool):
+    """`datasets` and `huggingface_hub` offline (cache only: no network, no retries) while the block runs,
+    even though their settings were read from the environment when they were imported."""
+    if not offline:
         yield
         return
     saved = datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE
@@ -108,19 +143,40 @@ def offline_mode_from_env():
 
 
 def load_hub(name: str, config_name: str | None) -> datasets.DatasetDict:
-    """A dataset from the Hugging Face hub; offline this fails with the local alternatives named."""
+    """A dataset from the Hugging Face hub. When HF_HUB_OFFLINE is set, or a quick look finds the hub out of
+    reach, only the local `datasets` cache is read, so no network means one line at once, not retries."""
+    offline = offline_requested() or not hub_reachable()
     try:
-        with offline_mode_from_env():
+        with offline_mode(offline):
             loaded = datasets.load_dataset(name, config_name)
     except Exception as error:  # network, missing dataset, bad config: all end the same way for the user
         reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+        if offline:  # the cache had no copy: the reason would only repeat that the hub is offline
+            why = ("HF_HUB_OFFLINE is set" if offline_requested() else
+                   f"the hub ({huggingface_hub.constants.ENDPOINT}) cannot be reached")
+            hub = f"as a hub dataset name it is not in the local cache and {why}"
+        else:
+            hub = f"as a hub dataset name it could not be loaded ({reason})"
         raise TextVAEError(
-            f"data.source '{name}' is not a local folder and could not be loaded from the hub ({reason}); "
-            "offline, use a folder with train.txt/valid.txt/test.txt, data.train_file/valid_file/test_file, "
-            "or a folder written by save_to_disk") from None
+            f"data.source '{name}': no such local folder (from {Path.cwd()}), and {hub}; give the path of a folder "
+            "with train.txt/valid.txt/test.txt, set data.train_file/valid_file/test_file, or give a folder written "
+            "by save_to_disk") from None
     if not isinstance(loaded, datasets.DatasetDict):
         loaded = datasets.DatasetDict({"train": loaded})
     return loaded
+
+
+def looks_like_a_path(source: str) -> bool:
+    """True for a data.source that can only be meant as a local path, never a hub name ('owner/name' or
+    'name'): it starts with . / ~ or a drive letter, ends with /, has a backslash, more than one '/', a file
+    extension, or a first part that is a local folder."""
+    if source.startswith((".", "/", "~")) or source.endswith("/") or "\\" in source or source.count("/") > 1:
+        return True
+    if "/" in source and Path(source).parent.is_dir():  # data/kjv where data/ is a local folder
+        return True
+    if len(source) > 1 and source[1] == ":":  # C:...
+        return True
+    return Path(source).suffix.lower() in (".txt", ".text", ".csv", ".tsv", ".json", ".jsonl", ".parquet", ".arrow")
 
 
 def load_corpus(settings: DataConfig) -> datasets.DatasetDict:
@@ -133,9 +189,12 @@ def load_corpus(settings: DataConfig) -> datasets.DatasetDict:
     elif settings.train_file or (source is not None and source.is_dir()):
         files = text_files(settings)
         corpus = datasets.load_dataset("text", data_files={split: str(path) for split, path in files.items()})
-    elif source is not None and (source.exists() or settings.source.startswith((".", "/", "~"))):
-        raise TextVAEError(f"data.source: {source} is not a folder; give a folder with train.txt/valid.txt/"
-                           "test.txt, or set data.train_file to a text file")
+    elif source is not None and source.exists():
+        raise TextVAEError(f"data.source: {source} is a file, not a folder; give the folder that holds train.txt "
+                           f"(and valid.txt, test.txt), or set data.train_file={source}")
+    elif source is not None and looks_like_a_path(settings.source):
+        raise TextVAEError(f"data.source: no such folder or file: {settings.source} (from {Path.cwd()}); check the "
+                           "path, or give a folder with train.txt/valid.txt/test.txt")
     else:
         corpus = load_hub(settings.source, settings.hub_config)
     return standardise(corpus, settings.text_column)
@@ -143,7 +202,7 @@ def load_corpus(settings: DataConfig) -> datasets.DatasetDict:
 
 def standardise(corpus: datasets.DatasetDict, text_column: str) -> datasets.DatasetDict:
     """Rename splits to train/valid/test and the text column to `text`, checking both exist."""
-    renamed = datasets.DatasetDict({SPLIT_ALIASES.get(name, name): split for name, split in corpus.items()})
+    renamed = datasets.DatasetDict({split_name(name): split for name, split in corpus.items()})
     if "train" not in renamed:
         raise TextVAEError(f"the corpus has no train split (splits: {', '.join(renamed)}); name one 'train'")
     for name, split in renamed.items():
@@ -166,10 +225,52 @@ class SplitReport:
     blank: int = 0
     too_long_dropped: int = 0
     truncated: int = 0
+    tokens: int = 0  # tokens of the kept sentences (no <bos>/<eos>)
+    unknown: int = 0  # ... of them <unk>
+    written_unknown: int = 0  # ... of those written as <unk> in the text (PTB marks rare words so)
 
     def describe(self, name: str) -> str:
         return (f"{name}: {self.kept} sentences kept of {self.lines} lines "
                 f"({self.blank} blank, {self.too_long_dropped} too long dropped, {self.truncated} truncated)")
+
+    @property
+    def out_of_vocabulary(self) -> int:
+        """<unk> tokens the vocabulary made (words it lacks), not counting <unk> written in the text."""
+        return self.unknown - self.written_unknown
+
+    def describe_unknown(self, name: str) -> str:
+        """One line with the share of <unk> tokens, e.g. 'train: <unk> is 1.00% of the 792,185 tokens'."""
+        share = self.unknown / self.tokens if self.tokens else 0.0
+        line = f"{name}: <unk> is {share:.2%} of the {self.tokens:,} tokens"
+        if self.written_unknown:
+            made = self.out_of_vocabulary / self.tokens
+            line += f" ({self.written_unknown:,} written <unk> in the text, {made:.2%} words outside the vocabulary)"
+        return line
+
+    def warnings(self, name: str, settings: DataConfig, vocab_size: int | str | None = None) -> list[str]:
+        """What looks wrong with the split for training: many words outside the vocabulary, many lines
+        dropped or cut for their length. Each message says which setting to change."""
+        found = []
+        if self.tokens and self.out_of_vocabulary / self.tokens > UNKNOWN_WARNING:
+            size = f" (now {vocab_size})" if vocab_size is not None else ""
+            found.append(f"{name}: {self.out_of_vocabulary / self.tokens:.1%} of the tokens became <unk>: raise "
+                         f"tokenizer.vocab_size{size} or set it to auto (auto: raise tokenizer.vocab_coverage), use tokenizer.split: "
+                         "punctuation if punctuation sticks to words (\"light.\"; configs/corpus.yaml does both), "
+                         "or train on more text")
+        lost = self.too_long_dropped + self.truncated
+        if self.lines and lost / self.lines > LOST_WARNING:
+            what = "dropped" if self.too_long_dropped else "truncated"
+            found.append(f"{name}: {lost:,} of {self.lines:,} lines ({lost / self.lines:.1%}) were {what} for being "
+                         f"longer than data.max_length={settings.max_length} tokens: raise data.max_length or "
+                         "set it to auto")
+        return found
+
+    def log(self, name: str, settings: DataConfig, vocab_size: int | str | None = None) -> None:
+        """Log what became of the split's lines and how many tokens are <unk>; warn when either is high."""
+        logger.info(self.describe(name))
+        logger.info(self.describe_unknown(name))
+        for message in self.warnings(name, settings, vocab_size):
+            logger.warning("warning: " + message)
 
 
 @dataclass
@@ -192,7 +293,10 @@ class TokenizedSplit:
 
 def prepare_texts(texts: list[str], tokenizer, max_length: int, length_policy: str,
                   labels: dict[str, list] | None = None) -> TokenizedSplit:
-    """Drop blank lines, tokenize, and apply the length policy (drop or truncate), counting each."""
+    """Drop blank lines, tokenize, and apply the length policy (drop or truncate), counting each, and
+    count the <unk> tokens of the kept sentences."""
+    if max_length == AUTO:
+        raise TextVAEError("data.max_length is auto, which training resolves from the train split; give a number")
     report = SplitReport(lines=len(texts))
     keep = [i for i, text in enumerate(texts) if text is not None and text.strip()]
     report.blank = len(texts) - len(keep)
@@ -212,14 +316,45 @@ def prepare_texts(texts: list[str], tokenizer, max_length: int, length_policy: s
         kept_rows.append(row)
         kept_ids.append(ids)
     report.kept = len(kept_ids)
+    unk = getattr(tokenizer, "unk_token_id", None)
+    report.tokens = sum(len(ids) for ids in kept_ids)
+    report.unknown = sum(ids.count(unk) for ids in kept_ids) if unk is not None else 0
+    report.written_unknown = min(report.unknown, sum(texts[row].count("<unk>") for row in kept_rows))
     kept_labels = {name: [values[row] for row in kept_rows] for name, values in (labels or {}).items()}
     return TokenizedSplit([texts[row].strip() for row in kept_rows], kept_ids, kept_labels, report)
 
 
-def prepare_split(split: datasets.Dataset, tokenizer, settings: DataConfig) -> TokenizedSplit:
-    """A tokenized split from a dataset split, keeping the synthetic factor columns as labels."""
+def choose_max_length(lengths: list[int], coverage: float) -> int:
+    """data.max_length auto: the shortest limit under which `coverage` of the (non-blank) lines fit whole.
+    99.9% by default: the rare very long line (a list, a run-on verse) would otherwise set the padding of
+    its batches and the memory of training, and dropping one line in a thousand costs nothing."""
+    ordered = sorted(length for length in lengths if length > 0)
+    if not ordered:
+        return 1
+    return ordered[max(0, math.ceil(coverage * len(ordered)) - 1)]
+
+
+def resolve_max_length(texts: list[str], tokenizer, settings: DataConfig) -> None:
+    """Replace data.max_length auto with the length chosen from the train texts (choose_max_length), and log it."""
+    if settings.max_length != AUTO:
+        return
+    lengths = [len(ids) for ids in encode_texts(tokenizer, [text.strip() for text in texts if text and text.strip()])]
+    settings.max_length = choose_max_length(lengths, settings.length_coverage)
+    fit = sum(length <= settings.max_length for length in lengths)
+    action = "dropped" if settings.length_policy == "drop" else "truncated"
+    logger.info(f"data.max_length auto: {settings.max_length} tokens, the shortest limit under which "
+                f"{settings.length_coverage:.1%} of the train split's {len(lengths):,} lines fit whole ({fit:,} do; the "
+                f"longest has {max(lengths, default=0)} tokens; longer lines are {action}: data.length_policy; a number "
+                "in data.max_length sets the limit instead)")
+
+
+def prepare_split(split: datasets.Dataset, tokenizer, settings: DataConfig,
+                  extra_labels: dict[str, list] | None = None) -> TokenizedSplit:
+    """A tokenized split from a dataset split, keeping the synthetic factor columns as labels, and any
+    `extra_labels` (one value per row of the split) beside them."""
     columns = split.select_columns(["text", *[name for name in FACTORS if name in split.column_names]]).to_dict()
     texts = columns.pop("text")
+    columns.update(extra_labels or {})
     return prepare_texts(texts, tokenizer, settings.max_length, settings.length_policy, columns)
 
 

@@ -3,7 +3,8 @@
 curves.png: loss (train and valid −ELBO), reconstruction, KL with the KL weight, and MI / active units
 at each validation — the curves that show posterior collapse (KL and MI falling to 0). latent.png:
 the posterior means of a split projected on their first two principal components, coloured by a
-label column when the corpus has one (the synthetic corpus's topic, tense, number, sentiment).
+label column when the corpus has one (the synthetic corpus's topic, tense, number, sentiment), by a file
+of labels, or else by sentence length, which any corpus has and which a sentence VAE's code always keeps.
 Each function returns the numbers it drew, so they can be checked without reading pixels.
 """
 
@@ -88,12 +89,22 @@ def plot_curves(curves: dict, target: Path) -> None:
     plt.close(figure)
 
 
+LENGTH = "length"  # --label length: colour by sentence length in tokens (the default for a corpus without labels)
+CONTINUOUS_ABOVE = 12  # numeric labels with more distinct values than this get a colour scale, not a legend
+
+
 def plot_latent(projected: np.ndarray, labels: list | None, label_name: str | None, shares: np.ndarray,
                 target: Path) -> None:
+    """The 2-D map of posterior means: numbers with many values (sentence length) on a colour scale, other
+    labels as one colour each with a legend."""
     plt = pyplot()
     figure, axis = plt.subplots(figsize=(7, 6))
     if labels is None:
         axis.scatter(projected[:, 0], projected[:, 1], s=4, alpha=0.6)
+    elif is_continuous(labels):
+        points = axis.scatter(projected[:, 0], projected[:, 1], s=4, alpha=0.7, c=[float(v) for v in labels],
+                              cmap="viridis")
+        figure.colorbar(points, ax=axis, label=label_name)
     else:
         for value in sorted(set(labels), key=str):
             rows = [i for i, label in enumerate(labels) if label == value]
@@ -101,16 +112,41 @@ def plot_latent(projected: np.ndarray, labels: list | None, label_name: str | No
         axis.legend(title=label_name, fontsize=8, markerscale=3)
     axis.set_xlabel(f"PC 1 ({shares[0]:.0%} of variance)")
     axis.set_ylabel(f"PC 2 ({shares[1]:.0%} of variance)" if len(shares) > 1 else "PC 2")
-    axis.set_title("posterior means")
+    axis.set_title("posterior means" + (f", coloured by {label_name}" if label_name else ""))
     figure.tight_layout()
     figure.savefig(target, dpi=100)
     plt.close(figure)
 
 
+def is_continuous(labels: list) -> bool:
+    """True for labels that are all numbers with more than CONTINUOUS_ABOVE distinct values."""
+    try:
+        values = {float(label) for label in labels}
+    except (TypeError, ValueError):
+        return False
+    return len(values) > CONTINUOUS_ABOVE
+
+
+def read_label_file(path: str | Path, lines: int, split: str) -> list[str]:
+    """One label per line of `path`, for the `lines` lines of the split's text file (blank lines included,
+    so line i labels line i); one clear line if the counts differ."""
+    from .data import check_text_file
+
+    check_text_file(Path(path), "--labels")
+    labels = [label.strip() for label in Path(path).read_text(encoding="utf-8").splitlines()]
+    if len(labels) != lines:
+        raise TextVAEError(f"--labels {path}: {len(labels)} lines, but split '{split}' has {lines}; give one label "
+                           "per line of the split's text file, in the same order")
+    return labels
+
+
 def plot_run(run_dir: str | Path, out_dir: str | Path | None = None, split: str = "valid",
-             label: str | None = None, limit: int = 2000) -> dict[str, Any]:
+             label: str | None = None, limit: int = 2000, label_file: str | Path | None = None) -> dict[str, Any]:
     """Write curves.png (and latent.png for a VAE) into `out_dir` (default: the run dir); returns the
-    paths and the numbers drawn: the curves, the 2-D projection, its labels and variance shares."""
+    paths and the numbers drawn: the curves, the 2-D projection, its labels and variance shares.
+    The map is coloured by `label` (a label column of the corpus, or 'length': tokens per sentence), by
+    `label_file` (one label per line of the split's text file), or by default by the corpus's first label
+    column, and by sentence length for a corpus without labels."""
     from .api import load
 
     run_dir = Path(run_dir)
@@ -122,17 +158,28 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None, split: str 
     vae = load(run_dir)
     if not vae.model.config.has_latent:
         return report
-    sentences, _ = vae.corpus_split(split)
+    if label is not None and label_file is not None:
+        raise TextVAEError("plot: give --label or --labels, not both")
+    extra = None
+    if label_file is not None:
+        extra = read_label_file(label_file, vae.split_lines(split), split)
+    sentences, _ = vae.corpus_split(split, extra_labels={"labels": extra} if extra is not None else None)
     texts = sentences.texts[:limit]
     if len(texts) < 3:
         raise TextVAEError(f"split '{split}' has {len(texts)} sentences; the latent map needs at least 3")
-    if label is not None and label not in sentences.labels:
-        known = ", ".join(sentences.labels) or "none"
-        raise TextVAEError(f"--label {label}: the corpus has no such column (label columns: {known})")
-    label = label or next(iter(sentences.labels), None)
-    labels = sentences.labels[label][:limit] if label else None
+    columns = {name: values for name, values in sentences.labels.items()}
+    columns[LENGTH] = [len(ids) for ids in sentences.token_ids]
+    if label is not None and label not in columns:
+        known = ", ".join(columns)
+        raise TextVAEError(f"--label {label}: the corpus has no such column (label columns: {known}); or give a "
+                           "file of labels with --labels FILE")
+    if label_file is not None:
+        label = "labels"
+    label = label or next(iter(sentences.labels), LENGTH)
+    labels = columns[label][:limit]
+    name = "length (tokens)" if label == LENGTH else (Path(label_file).name if label_file is not None else label)
     projected, shares = principal_components(vae.encode(texts))
-    plot_latent(projected, labels, label, shares, target / "latent.png")
+    plot_latent(projected, labels, name, shares, target / "latent.png")
     report.update(projection=projected, labels=labels, label=label, variance_shares=shares)
     report["files"].append(target / "latent.png")
     return report

@@ -18,7 +18,16 @@ from pathlib import Path
 import datasets
 
 from .config import DataConfig, TokenizerConfig
-from .data import Batch, BucketBatchSampler, TokenizedSplit, collate, prepare_split, prepare_texts, text_files
+from .data import (
+    Batch,
+    BucketBatchSampler,
+    TokenizedSplit,
+    collate,
+    prepare_split,
+    prepare_texts,
+    resolve_max_length,
+    text_files,
+)
 from .errors import TextVAEError
 from .tokenization import build_tokenizer
 
@@ -82,10 +91,14 @@ def load_streaming_splits(settings: DataConfig, tokenizer_settings: TokenizerCon
     if "valid" not in files:
         raise TextVAEError("data.streaming needs a validation file (a streamed train split cannot be held out "
                            "from); set data.valid_file or add valid.txt to the data.source folder")
+    sample = first_lines(files["train"], settings.tokenizer_sample)
     if tokenizer is None:
-        tokenizer = build_tokenizer(tokenizer_settings, first_lines(files["train"], settings.tokenizer_sample))
+        tokenizer = build_tokenizer(tokenizer_settings, sample)
+    resolve_max_length(sample, tokenizer, settings)  # data.max_length auto: chosen from the same sample
     small = datasets.load_dataset("text", data_files={name: str(path) for name, path in files.items() if name != "train"})
     splits: dict[str, TokenizedSplit | StreamingTrainSplit] = {
         name: prepare_split(split, tokenizer, settings) for name, split in small.items()}
+    for name, split in splits.items():
+        split.report.log(name, settings, tokenizer_settings.vocab_size)
     splits["train"] = StreamingTrainSplit(files["train"], tokenizer, settings)
     return tokenizer, splits

@@ -8,8 +8,12 @@ that they save beside the model and load back with `from_pretrained`.
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
+
+import numpy as np
 
 from tokenizers import (
     Tokenizer,
@@ -18,14 +22,22 @@ from tokenizers import (
     normalizers,
     pre_tokenizers,
     trainers,
+    Regex,
 )
 from transformers import PreTrainedTokenizerFast
 
-from .config import TokenizerConfig
+from .config import AUTO, TokenizerConfig
 from .errors import TextVAEError
+
+logger = logging.getLogger("textvae")
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIAL_TOKENS = [PAD, BOS, EOS, UNK]
+
+# tokenizer.split: punctuation. A word is a run of letters/digits, joined across inner apostrophes and hyphens
+# ("LORD's", "don't", "well-known" stay whole); every other mark is a token of its own ("light." -> "light" ".").
+# The special tokens written in the text (PTB writes <unk>) stay whole, as with whitespace splitting.
+PUNCTUATION_SPLIT = r"<(?:pad|bos|eos|unk)>|\w+(?:['’\-]\w+)*|[^\w\s]"
 
 
 def wrap(tokenizer: Tokenizer) -> PreTrainedTokenizerFast:
@@ -34,11 +46,18 @@ def wrap(tokenizer: Tokenizer) -> PreTrainedTokenizerFast:
                                    unk_token=UNK)
 
 
-def new_tokenizer(kind: str, lowercase: bool) -> Tokenizer:
-    """An untrained word-level (whitespace-separated words) or BPE (Metaspace, reversible) tokenizer."""
+def new_tokenizer(kind: str, lowercase: bool, split: str = "whitespace") -> Tokenizer:
+    """An untrained word-level or BPE (Metaspace, reversible) tokenizer. Word-level splits at whitespace only
+    (text already tokenized, like PTB, stays as it is), or with split='punctuation' also splits punctuation
+    marks off words, so that "light." and "light" are one word and the vocabulary is not wasted on variants."""
     if kind == "word":
         tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
-        tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        if split == "punctuation":
+            tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+                pre_tokenizers.WhitespaceSplit(),
+                pre_tokenizers.Split(Regex(PUNCTUATION_SPLIT), behavior="isolated")])
+        else:
+            tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     else:
         tokenizer = Tokenizer(models.BPE(unk_token=UNK))
         tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
@@ -49,7 +68,16 @@ def new_tokenizer(kind: str, lowercase: bool) -> Tokenizer:
 
 
 def check_tokenizer_section(settings: TokenizerConfig) -> None:
-    """Refuse a vocabulary too small for the special tokens before any data is read."""
+    """Refuse a vocabulary too small for the special tokens, and settings that only a word-level tokenizer
+    has, before any data is read."""
+    if settings.vocab_size == AUTO and settings.kind != "word":
+        raise TextVAEError(f"config key tokenizer.vocab_size: auto chooses a word vocabulary from the data, but "
+                           f"tokenizer.kind is '{settings.kind}'; give a number (e.g. 10000) or use kind: word")
+    if settings.split != "whitespace" and settings.kind != "word":
+        raise TextVAEError(f"config key tokenizer.split: '{settings.split}' applies to kind: word only (kind is "
+                           f"'{settings.kind}'); remove the key or set tokenizer.kind: word")
+    if settings.vocab_size == AUTO:
+        return
     if settings.kind in ("word", "bpe") and settings.vocab_size <= len(SPECIAL_TOKENS):
         raise TextVAEError(f"config key tokenizer.vocab_size: {settings.vocab_size} leaves no room for words, as it "
                            f"counts the {len(SPECIAL_TOKENS)} special tokens {' '.join(SPECIAL_TOKENS)}; use at least "
@@ -57,8 +85,13 @@ def check_tokenizer_section(settings: TokenizerConfig) -> None:
 
 
 def train_tokenizer(texts: Iterable[str], settings: TokenizerConfig) -> PreTrainedTokenizerFast:
-    """Learn a vocabulary from `texts` (the train split) with the settings' size and frequency limits."""
-    tokenizer = new_tokenizer(settings.kind, settings.lowercase)
+    """Learn a vocabulary from `texts` (the train split) with the settings' size and frequency limits.
+    With vocab_size auto (word-level), the size is chosen from the texts (`choose_vocabulary`) and written
+    back into `settings`, so the run's train_config.yaml records the number used."""
+    if settings.vocab_size == AUTO:
+        texts = list(texts)
+        settings.vocab_size = choose_vocabulary(texts, settings)
+    tokenizer = new_tokenizer(settings.kind, settings.lowercase, settings.split)
     if settings.kind == "word":
         trainer = trainers.WordLevelTrainer(vocab_size=settings.vocab_size, min_frequency=settings.min_frequency,
                                             special_tokens=SPECIAL_TOKENS, show_progress=False)
@@ -72,6 +105,38 @@ def train_tokenizer(texts: Iterable[str], settings: TokenizerConfig) -> PreTrain
         raise TextVAEError("the train split yielded no vocabulary (every word rarer than "
                            f"tokenizer.min_frequency={settings.min_frequency}?); lower min_frequency or add text")
     return wrap(tokenizer)
+
+
+def choose_vocabulary(texts: list[str], settings: TokenizerConfig) -> int:
+    """tokenizer.vocab_size auto: the fewest most-frequent words of `texts` that cover settings.vocab_coverage
+    of their tokens (special tokens written in the text, like PTB's <unk>, not counted), plus the four
+    special tokens. Logs the choice. Covering 99% keeps <unk> near 1% of the train tokens while leaving out
+    the long tail of words seen once or twice, which a model cannot learn anyway and which cost output rows."""
+    every_word = new_tokenizer("word", settings.lowercase, settings.split)
+    every_word.train_from_iterator(texts, trainers.WordLevelTrainer(
+        vocab_size=2**31 - 1, min_frequency=1, special_tokens=SPECIAL_TOKENS, show_progress=False))
+    ids = [id_ for encoding in every_word.encode_batch([text for text in texts if text], add_special_tokens=False)
+           for id_ in encoding.ids]  # counted in Rust: a Python loop over the words is ten times slower
+    counts = np.bincount(np.asarray(ids, dtype=np.int64), minlength=every_word.get_vocab_size())
+    specials = [every_word.token_to_id(token) for token in SPECIAL_TOKENS]
+    written = sum(id_ >= len(SPECIAL_TOKENS) for id_ in specials)  # <unk> in the text: the trainer counts it a word
+    counts = [int(count) for id_, count in enumerate(counts) if count and id_ not in specials]
+    frequent = sorted((count for count in counts if count >= settings.min_frequency), reverse=True)
+    total = sum(counts)
+    if not frequent:
+        return len(SPECIAL_TOKENS) + 1  # train_tokenizer then says that the train split yielded no vocabulary
+    covered, kept = 0, len(frequent)
+    for rank, count in enumerate(frequent, start=1):
+        covered += count
+        if covered >= settings.vocab_coverage * total:
+            kept = rank
+            break
+    covered = sum(frequent[:kept])
+    logger.info(f"tokenizer.vocab_size auto: {kept + len(SPECIAL_TOKENS):,} entries, the {kept:,} most frequent "
+                f"of the train split's {len(counts):,} word types + {len(SPECIAL_TOKENS)} special tokens: they cover "
+                f"{covered / total:.2%} of its {total:,} tokens (tokenizer.vocab_coverage {settings.vocab_coverage:g}; "
+                f"a number in tokenizer.vocab_size sets the size instead)")
+    return kept + len(SPECIAL_TOKENS) + written
 
 
 def compact_word_vocabulary(vocab: dict[str, int]) -> models.WordLevel:

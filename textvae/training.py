@@ -39,7 +39,7 @@ from .collapse import (
     reset_decoder,
 )
 from .config import RunConfig, TrainConfig, save_config
-from .data import Batch, TokenizedSplit, iterate_batches, load_corpus, prepare_split
+from .data import Batch, TokenizedSplit, iterate_batches, load_corpus, prepare_split, resolve_max_length
 from .distributed import Workers, teardown
 from .distributed import setup as setup_workers
 from .errors import TextVAEError, TrainingInterrupted
@@ -286,11 +286,13 @@ def load_splits(config: RunConfig, tokenizer: PreTrainedTokenizerFast | None) ->
     if config.data.streaming:
         return load_streaming_splits(config.data, config.tokenizer, tokenizer)
     corpus = load_corpus(config.data)
-    if tokenizer is None:
-        tokenizer = build_tokenizer(config.tokenizer, corpus["train"].select_columns(["text"]).to_dict()["text"])
+    train_texts = corpus["train"].select_columns(["text"]).to_dict()["text"]
+    if tokenizer is None:  # tokenizer.vocab_size auto is chosen here (tokenization.choose_vocabulary)
+        tokenizer = build_tokenizer(config.tokenizer, train_texts)
+    resolve_max_length(train_texts, tokenizer, config.data)  # data.max_length auto
     splits = {name: prepare_split(split, tokenizer, config.data) for name, split in corpus.items()}
     for name, split in splits.items():
-        logger.info(split.report.describe(name))
+        split.report.log(name, config.data, config.tokenizer.vocab_size)
     if len(splits["train"]) == 0:
         raise TextVAEError("the train split has no usable sentences (all blank or longer than "
                            f"data.max_length={config.data.max_length}); check the file or raise max_length")
