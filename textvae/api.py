@@ -27,14 +27,17 @@ from .data import (
 )
 from .errors import TextVAEError
 from .evaluation import (
+    Fidelity,
     average_precision,
     copied_share,
     corpus_bleu,
     distinct_n,
+    exact_match_share,
     noise_generator,
     roc_auc,
     score_split,
     self_bleu,
+    sentence_fidelity,
     summarise,
     unigram_nll,
 )
@@ -99,9 +102,19 @@ def check_count(value, what: str) -> None:
         raise TextVAEError(f"{what}: must be a positive whole number, got {value!r}")
 
 
+class Interpolation(list):
+    """The sentences of a homotopy (a list, as before), with `ends`: how faithfully its first and last
+    sentences reconstruct the two sentences it was asked to join (two `Fidelity`), or None when an end was
+    a latent vector or a prior sample. A path means something only where both ends are exact."""
+
+    def __init__(self, sentences: list[str], ends: tuple[Fidelity, Fidelity] | None = None):
+        super().__init__(sentences)
+        self.ends = ends
+
+
 class TextVAEPipeline:
-    """A trained TextVAE with its tokenizer: sample, reconstruct, interpolate, analogy, traverse, neighbourhood,
-    encode, nearest, evaluate, score, detect."""
+    """A trained TextVAE with its tokenizer: sample, reconstruct (and its fidelity), interpolate, analogy,
+    traverse, neighbourhood, encode, nearest, evaluate, score, detect."""
 
     def __init__(self, model: TextVAE, tokenizer: PreTrainedTokenizerFast, run_config: RunConfig | None = None,
                  run_dir: Path | None = None, dtype: torch.dtype = torch.float32):
@@ -222,6 +235,20 @@ class TextVAEPipeline:
         mean, _ = self.posterior(sentences)
         return self.decode_latents(mean, strategy=strategy, max_length=max_length, seed=seed, **decoding)
 
+    def read_as(self, sentences: str | list[str]) -> list[str]:
+        """Each sentence as the model reads it: its tokens written back, unknown words as <unk>."""
+        sentences = as_sentences(sentences)
+        return [decode_ids(self.tokenizer, ids) for ids in encode_texts(self.tokenizer, sentences)]
+
+    def fidelity(self, sentences: str | list[str], strategy: str = "greedy", max_length: int = 50,
+                 seed: int | None = None, **decoding) -> list[Fidelity]:
+        """How faithfully each sentence comes back from its posterior mean (decoded as in `reconstruct`):
+        the reconstruction, whether it is the sentence token for token, and its sentence BLEU."""
+        sentences = as_sentences(sentences)
+        reconstructions = self.reconstruct(sentences, strategy=strategy, max_length=max_length, seed=seed, **decoding)
+        return [sentence_fidelity(text, read, output)
+                for text, read, output in zip(sentences, self.read_as(sentences), reconstructions)]
+
     def latent(self, item: str | np.ndarray | torch.Tensor, what: str) -> torch.Tensor:
         """One latent code: a sentence's posterior mean, or a given vector of the latent size."""
         if isinstance(item, str):
@@ -237,13 +264,16 @@ class TextVAEPipeline:
     def interpolate(self, first: str | np.ndarray | torch.Tensor | None = None,
                     second: str | np.ndarray | torch.Tensor | None = None, steps: int = 7, path: str = "linear",
                     strategy: str = "greedy", collapse: bool = False, seed: int | None = None,
-                    **decoding) -> list[str]:
+                    **decoding) -> Interpolation:
         """The homotopy of Bowman et al. 2016: decodes of `steps` points from `first` to `second`, ends included.
 
         Each end is a sentence (its posterior mean) or a latent vector; with neither, two prior samples
         (drawn with `seed`). `path` is 'linear' or 'slerp' (see `latent_space.slerp_path`); each point is
         decoded with `strategy` and `decoding` as in `decode_latents`. `collapse=True` keeps one of each
         run of equal consecutive sentences (`latent_space.collapse_repeats` also gives their steps).
+        With two sentences, the result's `ends` say how faithfully the path's first and last decodes
+        reproduce them (`Fidelity`: exact or not, sentence BLEU): a path that does not start at the first
+        sentence joins the model's reading of it, not the sentence.
         """
         self.require_latent("interpolation")
         DecodingOptions.build(strategy=strategy, **decoding)
@@ -260,7 +290,13 @@ class TextVAEPipeline:
             start, end = self.latent(first, "interpolate first"), self.latent(second, "interpolate second")
         points = latent_path(start, end, steps, path)
         sentences = self.decode_latents(points, strategy=strategy, seed=None if seed is None else seed + 1, **decoding)
-        return [sentence for _, sentence in collapse_repeats(sentences)] if collapse else sentences
+        ends = None
+        if isinstance(first, str) and isinstance(second, str):
+            first_read, second_read = self.read_as([first, second])
+            ends = (sentence_fidelity(first, first_read, sentences[0]),
+                    sentence_fidelity(second, second_read, sentences[-1]))
+        kept = [sentence for _, sentence in collapse_repeats(sentences)] if collapse else sentences
+        return Interpolation(kept, ends)
 
     def analogy(self, a: str, b: str, c: str, strategy: str = "greedy", seed: int | None = None,
                 **decoding) -> str:
@@ -404,7 +440,9 @@ class TextVAEPipeline:
         results["precision"] = precision_name(self.dtype)  # what the scoring passes ran in (auto picks it)
         if latent and bleu:  # greedy decodes of the posterior means score_split already computed
             references = [decode_ids(self.tokenizer, ids) for ids in target.token_ids]
-            results["bleu"] = corpus_bleu(self.decode_latents(torch.from_numpy(scores.mean).float()), references)
+            decodes = self.decode_latents(torch.from_numpy(scores.mean).float())
+            results["bleu"] = corpus_bleu(decodes, references)
+            results["exact_match"] = exact_match_share(decodes, references)
         if samples:
             generated = self.sample(samples, strategy="sample", seed=seed)
             results["distinct_1"], results["distinct_2"] = distinct_n(generated, 1), distinct_n(generated, 2)

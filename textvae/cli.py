@@ -342,17 +342,14 @@ def run_generation(args: argparse.Namespace, vae) -> None:
         for line in vae.iter_sample(args.n, **options):  # printed as decoded: any -n in bounded memory
             print(shown(line))
     elif args.command == "reconstruct":
-        for source, output in zip(args.sentences, vae.reconstruct(args.sentences, **options)):
-            print(f"{source}\t->\t{shown(output)}")
+        for fidelity in vae.fidelity(args.sentences, **options):
+            print(f"{fidelity.text}\t->\t{shown(fidelity.reconstruction)}\t{fidelity.summary}")
     elif args.command == "interpolate":
-        from .latent_space import collapse_repeats
-
         if args.first is not None and args.second is None:
             raise TextVAEError("interpolate: give two sentences, or none for two prior samples")
         path = vae.interpolate(args.first, args.second, args.steps, args.path, **options)
-        steps = collapse_repeats(path) if args.collapse else list(enumerate(path))
-        for step, line in steps:
-            print(f"{step}\t{shown(line)}")
+        for step, line, note in interpolation_rows(path, args.collapse):
+            print(f"{step}\t{shown(line)}" + (f"\t{note}" if note else ""))
     elif args.command == "analogy":
         print(shown(vae.analogy(args.a, args.b, args.c, **options)))
     elif args.command == "traverse":
@@ -364,6 +361,20 @@ def run_generation(args: argparse.Namespace, vae) -> None:
     elif args.command == "neighbourhood":
         for line in vae.iter_neighbourhood(args.sentence, args.n, args.radius, **options):
             print(shown(line))
+
+
+def interpolation_rows(path, collapse: bool) -> list[tuple[int, str, str]]:
+    """(step, sentence, note) for each printed step of an interpolation; the first and last rows' notes say how
+    faithfully they reconstruct the two sentences asked for ('first: exact', 'second: differs, BLEU 41.2'),
+    so the output shows at once whether the path joins those sentences or only the model's versions of them."""
+    from .latent_space import collapse_repeats
+
+    rows = [[step, line, ""] for step, line in (collapse_repeats(path) if collapse else enumerate(path))]
+    if path.ends is not None:
+        first, second = path.ends
+        rows[0][2] = f"first: {first.summary}"
+        rows[-1][2] = "; ".join(part for part in (rows[-1][2], f"second: {second.summary}") if part)
+    return [tuple(row) for row in rows]
 
 
 def run(args: argparse.Namespace) -> None:

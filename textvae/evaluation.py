@@ -238,6 +238,48 @@ def corpus_bleu(hypotheses: list[str], references: list[str]) -> float:
     return float(BLEU(force=True).corpus_score(hypotheses, [references]).score)
 
 
+# ---- reconstruction fidelity ----------------------------------------------------------------------
+# A homotopy (Bowman et al. 2016) only says something about two sentences when each end of the path decodes
+# back to the sentence it was encoded from; these say how close a decode came. Sentences here are already
+# tokenized (what the model reads and writes), so BLEU uses sacrebleu with tokenize="none": split on spaces.
+
+@dataclass
+class Fidelity:
+    """How faithfully one decode reproduces the sentence it was encoded from."""
+
+    text: str  # the sentence as given
+    read_as: str  # the sentence as the model reads it: its tokens written back, unknown words as <unk>
+    reconstruction: str  # the decode of its code
+    exact: bool  # the reconstruction is `read_as`, token for token
+    bleu: float  # sentence BLEU (0-100) of the reconstruction against `read_as`
+
+    @property
+    def summary(self) -> str:
+        """'exact' or 'differs, BLEU 41.2', naming the model's reading when it is not the sentence as given."""
+        verdict = "exact" if self.exact else f"differs, BLEU {self.bleu:.1f}"
+        return verdict if self.read_as.split() == self.text.split() else f"{verdict} (read as: {self.read_as})"
+
+
+def sentence_fidelity(text: str, read_as: str, reconstruction: str) -> Fidelity:
+    """The `Fidelity` of one reconstruction against the model's reading of its sentence."""
+    exact = reconstruction.split() == read_as.split()
+    bleu = 100.0 if exact else float(BLEU(tokenize="none", effective_order=True).sentence_score(
+        reconstruction, [read_as]).score)
+    return Fidelity(text, read_as, reconstruction, exact, bleu)
+
+
+def exact_match_share(hypotheses: list[str], references: list[str]) -> float:
+    """Share of hypotheses equal to their reference token for token (whitespace-split)."""
+    if len(hypotheses) != len(references) or not references:
+        raise ValueError(f"exact_match_share: {len(hypotheses)} hypotheses for {len(references)} references")
+    return sum(h.split() == r.split() for h, r in zip(hypotheses, references)) / len(references)
+
+
+def tokenized_corpus_bleu(hypotheses: list[str], references: list[str]) -> float:
+    """Corpus BLEU (sacrebleu, tokenize="none": the text is already tokenized) against one reference each."""
+    return float(BLEU(tokenize="none", force=True).corpus_score(hypotheses, [references]).score)
+
+
 def distinct_n(sentences: list[str], n: int) -> float:
     """Distinct n-grams / all n-grams over the sentences (Li et al. 2016): 1.0 = no repetition."""
     grams = [tuple(words[i: i + n]) for words in (s.split() for s in sentences) for i in range(len(words) - n + 1)]
