@@ -210,14 +210,15 @@ def read_json(path: Path) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def train_row(name: str, args: argparse.Namespace) -> bool:
+def train_row(name: str, args: argparse.Namespace, overrides: list[str] | None = None) -> bool:
     """Train one row to the end, resuming its checkpoint if it has one; wall time accumulates across runs.
-    True once the row is trained; False, at once, while another process is training it."""
+    True once the row is trained; False, at once, while another process is training it. `overrides` of
+    `args.config` (default: the row's, `row_overrides`) let other benchmarks train their rows the same way."""
     run_dir = Path(args.runs_dir) / name
     if (run_dir / TRAINED).is_file():
         logger.info(f"{name}: already trained, skipped")
         return True
-    source = starts_from(name)
+    source = starts_from(name) if overrides is None else None
     if source and not (run_dir / CHECKPOINT).is_file() and not (Path(args.runs_dir) / source / TRAINED).is_file():
         logger.info(f"{name}: starts from the trained `{source}` row, which is not trained yet; skipped (train "
                     f"`{source}` first: --rows {source},{name})")
@@ -228,18 +229,19 @@ def train_row(name: str, args: argparse.Namespace) -> bool:
             logger.info(f"{name}: another process is training it; skipped")
             return False
         if not (run_dir / TRAINED).is_file():  # read under the lock: that process may just have finished
-            train_claimed_row(name, run_dir, args)
+            train_claimed_row(name, run_dir, args,
+                              row_overrides(name, args.runs_dir) if overrides is None else overrides)
     return True
 
 
-def train_claimed_row(name: str, run_dir: Path, args: argparse.Namespace) -> None:
+def train_claimed_row(name: str, run_dir: Path, args: argparse.Namespace, overrides: list[str]) -> None:
     """Train the row this process holds the lock of, and write its TRAINED facts when training ends."""
     resume = (run_dir / CHECKPOINT).is_file()
     if resume:
         config = resumed_config(run_dir, shared_overrides(args))
         logger.info(f"{name}: resuming {run_dir}")
     else:
-        config = load_config(args.config, [*row_overrides(name, args.runs_dir), *shared_overrides(args)])
+        config = load_config(args.config, [*overrides, *shared_overrides(args)])
         logger.info(f"{name}: training into {run_dir}")
     summary = train(config, run_dir, resume=resume)
     device = select_device(config.train.device)
@@ -247,7 +249,7 @@ def train_claimed_row(name: str, run_dir: Path, args: argparse.Namespace) -> Non
     # the trainer's own clock: checkpointed with the weights, so a killed session's finished epochs still count
     write_json(run_dir / TRAINED, {"seconds": summary["train_seconds"], "steps": summary["steps"],
                                    "epochs": summary["epochs"], "device": described, "command": args.command,
-                                   "recipe": args.config, "overrides": row_overrides(name, args.runs_dir),
+                                   "recipe": args.config, "overrides": overrides,
                                    "precision": config.train.precision})
 
 
