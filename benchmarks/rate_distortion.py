@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 from ptb_table import (  # benchmarks/ is the script's own folder on sys.path
     EVALUATING,
+    ROWS,
     TRAINED,
     add_shared_arguments,
     claim,
@@ -79,6 +80,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--iw-samples", type=int, help="importance samples per test sentence (default: 50 "
                                                         "synthetic, 500 PTB)")
     parser.add_argument("--samples", type=int, default=500, help="prior samples for distinct-n (default 500)")
+    parser.add_argument("--test-limit", type=int, default=0,
+                        help="evaluate on the first N test sentences only (default 0: all of them)")
     parser.add_argument("--max-epochs", type=int, default=None, help="train.max_epochs of every point")
     parser.add_argument("--max-steps", type=int, default=None, help="train.max_steps of every point (quick checks)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda | cuda:N")
@@ -119,7 +122,8 @@ def point_name(rate: float) -> str:
 def point_overrides(args: argparse.Namespace) -> dict[str, list[str]]:
     """Each point's overrides of the recipe: the LM, then one point per rate, its lever set and the other off."""
     latent = load_config(args.config).model.get("latent_size", 32)
-    points = {"lm": ["model.model_type=lm"]}
+    # PTB's LM halves its LR on the published LM code's schedule, as in the PTB table's `lm` row
+    points = {"lm": list(ROWS["lm"][1]) if args.corpus == "ptb" else ["model.model_type=lm"]}
     for rate in args.rates:
         if args.lever == "free_bits":
             points[point_name(rate)] = [f"train.free_bits={rate / latent:g}", "train.free_bits_mode=batch_dimension",
@@ -138,28 +142,37 @@ def evaluate_point(name: str, args: argparse.Namespace) -> dict | None:
             logger.info(f"{name}: another process is evaluating it; left out of this table")
             return None
         trained, cached = read_json(run_dir / TRAINED), read_json(run_dir / RESULTS)
-        asked = {"iw_samples_asked": args.iw_samples, "samples_asked": args.samples, "trained_steps": trained["steps"]}
+        asked = {"iw_samples_asked": args.iw_samples, "samples_asked": args.samples, "test_limit": args.test_limit,
+                 "trained_steps": trained["steps"]}
         if cached is not None and all(cached.get(key) == value for key, value in asked.items()):
             return cached
         logger.info(f"{name}: evaluating on test with k = {args.iw_samples}")
         vae = textvae.load(run_dir, device=args.device)
         vae.progress = not args.quiet
         start = time.perf_counter()
-        results = vae.evaluate("test", iw_samples=args.iw_samples, samples=args.samples, bleu=False)
+        references = test_sentences(vae, args.test_limit)
+        results = vae.evaluate(sentences=references, iw_samples=args.iw_samples, samples=args.samples, bleu=False)
         results.pop("kl_per_dim", None)
+        results["split"] = "test" if not args.test_limit else f"test, first {len(references)} sentences"
         if vae.model.config.has_latent:
-            results.update(reconstruction_scores(vae))
+            results.update(reconstruction_scores(vae, references))
         results["eval_seconds"] = time.perf_counter() - start
         results.update(asked)
         write_json(run_dir / RESULTS, results)
         return results
 
 
-def reconstruction_scores(vae) -> dict[str, float]:
-    """Greedy decodes of the test sentences' posterior means against the sentences as the model reads them:
-    the share reproduced exactly (as a percentage) and corpus BLEU (tokenize="none")."""
+def test_sentences(vae, limit: int = 0) -> list[str]:
+    """The run's test split (its first `limit` sentences when limit > 0), as the model reads them: tokens
+    written back, unknown words as <unk>, the length filter of training applied."""
     split, _ = vae.corpus_split("test")
     references = [decode_ids(vae.tokenizer, ids) for ids in split.token_ids]
+    return references[:limit] if limit else references
+
+
+def reconstruction_scores(vae, references: list[str]) -> dict[str, float]:
+    """Greedy decodes of the sentences' posterior means against the sentences (as the model reads them): the
+    share reproduced exactly (as a percentage) and corpus BLEU (tokenize="none")."""
     decodes = vae.reconstruct(references)
     return {"exact_percent": 100 * exact_match_share(decodes, references),
             "reconstruction_bleu": tokenized_corpus_bleu(decodes, references)}
@@ -200,7 +213,7 @@ def write_table(records: dict[str, dict], args: argparse.Namespace, plot: Path |
         + ("free bits λ = r / latent_size per dimension (batch_dimension)" if args.lever == "free_bits"
            else "the target-rate constraint KL ≥ r") + "; `lm` is the recipe's decoder with no z. "
         f"Every point this command trained also got `{' '.join(shared_overrides(args))}`.",
-        f"Test split: {any_results.get('sentences', '?')} sentences, {any_results.get('tokens', '?')} predicted "
+        f"Test split ({any_results.get('split', 'test')}): {any_results.get('sentences', '?')} sentences, {any_results.get('tokens', '?')} predicted "
         f"tokens (words + `<eos>`). KL (the rate), rec (the distortion, one posterior sample), −ELBO and NLL in nats "
         f"per sentence; NLL importance-weighted with k = {args.iw_samples} (the LM's exact); PPL = exp(Σ NLL / Σ "
         "predicted tokens); AU: dimensions with Cov_x(E_q[z|x]) > 0.01; exact % and BLEU: greedy decodes of the "

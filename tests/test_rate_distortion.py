@@ -47,7 +47,7 @@ train: {{batch_size: 16, eval_batch_size: 32, log_every: 1, num_threads: 1, prec
     script = load_script()
     common = ["--config", str(config), "--rates", "2,6", "--runs-dir", str(tmp / "runs"), "--table",
               str(tmp / "out" / "frontier.md"), "--records", str(tmp / "records"), "--iw-samples", "3",
-              "--samples", "8", "--device", "cpu", "--quiet", "--max-steps", "3"]
+              "--samples", "8", "--test-limit", "10", "--device", "cpu", "--quiet", "--max-steps", "3"]
     assert script.main(common) == 0
     return script, tmp, common
 
@@ -64,7 +64,7 @@ def test_each_point_trains_with_its_lever_and_the_table_holds_its_test_results(s
     for name in ("lm", "rate_2", "rate_6"):
         results = json.loads((runs / name / script.RESULTS).read_text())
         record = json.loads((tmp / "records" / f"{name}.json").read_text())
-        assert record["results"] == results and results["sentences"] == 12 and results["iw_samples"] == (
+        assert record["results"] == results and results["sentences"] == 10 and results["iw_samples"] == (
             0 if name == "lm" else 3)
         row = next(line for line in table.splitlines() if line.startswith(f"| `{name}` |"))
         assert f"| {results['ppl']:.2f} |" in row and f"| {results['distinct_1']:.3f} |" in row
@@ -81,8 +81,9 @@ def test_reconstruction_scores_are_the_share_of_exact_decodes_and_their_bleu(swe
 
     vae = textvae.load(tmp / "runs" / "rate_6", precision="fp32")
     references = (tmp / "corpus" / "test.txt").read_text().splitlines()
+    assert script.test_sentences(vae) == references and script.test_sentences(vae, 5) == references[:5]
     decodes = vae.reconstruct(references)
-    scores = script.reconstruction_scores(vae)
+    scores = script.reconstruction_scores(vae, references)
     exact = sum(a == b for a, b in zip(decodes, references))
     assert scores["exact_percent"] == pytest.approx(100 * exact / len(references))
     from sacrebleu.metrics import BLEU
@@ -96,7 +97,10 @@ def test_target_rate_lever_sets_the_constraint(tmp_path):
     overrides = script.point_overrides(args)
     assert list(overrides) == ["lm", "rate_5", "rate_40"]
     assert overrides["rate_40"] == ["train.target_rate=40", "train.free_bits=0"]
-    assert script.parse_args(["--corpus", "ptb"]).config == "configs/ptb.yaml"
+    ptb = script.parse_args(["--corpus", "ptb"])
+    assert ptb.config == "configs/ptb.yaml" and ptb.iw_samples == 500
+    assert script.point_overrides(ptb)["lm"] == script.ROWS["lm"][1]  # the PTB table's LM schedule
+    assert script.point_overrides(ptb)["rate_80"][0] == "train.free_bits=2.5"  # 80 nats over 32 dimensions
 
 
 def test_finished_points_are_skipped_and_a_stopped_one_resumes(sweep):
