@@ -266,7 +266,8 @@ def plot_frontier(records: dict[str, dict], args: argparse.Namespace) -> Path | 
     ppl_axis.plot(rates, [r["ppl"] for _, r in points], "^-", color="tab:red", label="PPL (IW)")
     if "lm" in records:
         ppl_axis.axhline(records["lm"]["results"]["ppl"], color="tab:red", linestyle="--", label="PPL of the LM")
-    ppl_axis.set_ylabel("perplexity")
+    ppl_axis.set_ylabel("perplexity (log scale)")
+    ppl_axis.set_yscale("log")  # PPL grows about exponentially with the rate once z carries more than it helps
     handles = bleu_axis.get_legend_handles_labels()[0] + ppl_axis.get_legend_handles_labels()[0]
     bleu_axis.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="center right")
     bleu_axis.set_title(f"{args.corpus}: rate against distortion")
