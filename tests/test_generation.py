@@ -416,10 +416,11 @@ def test_cli_generation_commands(tiny_run, tmp_path, capsys):
     assert len(capsys.readouterr().out.splitlines()) == 3
     assert main(["interpolate", run, FIRST, SECOND, "--steps", "9", "--path", "slerp"]) == 0
     full = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
-    assert [int(step) for step, _ in full] == list(range(9))
+    assert [int(row[0]) for row in full] == list(range(9))
+    assert full[0][2].startswith("first: ") and full[-1][2].startswith("second: ")  # how faithful each end is
     assert main(["interpolate", run, FIRST, SECOND, "--steps", "9", "--path", "slerp", "--collapse"]) == 0
     collapsed = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
-    assert [(int(step), text) for step, text in collapsed] == collapse_repeats([text for _, text in full])
+    assert [(int(row[0]), row[1]) for row in collapsed] == collapse_repeats([row[1] for row in full])
     assert main(["interpolate", run, "--steps", "4", "--seed", "2", "--strategy", "beam"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 4
     assert main(["analogy", run, FIRST, SECOND, "the clerk wrote the report ."]) == 0
