@@ -446,8 +446,8 @@ def test_cli_generation_commands(tiny_run, tmp_path, capsys):
 
     empty = tmp_path / "empty.txt"
     empty.write_text("\n  \n", encoding="utf-8")
-    assert "is empty" in cli_error(capsys, "encode", run, empty, "--out", tmp_path / "x.npy")
-    assert "is empty" in cli_error(capsys, "nearest", run, "--query", FIRST, "--corpus", empty)
+    assert "has only blank lines" in cli_error(capsys, "encode", run, empty, "--out", tmp_path / "x.npy")
+    assert "has only blank lines" in cli_error(capsys, "nearest", run, "--query", FIRST, "--corpus", empty)
     assert "strategy: 'best' is not one of" in cli_error(capsys, "sample", run, "--strategy", "best")
     assert "top_p" in cli_error(capsys, "sample", run, "--strategy", "top-p", "--top-p", "0")
     assert "top_k" in cli_error(capsys, "reconstruct", run, FIRST, "--strategy", "top-k", "--top-k", "0")
