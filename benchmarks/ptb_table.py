@@ -316,7 +316,7 @@ def training_clock(run_dir: Path, max_epochs: int) -> str:
     The pace is the last epoch's, timed by the validations' train_seconds, so a phase that is over (aggressive
     training, autoencoder pretraining) does not count; the average epoch's where the validations do not tell.
     Early stopping may end the row sooner."""
-    state = torch.load(run_dir / CHECKPOINT, map_location="cpu", mmap=True, weights_only=False)["state"]
+    state = torch.load(run_dir / CHECKPOINT, map_location="cpu", mmap=True, weights_only=True)["state"]
     if not state["epoch"]:
         return f"; trained {duration(state['train_seconds'])} ({state['step']} steps)"
     timed = [record for record in state["history"] if "train_seconds" in record]

@@ -37,7 +37,7 @@ def run_training(config: Path, out: Path, processes: int, extra: list[str] = ())
 
 
 def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run_dir / "checkpoint.pt", weights_only=False)["model"]
+    return torch.load(run_dir / "checkpoint.pt", weights_only=True)["model"]
 
 
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed with gloo is needed")
@@ -56,7 +56,7 @@ def test_two_process_ddp_equals_one_process_on_the_combined_batches_and_resumes(
         weights = final_weights(tmp_path / other)
         for name, weight in single.items():
             torch.testing.assert_close(weights[name], weight, rtol=1e-4, atol=1e-5, msg=f"{other}: {name} differs")
-    assert torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=False)["state"]["step"] == 5
+    assert torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=True)["state"]["step"] == 5
 
     # equality is not trivial: 5 Adam steps moved the weights far beyond the tolerance
     torch.manual_seed(0)  # train() seeds torch with train.seed before building the model

@@ -50,10 +50,9 @@ from .latent_space import (
 from .modeling import TextVAE, TextVAEConfig
 from .modeling.posterior import reparameterize
 from .run_dir import CHECKPOINT, TRAIN_CONFIG, resumed_config, weights_mismatch
-from .runtime import resolve_precision
+from .runtime import resolve_precision, select_device
 from .score_progress import progress_folder
 from .tokenization import decode_ids, encode_texts, special_ids, vocabulary_size
-from .training import select_device
 
 
 def check_run_dir(run_dir: Path) -> None:

@@ -1,5 +1,8 @@
 """Corpora in, padded batches out: loading through `datasets`, length policy, length-bucketed batching.
 
+`datasets` (and huggingface_hub) load inside the functions that read corpora, so commands that only
+use a trained model never import them.
+
 Sources: text files (one sentence a line; explicit paths or a folder with train.txt/valid.txt/test.txt),
 a dataset saved with `save_to_disk`, a hub dataset name (needs a network), or, when nothing is given,
 the embedded synthetic corpus (`textvae.synthetic`), whose factor labels come along as columns.
@@ -16,8 +19,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import datasets
-import huggingface_hub
 import torch
 
 from .config import DataConfig
@@ -80,12 +81,16 @@ def is_saved_dataset(folder: Path) -> bool:
 
 def synthetic_corpus(seed: int) -> datasets.DatasetDict:
     """The embedded corpus as a DatasetDict with a `text` column and one column per latent factor."""
+    import datasets
+
     corpus = generate_corpus(seed=seed)
     return datasets.DatasetDict({split: datasets.Dataset.from_list(rows) for split, rows in corpus.items()})
 
 
 def load_saved(folder: Path) -> datasets.DatasetDict:
     """A dataset written with save_to_disk; a single Dataset becomes the train split."""
+    import datasets
+
     loaded = datasets.load_from_disk(str(folder))
     if isinstance(loaded, datasets.Dataset):
         loaded = datasets.DatasetDict({"train": loaded})
@@ -96,6 +101,9 @@ def load_saved(folder: Path) -> datasets.DatasetDict:
 def offline_mode_from_env():
     """Honour HF_HUB_OFFLINE / HF_DATASETS_OFFLINE even when set after `datasets` was imported (no network, no retries)."""
     names = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    import datasets
+    import huggingface_hub
+
     if not any(os.environ.get(name, "").upper() in ("1", "ON", "YES", "TRUE") for name in names):
         yield
         return
@@ -109,6 +117,8 @@ def offline_mode_from_env():
 
 def load_hub(name: str, config_name: str | None) -> datasets.DatasetDict:
     """A dataset from the Hugging Face hub; offline this fails with the local alternatives named."""
+    import datasets
+
     try:
         with offline_mode_from_env():
             loaded = datasets.load_dataset(name, config_name)
@@ -125,6 +135,8 @@ def load_hub(name: str, config_name: str | None) -> datasets.DatasetDict:
 
 def load_corpus(settings: DataConfig) -> datasets.DatasetDict:
     """The corpus the settings name, as a DatasetDict with splits train/valid(/test) and a `text` column."""
+    import datasets
+
     if settings.source is None and not settings.train_file:
         return synthetic_corpus(settings.synthetic_seed)
     source = Path(settings.source) if settings.source else None
@@ -143,6 +155,8 @@ def load_corpus(settings: DataConfig) -> datasets.DatasetDict:
 
 def standardise(corpus: datasets.DatasetDict, text_column: str) -> datasets.DatasetDict:
     """Rename splits to train/valid/test and the text column to `text`, checking both exist."""
+    import datasets
+
     renamed = datasets.DatasetDict({SPLIT_ALIASES.get(name, name): split for name, split in corpus.items()})
     if "train" not in renamed:
         raise TextVAEError(f"the corpus has no train split (splits: {', '.join(renamed)}); name one 'train'")

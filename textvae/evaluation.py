@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sacrebleu.metrics import BLEU
 from tqdm.auto import tqdm
 
 from .data import TokenizedSplit, iterate_batches
@@ -229,10 +228,27 @@ def unigram_nll(train: TokenizedSplit, split: TokenizedSplit, vocab_size: int, e
 
 # ---- text quality ---------------------------------------------------------------------------------
 
+BLEU_TOKENIZE = "none"  # sacrebleu's tokenizer for our text, which is already tokenized; results.json says it
+
+
+def bleu_scorer(**options):
+    """sacrebleu's BLEU with `tokenize="none"`: the sentences are split on spaces only, as the model reads and
+    writes them. sacrebleu's default (13a) would re-tokenize them and split `<unk>` into `< unk >`: three
+    tokens, two bigrams and a trigram that every pair of sentences with an `<unk>` shares, which inflates
+    the score. sacrebleu is imported here, so only the commands that score BLEU load it."""
+    from sacrebleu.metrics import BLEU
+
+    return BLEU(tokenize=BLEU_TOKENIZE, **options)
+
+
+def corpus_bleu_score(hypotheses: list[str], references: list[str]):
+    """sacrebleu's corpus score (with its n-gram counts) of hypotheses against one reference each."""
+    return bleu_scorer().corpus_score(hypotheses, [references])
+
+
 def corpus_bleu(hypotheses: list[str], references: list[str]) -> float:
-    """Corpus BLEU (sacrebleu, 13a tokenisation) of hypotheses against one reference each; `force` because
-    our sentences are already tokenized (that is what the model reads and writes)."""
-    return float(BLEU(force=True).corpus_score(hypotheses, [references]).score)
+    """Corpus BLEU (sacrebleu, tokenize="none") of hypotheses against one reference each."""
+    return float(corpus_bleu_score(hypotheses, references).score)
 
 
 def distinct_n(sentences: list[str], n: int) -> float:
@@ -246,7 +262,7 @@ def self_bleu(sentences: list[str], limit: int = 500) -> float:
     chosen = sentences[:limit]
     if len(chosen) < 2:
         return 0.0
-    scorer = BLEU(effective_order=True, force=True)
+    scorer = bleu_scorer(effective_order=True)
     scores = [scorer.sentence_score(s, chosen[:i] + chosen[i + 1:]).score for i, s in enumerate(chosen)]
     return float(np.mean(scores))
 

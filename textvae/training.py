@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import datasets
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
@@ -57,7 +56,7 @@ from .run_dir import (
     save_checkpoint,
     save_model,
 )
-from .runtime import autocast, free_memory, keep_freed_memory, resolve_precision
+from .runtime import autocast, free_memory, keep_freed_memory, resolve_precision, select_device
 from .streaming import StreamingTrainSplit, load_streaming_splits
 from .tokenization import (
     build_tokenizer,
@@ -88,18 +87,6 @@ def diverged_advice(error: Diverged, out_dir: Path) -> str:
 
 
 # ---- setup ----------------------------------------------------------------------------------------
-
-def select_device(name: str) -> torch.device:
-    """'auto' picks CUDA when present, else CPU; anything else is checked before use."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise TextVAEError(f"train.device: '{name}' asked for, but no CUDA GPU is available; use auto or cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise TextVAEError(f"train.device: '{name}' is not a device; use auto, cpu, cuda or cuda:N") from None
-
 
 BYTES_PER_PARAMETER = 16  # fp32 weight, gradient and Adam's two moments: the least training needs
 
@@ -316,6 +303,8 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
     workers.barrier()
     hf_logging.disable_progress_bar()
     if not settings.progress_bar or not workers.is_main:
+        import datasets
+
         datasets.disable_progress_bars()  # --quiet: no "Generating train split" bars either
     if settings.num_threads:
         torch.set_num_threads(settings.num_threads)
