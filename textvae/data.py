@@ -28,6 +28,7 @@ from .tokenization import encode_texts
 
 SPLITS = ("train", "valid", "test")
 SPLIT_ALIASES = {"validation": "valid", "dev": "valid", "val": "valid"}
+NO_LIMIT = 10**9  # a max_length no sentence reaches: evaluation's (no length policy)
 
 
 # ---- reading and checking text files -------------------------------------------------------------
@@ -70,6 +71,11 @@ def text_files(settings: DataConfig) -> dict[str, Path]:
     for split, path in files.items():
         check_text_file(path, f"{split} split")
     return files
+
+
+def is_text_folder(source: str | None) -> bool:
+    """True for a data.source folder of text files (train.txt, ...), not a dataset written by save_to_disk."""
+    return source is not None and Path(source).is_dir() and not is_saved_dataset(Path(source))
 
 
 def is_saved_dataset(folder: Path) -> bool:
@@ -194,6 +200,11 @@ class TokenizedSplit:
     token_ids: list[list[int]]
     labels: dict[str, list] = field(default_factory=dict)
     report: SplitReport = field(default_factory=SplitReport)
+    rows: list[int] = field(default_factory=list)  # each sentence's row in its source (0-based), when known
+
+    def line_of(self, index: int) -> int:
+        """The 1-based line (row of the source) sentence `index` came from; its 1-based place if unknown."""
+        return self.rows[index] + 1 if index < len(self.rows) else index + 1
 
     def __len__(self) -> int:
         return len(self.token_ids)
@@ -227,13 +238,17 @@ def prepare_texts(texts: list[str], tokenizer, max_length: int, length_policy: s
         kept_ids.append(ids)
     report.kept = len(kept_ids)
     kept_labels = {name: [values[row] for row in kept_rows] for name, values in (labels or {}).items()}
-    return TokenizedSplit([texts[row].strip() for row in kept_rows], kept_ids, kept_labels, report)
+    return TokenizedSplit([texts[row].strip() for row in kept_rows], kept_ids, kept_labels, report, kept_rows)
 
 
-def prepare_split(split: datasets.Dataset, tokenizer, settings: DataConfig) -> TokenizedSplit:
-    """A tokenized split from a dataset split, keeping the synthetic factor columns as labels."""
+def prepare_split(split: datasets.Dataset, tokenizer, settings: DataConfig | None) -> TokenizedSplit:
+    """A tokenized split from a dataset split, keeping the synthetic factor columns as labels. With
+    `settings` the training length policy applies; with None every sentence is kept whole (evaluation
+    scores every line it is given)."""
     columns = split.select_columns(["text", *[name for name in FACTORS if name in split.column_names]]).to_dict()
     texts = columns.pop("text")
+    if settings is None:
+        return prepare_texts(texts, tokenizer, NO_LIMIT, "truncate", columns)
     return prepare_texts(texts, tokenizer, settings.max_length, settings.length_policy, columns)
 
 

@@ -122,7 +122,7 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None, split: str 
     vae = load(run_dir)
     if not vae.model.config.has_latent:
         return report
-    sentences, _ = vae.corpus_split(split)
+    sentences = vae.corpus_split(split)
     texts = sentences.texts[:limit]
     if len(texts) < 3:
         raise TextVAEError(f"split '{split}' has {len(texts)} sentences; the latent map needs at least 3")
