@@ -50,6 +50,7 @@ class TrainerState:
     train_seconds: float = 0.0  # training time so far, evaluations excluded (train.max_minutes)
     train_lr: float | None = None  # the train.lr setting the run last trained with (a new one applies on resume)
     lr_decays: int = 0  # times the LR has decayed (train.lr_decay_max stops training at that many)
+    log_window: dict[str, float] = field(default_factory=dict)  # sums over the train steps not yet logged
 
 
 def save_model(model: TextVAE, out_dir: Path) -> None:
