@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -19,7 +20,8 @@ tokenizer: {vocab_size: 400}
 model: {embedding_size: 16, encoder_hidden_size: 16, decoder_hidden_size: 16, latent_size: 4,
         embedding_dropout: 0.0, decoder_dropout: 0.0}
 train: {batch_size: 11, max_steps: 5, eval_every: 3, num_threads: 1, device: cpu, word_dropout: 0.3,
-        kl_schedule: linear, kl_anneal_steps: 4, eval_batch_size: 256, progress_bar: false, log_every: 1}
+        kl_schedule: linear, kl_anneal_steps: 4, eval_batch_size: 256, progress_bar: false, log_every: 1,
+        precision: fp32}
 """
 
 
@@ -67,6 +69,12 @@ def test_two_process_ddp_equals_one_process_on_the_combined_batches_and_resumes(
     ddp_lines = (tmp_path / "ddp" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     single_lines = (tmp_path / "single" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(ddp_lines) == len(single_lines) == 5 + 2
+    # and its train lines are the whole batch's, summed over both processes' rows, not rank 0's half
+    figures = ("loss", "objective", "rec", "kl", "grad_norm")
+    for ddp_line, single_line in zip(map(json.loads, ddp_lines), map(json.loads, single_lines)):
+        if single_line["split"] == "train":
+            for key in figures:
+                assert ddp_line[key] == pytest.approx(single_line[key], rel=1e-4), (single_line["step"], key)
     if board:  # and only rank 0 wrote TensorBoard events: one event file
         assert len(list((tmp_path / "ddp" / "tensorboard").glob("events.out.tfevents.*"))) == 1
 
