@@ -4,6 +4,11 @@ The loop writes its run dir (run_dir.py) at every validation and, between valida
 train.checkpoint_minutes of training; checkpoints also hold the state of the collapse remedies
 (target-rate multiplier, decoder reset done, aggressive mode switched off), so `resume` continues
 exactly as an uninterrupted run would.
+
+A train line of metrics.jsonl (every train.log_every steps) averages the steps since the previous one over
+their sentences (all processes' under DDP): `loss` is the −ELBO, as on valid lines, `objective` what the
+optimizer minimised, `grad_norm` the gradient norm before clipping (`window_figures`). The window's sums
+are part of the checkpointed state, so a resumed run logs the same lines.
 """
 
 from __future__ import annotations
