@@ -36,6 +36,7 @@ from textvae.evaluation import (
 from textvae.plotting import read_curves
 from textvae.run_dir import resumed_config
 from textvae.synthetic import generate_corpus
+from textvae.tokenization import vocabulary_size
 from textvae.training import train
 
 # ---- 1. BLEU of tokenized text ---------------------------------------------------------------------
@@ -171,7 +172,7 @@ def test_evaluate_reads_the_train_split_only_for_the_figures_that_need_it(text_r
     results = vae.evaluate("valid", iw_samples=0, samples=0, unigram=True, bleu=False)
     data = vae.run_config.data
     in_memory = unigram_nll(prepare_texts(train_lines, vae.tokenizer, data.max_length, data.length_policy),
-                            vae.corpus_split("valid"), len(vae.tokenizer), vae.special["eos_token_id"])
+                            vae.corpus_split("valid"), vocabulary_size(vae.tokenizer), vae.special["eos_token_id"])
     assert results["unigram_nll"] == pytest.approx(in_memory, rel=1e-12)
 
 
