@@ -326,21 +326,21 @@ class TextVAEPipeline:
             self.check_fits(split, str(file))
             return split
         split = prepare_texts(as_sentences(sentences), self.tokenizer, NO_LIMIT, "truncate")
-        self.check_fits(split, "sentences")
+        self.check_fits(split)
         return split
 
-    def check_fits(self, encoded: TokenizedSplit | list[list[int]], where: str = "sentences") -> None:
-        """Refuse, naming the line, a sentence longer than a Transformer of this model can read."""
+    def check_fits(self, encoded: TokenizedSplit | list[list[int]], where: str | None = None) -> None:
+        """Refuse, naming it, a sentence longer than a Transformer of this model can read: by its line when
+        `encoded` is a split read from `where` (a file or a corpus split), else by its place in the list."""
         limit = self.model.config.position_limit
         if limit is None:
             return
         token_ids = encoded.token_ids if isinstance(encoded, TokenizedSplit) else encoded
         for index, ids in enumerate(token_ids):
             if len(ids) + 1 > limit:
-                line = encoded.line_of(index) if isinstance(encoded, TokenizedSplit) else index + 1
-                what = f"{where} line {line}" if isinstance(encoded, TokenizedSplit) and where != "sentences" \
-                    else f"sentence {line}"
-                raise TextVAEError(f"{what} has {len(ids) + 1} tokens with <eos>, more than this model's "
+                place = (f"{where} line {encoded.line_of(index)}" if where and isinstance(encoded, TokenizedSplit)
+                         else f"sentence {index + 1}")
+                raise TextVAEError(f"{place} has {len(ids) + 1} tokens with <eos>, more than this model's "
                                    f"model.max_positions ({limit}); shorten it or split it in two")
 
     def partial_scores_dir(self) -> Path | None:
