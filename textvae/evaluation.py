@@ -268,10 +268,11 @@ def bleu_scorer(**options):
     """sacrebleu's BLEU with `tokenize="none"`: the sentences are split on spaces only, as the model reads and
     writes them. sacrebleu's default (13a) would re-tokenize them and split `<unk>` into `< unk >`: three
     tokens, two bigrams and a trigram that every pair of sentences with an `<unk>` shares, which inflates
-    the score. sacrebleu is imported here, so only the commands that score BLEU load it."""
+    the score. `force` silences sacrebleu's warning that the text looks tokenized: it is, on purpose.
+    sacrebleu is imported here, so only the commands that score BLEU load it."""
     from sacrebleu.metrics import BLEU
 
-    return BLEU(tokenize=BLEU_TOKENIZE, **options)
+    return BLEU(tokenize=BLEU_TOKENIZE, force=True, **options)
 
 
 def corpus_bleu_score(hypotheses: list[str], references: list[str]):
