@@ -36,7 +36,7 @@ def main() -> None:
     args = parser.parse_args()
 
     vae = textvae.load(args.run_dir, device=args.device, precision=args.precision)
-    split, _ = vae.corpus_split(args.split)
+    split = vae.corpus_split(args.split)
     if args.limit:
         split.texts, split.token_ids = split.texts[: args.limit], split.token_ids[: args.limit]
     start = time.perf_counter()

@@ -37,7 +37,7 @@ def main() -> None:
     pipeline = textvae.load(args.run_dir, device="cpu", precision="fp32")
     if args.checkpoint is not None:
         path = Path(args.checkpoint or Path(args.run_dir) / CHECKPOINT)
-        pipeline.model.load_state_dict(torch.load(path, weights_only=False, map_location="cpu")["model"])
+        pipeline.model.load_state_dict(torch.load(path, weights_only=True, map_location="cpu")["model"])
     pipeline.model.eval()
     sentences = [line.strip() for line in Path(args.sentences).read_text(encoding="utf-8").splitlines() if line.strip()]
     with torch.no_grad():

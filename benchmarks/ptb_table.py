@@ -136,6 +136,11 @@ CURVES = (("kl", "KL, nats/sentence (train batches; log scale above 1)"), ("mi",
           ("au", "active units (valid)"),
           ("nll", "−ELBO, nats/sentence (valid; LM: NLL)"))
 LOG_SCALED = ("kl",)  # curves plotted on a logarithmic y axis
+INFLATED_BLEU = "*"  # marks a BLEU scored with sacrebleu's 13a tokenizer (results without bleu_tokenize)
+INFLATED_BLEU_NOTE = (f"BLEU marked {INFLATED_BLEU} was scored with sacrebleu's default 13a tokenizer, which splits "
+                      "`<unk>` into three tokens that every sentence pair sharing an `<unk>` matches, so it is "
+                      "inflated; those rows' run dirs are gone, so it cannot be scored again. Unmarked BLEU uses "
+                      "`tokenize=\"none\"` (the results' `bleu_tokenize`).")
 
 logger = logging.getLogger("ptb_table")
 
@@ -360,7 +365,7 @@ def training_clock(run_dir: Path, max_epochs: int) -> str:
     The pace is the last epoch's, timed by the validations' train_seconds, so a phase that is over (aggressive
     training, autoencoder pretraining) does not count; the average epoch's where the validations do not tell.
     Early stopping may end the row sooner."""
-    state = torch.load(run_dir / CHECKPOINT, map_location="cpu", mmap=True, weights_only=False)["state"]
+    state = torch.load(run_dir / CHECKPOINT, map_location="cpu", mmap=True, weights_only=True)["state"]
     if not state["epoch"]:
         return f"; trained {duration(state['train_seconds'])} ({state['step']} steps)"
     timed = [record for record in state["history"] if "train_seconds" in record]
@@ -396,16 +401,25 @@ def duration(seconds: float) -> str:
     return f"{hours}h {rest // 60:02d}m" if hours else f"{rest // 60}m {rest % 60:02d}s"
 
 
+def bleu_is_inflated(results: dict) -> bool:
+    """Whether a row's BLEU was scored with sacrebleu's 13a tokenizer: results from before textvae said which
+    tokenizer it used (no `bleu_tokenize`) were all scored that way."""
+    return results.get("bleu") is not None and results.get("bleu_tokenize", "13a") == "13a"
+
+
 def table_rows(records: dict[str, dict]) -> list[str]:
-    """Markdown rows for the measured rows (from their records), then the published ones."""
+    """Markdown rows for the measured rows (from their records), then the published ones; a BLEU scored with
+    the 13a tokenizer carries INFLATED_BLEU."""
     lines = []
     for name, record in records.items():
         results = record["results"]
         values = {key: results.get(key) for _, key, _ in COLUMNS}
         if name == "lm":  # the LM has no z: KL is 0 by construction, MI/AU/BLEU do not exist
             values.update(mi=None, au=None, bleu=None)
-        lines.append(f"| {ROWS[name][0]} (`{name}`) | `{record_recipe(record)[0]}` | "
-                     + " | ".join(cell(values[key], digits) for _, key, digits in COLUMNS)
+        cells = [cell(values[key], digits) for _, key, digits in COLUMNS]
+        if values["bleu"] is not None and bleu_is_inflated(results):
+            cells[[key for _, key, _ in COLUMNS].index("bleu")] += INFLATED_BLEU
+        lines.append(f"| {ROWS[name][0]} (`{name}`) | `{record_recipe(record)[0]}` | " + " | ".join(cells)
                      + f" | {duration(record['trained']['seconds'])} | {cell(record['tokens_per_s'], 0)} |")
     for label, values in PUBLISHED:
         lines.append(f"| {label} (published) | papers' code | " + " | ".join(cell(values.get(key), digits) for _, key, digits in COLUMNS)
@@ -521,8 +535,10 @@ def write_table(records: dict[str, dict], evaluating: list[str], other_k: list[s
         *recipe_lines(records, args),
         f"Test split: {any_results.get('sentences', '?')} sentences, {any_results.get('tokens', '?')} predicted tokens "
         f"(words + `<eos>`). NLL: importance-weighted with k = {args.iw_samples} per sentence (the LM's is exact); "
-        "NLL, −ELBO, KL and MI in nats per sentence; PPL = exp(Σ NLL / Σ predicted tokens); AU: dimensions with "
-        "Cov_x(E_q[z|x]) > 0.01; BLEU: greedy reconstructions from the posterior means; train time: the trainer's "
+        "NLL, −ELBO, KL and MI in nats per sentence; PPL = exp(Σ NLL / Σ words), words = whitespace-separated words "
+        "+ `<eos>` (with PTB's word-level tokenizer, the predicted tokens); AU: dimensions with "
+        "Cov_x(E_q[z|x]) > 0.01; BLEU: greedy reconstructions from the posterior means against the test sentences, "
+        "scored by sacrebleu on the tokenized text (see the note below the table); train time: the trainer's "
         "clock (validation passes not counted), summed over resumed sessions; tokens/s: median training "
         "throughput (target tokens) over the logged windows.",
         "",
@@ -530,6 +546,7 @@ def write_table(records: dict[str, dict], evaluating: list[str], other_k: list[s
         "| --- | --- |" + " ---: |" * (len(COLUMNS) + 2),
         *table_rows(records),
         "",
+        *([INFLATED_BLEU_NOTE, ""] if any(bleu_is_inflated(results) for results in finished.values()) else []),
         target_verdict(finished),
         "",
         *pending_rows(finished, evaluating, other_k),

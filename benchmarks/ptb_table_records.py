@@ -75,6 +75,7 @@ def records_from_table(text: str, columns, names) -> dict[str, dict]:
     k = int(_search(r"importance-weighted with k = (\d+)", text)[0])
     command = _search(r"^```\n(.+)\n```$", text)[0]
     table_header = next(line for line in text.splitlines() if line.startswith("| row |"))
+    marks_bleu = "scored by sacrebleu on the tokenized text" in text  # older tables: all BLEU from 13a, unmarked
     labels = [cell.strip() for cell in table_header.strip("|").split("|")]
     records = {}
     for line in text.splitlines():
@@ -85,6 +86,8 @@ def records_from_table(text: str, columns, names) -> dict[str, dict]:
         cells = dict(zip(labels, (cell.strip() for cell in line.strip("|").split("|"))))
         results = {key: _number(cells[label]) for label, key, _ in columns}
         results.update(sentences=int(split[0]), tokens=int(split[1]), split="test", iw_samples_asked=k)
+        if results.get("bleu") is not None and marks_bleu and not cells.get("BLEU", "").endswith("*"):
+            results["bleu_tokenize"] = "none"  # unmarked in a table that marks 13a BLEU: scored with tokenize="none"
         origin = re.search(rf"^- `{name}`: .*; training finished by `(.+)`$", text, re.MULTILINE)
         trained = {"seconds": _seconds(cells["train time"]), "device": header[1],
                    "command": origin.group(1) if origin else None}
@@ -105,6 +108,7 @@ def _search(pattern: str, text: str) -> tuple[str, ...]:
 
 
 def _number(cell: str) -> float | int | None:
+    cell = cell.rstrip("*")  # the table's mark on a BLEU scored with sacrebleu's 13a tokenizer
     if cell == "–":
         return None
     return int(cell) if cell.lstrip("-").isdigit() else float(cell)

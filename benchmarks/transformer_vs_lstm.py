@@ -79,7 +79,7 @@ def train_model(name: str, config_path: str, args: argparse.Namespace) -> None:
     logger.info(f"{name}: {'resuming' if resume else 'training into'} {run_dir}")
     run_dir.mkdir(parents=True, exist_ok=True)
     summary = train(config, run_dir, resume=resume)
-    state = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False)["state"]
+    state = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=True)["state"]
     write_json(run_dir / DONE, {"steps": summary["steps"], "epochs": summary["epochs"],
                                 "train_seconds": state["train_seconds"]})
 

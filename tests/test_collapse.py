@@ -42,7 +42,7 @@ def tiny_settings(*extra: str):
 
 
 def checkpoint(run: Path) -> dict:
-    return torch.load(run / "checkpoint.pt", weights_only=False)
+    return torch.load(run / "checkpoint.pt", weights_only=True)
 
 
 def random_batch(seed: int = 0, sentences: int = 16, vocab: int = 30):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -38,7 +39,7 @@ def run_training(config: Path, out: Path, processes: int, extra: list[str] = ())
 
 
 def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run_dir / "checkpoint.pt", weights_only=False)["model"]
+    return torch.load(run_dir / "checkpoint.pt", weights_only=True)["model"]
 
 
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed with gloo is needed")
@@ -57,7 +58,7 @@ def test_two_process_ddp_equals_one_process_on_the_combined_batches_and_resumes(
         weights = final_weights(tmp_path / other)
         for name, weight in single.items():
             torch.testing.assert_close(weights[name], weight, rtol=1e-4, atol=1e-5, msg=f"{other}: {name} differs")
-    assert torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=False)["state"]["step"] == 5
+    assert torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=True)["state"]["step"] == 5
 
     # equality is not trivial: 5 Adam steps moved the weights far beyond the tolerance
     torch.manual_seed(0)  # train() seeds torch with train.seed before building the model
@@ -68,6 +69,12 @@ def test_two_process_ddp_equals_one_process_on_the_combined_batches_and_resumes(
     ddp_lines = (tmp_path / "ddp" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     single_lines = (tmp_path / "single" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(ddp_lines) == len(single_lines) == 5 + 2
+    # and its train lines are the whole batch's, summed over both processes' rows, not rank 0's half
+    figures = ("loss", "objective", "rec", "kl", "grad_norm")
+    for ddp_line, single_line in zip(map(json.loads, ddp_lines), map(json.loads, single_lines)):
+        if single_line["split"] == "train":
+            for key in figures:
+                assert ddp_line[key] == pytest.approx(single_line[key], rel=1e-4), (single_line["step"], key)
     if board:  # and only rank 0 wrote TensorBoard events: one event file
         assert len(list((tmp_path / "ddp" / "tensorboard").glob("events.out.tfevents.*"))) == 1
 

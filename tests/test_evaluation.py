@@ -61,7 +61,7 @@ def test_iw_with_one_sample_is_the_single_sample_elbo_for_the_same_z():
 
 def test_iw_nll_is_below_the_elbo_and_tightens_with_more_samples(tiny_run):
     vae = textvae.load(tiny_run)
-    sentences = vae.corpus_split("valid")[0].texts[:100]
+    sentences = vae.corpus_split("valid").texts[:100]
     by_k = {}
     for k in (1, 10, 100):
         by_k[k] = np.mean([vae.evaluate(sentences=sentences, iw_samples=k, seed=seed, bleu=False, samples=0)["nll"]
@@ -161,7 +161,7 @@ def test_evaluate_reports_the_documented_keys_and_score_orders_rows(tiny_run, tm
 @pytest.mark.slow
 def test_detect_separates_the_synthetic_language_from_shuffled_words(demo_run, tmp_path):
     vae = textvae.load(demo_run)
-    inliers = vae.corpus_split("test")[0].texts[:300]
+    inliers = vae.corpus_split("test").texts[:300]
     rng = np.random.default_rng(0)
     shuffled = [" ".join(rng.permutation(sentence.split())) for sentence in inliers]
     report = vae.detect(inliers, shuffled, iw_samples=20)

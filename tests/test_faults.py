@@ -50,7 +50,7 @@ def run_until_killed(out: Path, rng: random.Random, after_checkpoint: bool) -> b
 
 
 def final_weights(out: Path) -> dict[str, torch.Tensor]:
-    checkpoint = torch.load(out / "checkpoint.pt", weights_only=False)
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
     assert checkpoint["state"]["step"] == 240
     return checkpoint["model"]
 

@@ -358,8 +358,8 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(folders, tmp_path):
     train(load_config(None, run_settings(folders, data, "train.max_steps=4", *extra)), tmp_path / "straight")
     train(load_config(None, run_settings(folders, data, "train.max_steps=2", *extra)), tmp_path / "cut")
     train(resumed_config(tmp_path / "cut", ["train.max_steps=4"]), tmp_path / "cut", resume=True)
-    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)["model"]
-    resumed = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)["model"]
+    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)["model"]
+    resumed = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["model"]
     assert straight.keys() == resumed.keys()
     assert all(torch.equal(straight[name], resumed[name]) for name in straight)
 

@@ -128,7 +128,7 @@ def test_finished_rows_are_skipped_and_unfinished_ones_resume(table_run):
     lm_checkpoint = (runs / "lm" / "checkpoint.pt").stat().st_mtime_ns
     (runs / "free_bits" / "ptb_table_train.json").unlink()  # as if that row had been stopped part-way
     first_lines = (runs / "free_bits" / "metrics.jsonl").read_text().splitlines()
-    first_seconds = torch.load(runs / "free_bits" / "checkpoint.pt", weights_only=False)["state"]["train_seconds"]
+    first_seconds = torch.load(runs / "free_bits" / "checkpoint.pt", weights_only=True)["state"]["train_seconds"]
     assert script.main(["--rows", "lm,free_bits", "--max-steps", "5", *common]) == 0
     assert (runs / "lm" / "checkpoint.pt").stat().st_mtime_ns == lm_checkpoint  # finished: not trained again
     trained = json.loads((runs / "free_bits" / "ptb_table_train.json").read_text())
@@ -151,7 +151,7 @@ def test_status_tells_where_each_row_stands(table_run, tmp_path, capsys):
     shutil.copytree(runs / "free_bits", runs / "cyclical")  # a row stopped part-way through training
     for name in ("ptb_table_train.json", "ptb_table_results.json"):
         (runs / "cyclical" / name).unlink()
-    checkpoint = torch.load(runs / "cyclical" / "checkpoint.pt", weights_only=False)
+    checkpoint = torch.load(runs / "cyclical" / "checkpoint.pt", weights_only=True)
     checkpoint["state"].update(epoch=2, train_seconds=600.0)  # two epochs of 5 minutes each
     for record in checkpoint["state"]["history"]:
         record.pop("train_seconds", None)  # validations that do not tell the last epoch's pace
@@ -342,7 +342,7 @@ def test_status_of_a_row_checkpointed_before_its_first_validation_gives_its_trai
     metrics = runs / "aggressive" / "metrics.jsonl"
     train_lines = [line for line in metrics.read_text().splitlines() if json.loads(line)["split"] == "train"]
     metrics.write_text("\n".join(train_lines) + "\n")
-    checkpoint = torch.load(runs / "aggressive" / script.CHECKPOINT, weights_only=False)
+    checkpoint = torch.load(runs / "aggressive" / script.CHECKPOINT, weights_only=True)
     checkpoint["state"].update(epoch=0, history=[], train_seconds=4000.0)
     torch.save(checkpoint, runs / "aggressive" / script.CHECKPOINT)
     status = status_lines(script, with_option(common, "--runs-dir", runs), capsys)

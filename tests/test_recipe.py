@@ -135,8 +135,8 @@ def test_resume_is_exact_across_a_halving_and_reload(tmp_path, clocked):
     assert valid_steps(interrupted)[-1] == 8  # stopped right at the halving's validation
     train(resumed_config(interrupted, ["train.max_steps=40"]), interrupted, resume=True)
     assert untimed_metrics(interrupted) == untimed_metrics(tmp_path / "straight")
-    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)["model"]
-    continued = torch.load(interrupted / "checkpoint.pt", weights_only=False)["model"]
+    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)["model"]
+    continued = torch.load(interrupted / "checkpoint.pt", weights_only=True)["model"]
     assert all(torch.equal(straight[name], continued[name]) for name in straight)
 
 

@@ -74,8 +74,8 @@ def test_streamed_training_runs_and_resumes_exactly(corpus: Path, tmp_path: Path
     train(streaming_config(corpus, "train.max_steps=30", *extra), tmp_path / "straight")
     train(streaming_config(corpus, "train.max_steps=20", *extra), tmp_path / "resumed")
     train(streaming_config(corpus, "train.max_steps=30", *extra), tmp_path / "resumed", resume=True)
-    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)
-    resumed = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)
+    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
+    resumed = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
     assert straight["state"]["step"] == resumed["state"]["step"] == 30  # stopped and resumed mid-epoch (57 batches)
     for name, weight in straight["model"].items():
         torch.testing.assert_close(resumed["model"][name], weight, rtol=0, atol=0)

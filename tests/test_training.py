@@ -42,8 +42,8 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path):
     train(tiny_settings("train.max_steps=8", *extra), tmp_path / "interrupted")
     first_half = TextVAE.from_pretrained(tmp_path / "interrupted").state_dict()
     train(resumed_config(tmp_path / "interrupted", ["train.max_steps=16"]), tmp_path / "interrupted", resume=True)
-    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)["model"]
-    continued = torch.load(tmp_path / "interrupted" / "checkpoint.pt", weights_only=False)["model"]
+    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)["model"]
+    continued = torch.load(tmp_path / "interrupted" / "checkpoint.pt", weights_only=True)["model"]
     assert straight.keys() == continued.keys()
     for name in straight:
         assert torch.equal(straight[name], continued[name]), name
@@ -170,10 +170,10 @@ def test_max_minutes_stops_training_and_its_clock_survives_resume(tmp_path):
     summary = train(tiny_settings("train.max_steps=100000", "train.max_minutes=0.002", "train.eval_every=100000"),
                     out)  # 0.12 s of training: a handful of steps
     assert 0 < summary["steps"] < 100000
-    state = torch.load(out / "checkpoint.pt", weights_only=False)["state"]
+    state = torch.load(out / "checkpoint.pt", weights_only=True)["state"]
     assert state["finished"] and 0.12 <= state["train_seconds"] < 30
     again = train(resumed_config(out, ["train.max_minutes=0.004"]), out, resume=True)
-    state = torch.load(out / "checkpoint.pt", weights_only=False)["state"]
+    state = torch.load(out / "checkpoint.pt", weights_only=True)["state"]
     assert again["steps"] > summary["steps"] and 0.24 <= state["train_seconds"] < 60
 
 
@@ -199,7 +199,7 @@ def test_a_kill_between_validations_resumes_from_the_time_based_checkpoint_exact
     monkeypatch.setattr(textvae.training, "save_checkpoint", save_then_die_at_step_6)
     with pytest.raises(Killed):
         train(tiny_settings(*extra), killed)
-    saved = torch.load(killed / "checkpoint.pt", weights_only=False)["state"]
+    saved = torch.load(killed / "checkpoint.pt", weights_only=True)["state"]
     assert saved["step"] == 6 and [record["step"] for record in saved["history"]] == [4]
 
     monkeypatch.setattr(textvae.training, "save_checkpoint", real_save_checkpoint)
@@ -211,8 +211,8 @@ def test_a_kill_between_validations_resumes_from_the_time_based_checkpoint_exact
     train(resumed_config(killed, []), killed, resume=True)
     assert events[0] == "step", "the resume saved the checkpoint's unvalidated weights as the best model"
 
-    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)["model"]
-    continued = torch.load(killed / "checkpoint.pt", weights_only=False)["model"]
+    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)["model"]
+    continued = torch.load(killed / "checkpoint.pt", weights_only=True)["model"]
     for name in straight:
         assert torch.equal(straight[name], continued[name]), name
     assert untimed_metrics(killed) == untimed_metrics(tmp_path / "straight")

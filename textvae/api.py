@@ -5,6 +5,7 @@ Every method takes plain sentences (a string or a list of strings); unknown word
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,19 +18,23 @@ from transformers.utils import logging as hf_logging
 
 from .config import RunConfig, save_config
 from .data import (
+    NO_LIMIT,
     TokenizedSplit,
     check_text_file,
     collate,
+    is_text_folder,
     load_corpus,
-    prepare_split,
     prepare_texts,
     split_name,
+    text_files,
 )
 from .errors import TextVAEError
 from .evaluation import (
     Fidelity,
     average_precision,
-    copied_share,
+    BLEU_TOKENIZE,
+    CopiedSamples,
+    UnigramCounts,
     corpus_bleu,
     distinct_n,
     exact_match_share,
@@ -39,7 +44,6 @@ from .evaluation import (
     self_bleu,
     sentence_fidelity,
     summarise,
-    unigram_nll,
 )
 from .generation import DecodingOptions, decode, is_whole, prior_sample
 from .latent_space import (
@@ -55,10 +59,10 @@ from .latent_space import (
 from .modeling import TextVAE, TextVAEConfig
 from .modeling.posterior import reparameterize
 from .run_dir import CHECKPOINT, TRAIN_CONFIG, resumed_config, weights_mismatch
-from .runtime import precision_name, resolve_precision
+from .runtime import precision_name, resolve_precision, select_device
+from .synthetic import FACTORS
 from .score_progress import progress_folder
 from .tokenization import decode_ids, encode_texts, special_ids, vocabulary_size
-from .training import select_device
 
 
 def check_run_dir(run_dir: Path) -> None:
@@ -100,6 +104,12 @@ def check_count(value, what: str) -> None:
     """Fail with one line unless `value` is a whole number >= 1."""
     if not is_whole(value) or value < 1:
         raise TextVAEError(f"{what}: must be a positive whole number, got {value!r}")
+
+
+def reconstruction_length(split: TokenizedSplit, least: int = 50) -> int:
+    """Most tokens a reconstruction may have: the longest sentence of the split and its <eos>, and never fewer
+    than `least` (the decoders' usual cap), so no reconstruction of a long sentence is cut short."""
+    return max(least, max((len(ids) + 1 for ids in split.token_ids), default=0))
 
 
 class Interpolation(list):
@@ -369,46 +379,80 @@ class TextVAEPipeline:
             return [(number, line, score) for (number, line), score in found]
         return [(line, score) for (_, line), score in found]
 
-    def corpus_rows(self, split: str):
-        """The rows (lines, blank ones included) of a split of the run's corpus, as a `datasets` split."""
+    def corpus_lines(self, split: str) -> tuple[list[str], dict[str, list]]:
+        """The lines (blank ones included) of a split of the run's corpus, and its label columns (the synthetic
+        corpus's factors; none for text files), one value per line. dev, validation and val name valid."""
         if self.run_config is None:
             raise TextVAEError(f"this run has no {TRAIN_CONFIG}, so its corpus is unknown; pass sentences= or file=")
-        corpus = load_corpus(self.run_config.data)
-        name = split_name(split)  # dev, validation, val: valid
+        data, name = self.run_config.data, split_name(split)
+        if data.train_file or is_text_folder(data.source):  # text files: read the one asked for, nothing else
+            files = text_files(data)
+            if name not in files:
+                raise TextVAEError(f"split '{split}' not in the run's corpus (splits: {', '.join(files)}); pick one "
+                                   "of those, or score a text file with file=")
+            return files[name].read_text(encoding="utf-8").splitlines(), {}
+        corpus = load_corpus(data)
         if name not in corpus:
-            raise TextVAEError(f"split '{split}' not in the run's corpus (splits: {', '.join(corpus)}); "
-                               "pick one of those, or score a text file with file=")
-        return corpus[name], corpus["train"]
+            raise TextVAEError(f"split '{split}' not in the run's corpus (splits: {', '.join(corpus)}); pick one of "
+                               "those, or score a text file with file=")
+        columns = corpus[name].select_columns(
+            ["text", *[factor for factor in FACTORS if factor in corpus[name].column_names]]).to_dict()
+        return columns.pop("text"), columns
 
     def split_lines(self, split: str) -> int:
         """How many lines (blank ones included) a split of the run's corpus has."""
-        return len(self.corpus_rows(split)[0])
+        return len(self.corpus_lines(split)[0])
 
-    def corpus_split(self, split: str, extra_labels: dict[str, list] | None = None
-                     ) -> tuple[TokenizedSplit, TokenizedSplit]:
-        """A split of the run's corpus and its train split, tokenized as in training; `extra_labels` (one
-        value per line of the split) come along as label columns of the kept sentences."""
-        rows, train = self.corpus_rows(split)
+    def corpus_split(self, split: str, extra_labels: dict[str, list] | None = None) -> TokenizedSplit:
+        """A split of the run's corpus, tokenized with the run's tokenizer and no length policy: evaluation
+        scores every line it is given (data.max_length shapes training only); blank lines are skipped.
+        `extra_labels` (one value per line of the split) come along as label columns of the kept sentences."""
+        lines, labels = self.corpus_lines(split)
+        target = prepare_texts(lines, self.tokenizer, NO_LIMIT, "truncate", {**labels, **(extra_labels or {})})
+        self.check_fits(target, f"{split} split")
+        return target
+
+    def train_chunks(self, chunk: int = 10_000) -> Iterator[TokenizedSplit]:
+        """The run's train split a chunk of sentences at a time, under the training length policy (it is the
+        set the model was trained on): read straight from the file for text corpora (streamed or not), a
+        chunk of rows at a time otherwise, so it is never held whole."""
         data = self.run_config.data
-        return prepare_split(rows, self.tokenizer, data, extra_labels), prepare_split(train, self.tokenizer, data)
+        files = text_files(data) if data.train_file or is_text_folder(data.source) else None
+        if files is not None:
+            with open(files["train"], encoding="utf-8") as handle:
+                lines = (line.rstrip("\n") for line in handle)
+                while block := list(itertools.islice(lines, chunk)):
+                    yield prepare_texts(block, self.tokenizer, data.max_length, data.length_policy)
+            return
+        train = load_corpus(data)["train"]
+        for rows in train.iter(batch_size=chunk):
+            yield prepare_texts(rows["text"], self.tokenizer, data.max_length, data.length_policy)
 
     def given_split(self, sentences: str | list[str] | None, file: str | Path | None) -> TokenizedSplit:
         """Sentences (or a file's non-blank lines) tokenized with no length limit."""
         if file is not None:
-            sentences = read_lines(file, "file")
-        split = prepare_texts(as_sentences(sentences), self.tokenizer, max_length=10**9, length_policy="truncate")
-        self.check_fits(split.token_ids)
+            check_text_file(Path(file), "file")
+            split = prepare_texts(Path(file).read_text(encoding="utf-8").splitlines(), self.tokenizer, NO_LIMIT,
+                                  "truncate")
+            self.check_fits(split, str(file))
+            return split
+        split = prepare_texts(as_sentences(sentences), self.tokenizer, NO_LIMIT, "truncate")
+        self.check_fits(split)
         return split
 
-    def check_fits(self, encoded: list[list[int]]) -> None:
-        """Refuse, naming the sentence, one that is longer than a Transformer of this model can read."""
+    def check_fits(self, encoded: TokenizedSplit | list[list[int]], where: str | None = None) -> None:
+        """Refuse, naming it, a sentence longer than a Transformer of this model can read: by its line when
+        `encoded` is a split read from `where` (a file or a corpus split), else by its place in the list."""
         limit = self.model.config.position_limit
         if limit is None:
             return
-        for number, ids in enumerate(encoded, start=1):
+        token_ids = encoded.token_ids if isinstance(encoded, TokenizedSplit) else encoded
+        for index, ids in enumerate(token_ids):
             if len(ids) + 1 > limit:
-                raise TextVAEError(f"sentence {number} has {len(ids) + 1} tokens with <eos>, more than this "
-                                   f"model's model.max_positions ({limit}); shorten it or split it in two")
+                place = (f"{where} line {encoded.line_of(index)}" if where and isinstance(encoded, TokenizedSplit)
+                         else f"sentence {index + 1}")
+                raise TextVAEError(f"{place} has {len(ids) + 1} tokens with <eos>, more than this model's "
+                                   f"model.max_positions ({limit}); shorten it or split it in two")
 
     def partial_scores_dir(self) -> Path | None:
         """Where evaluate/score save partial scores (score_progress): the run dir, unless turned off or read-only."""
@@ -416,20 +460,20 @@ class TextVAEPipeline:
 
     def evaluate(self, split: str = "test", sentences: list[str] | None = None, file: str | Path | None = None,
                  iw_samples: int = 500, batch_size: int = 128, seed: int = 0, bleu: bool = True,
-                 samples: int = 500, au_threshold: float = 0.01, mi_draws: int = 1) -> dict[str, Any]:
+                 samples: int = 500, au_threshold: float = 0.01, mi_draws: int = 1,
+                 unigram: bool = True) -> dict[str, Any]:
         """Corpus scores (README "Metrics") on a split of the run's corpus, given sentences, or a text file:
-        IW-NLL with `iw_samples` samples and its PPL, −ELBO, rec, KL, MI (the mean of `mi_draws` draws of z,
-        with mi_sd), AU, reconstruction BLEU, and the quality of `samples` prior samples (distinct-1/2,
-        self-BLEU, share copied from the training set)."""
+        IW-NLL with `iw_samples` samples and its PPL (per word and per token), −ELBO, rec, KL, MI (the mean of
+        `mi_draws` draws of z, with mi_sd), AU, reconstruction BLEU, the quality of `samples` prior samples
+        (distinct-1/2, self-BLEU, share copied from the training set) and, with `unigram`, a unigram model's
+        NLL. Every line is scored, whatever its length; the train split is read (streamed) only for the
+        figures that need it: copied_share and unigram_nll of a corpus split."""
         if not isinstance(iw_samples, int) or iw_samples < 0:
             raise TextVAEError(f"iw_samples: must be a whole number >= 0 (0 = report the ELBO bound), got {iw_samples!r}")
         if not isinstance(mi_draws, int) or mi_draws < 1:
             raise TextVAEError(f"mi_draws: must be a whole number >= 1 (draws of z for the MI estimate), got {mi_draws!r}")
-        train = None
-        if sentences is None and file is None:
-            target, train = self.corpus_split(split)
-        else:
-            target = self.given_split(sentences, file)
+        from_corpus = sentences is None and file is None
+        target = self.corpus_split(split) if from_corpus else self.given_split(sentences, file)
         latent = self.model.config.has_latent
         scores = score_split(self.model, target, batch_size, iw_samples if latent else 0, seed, dtype=self.dtype,
                              progress=self.progress, save_dir=self.partial_scores_dir())
@@ -440,19 +484,25 @@ class TextVAEPipeline:
         results["precision"] = precision_name(self.dtype)  # what the scoring passes ran in (auto picks it)
         if latent and bleu:  # greedy decodes of the posterior means score_split already computed
             references = [decode_ids(self.tokenizer, ids) for ids in target.token_ids]
-            decodes = self.decode_latents(torch.from_numpy(scores.mean).float())
+            decodes = self.decode_latents(torch.from_numpy(scores.mean).float(),
+                                          max_length=reconstruction_length(target))
             results["bleu"] = corpus_bleu(decodes, references)
             results["exact_match"] = exact_match_share(decodes, references)
-        if samples:
-            generated = self.sample(samples, strategy="sample", seed=seed)
+        generated = self.sample(samples, strategy="sample", seed=seed) if samples else []
+        if generated:
             results["distinct_1"], results["distinct_2"] = distinct_n(generated, 1), distinct_n(generated, 2)
             results["self_bleu"] = self_bleu(generated, limit=200)
-            if train is not None:
-                results["copied_share"] = copied_share(generated, [decode_ids(self.tokenizer, ids)
-                                                                   for ids in train.token_ids])
-        if train is not None:
-            results["unigram_nll"] = unigram_nll(train, target, vocabulary_size(self.tokenizer),
-                                                 self.special["eos_token_id"])
+        if "bleu" in results or "self_bleu" in results:
+            results["bleu_tokenize"] = BLEU_TOKENIZE
+        if from_corpus and (generated or unigram):
+            copied, counts = CopiedSamples(generated), UnigramCounts(self.special["eos_token_id"])
+            for chunk in self.train_chunks():
+                copied.add([decode_ids(self.tokenizer, ids) for ids in chunk.token_ids] if generated else [])
+                counts.add(chunk.token_ids)
+            if generated:
+                results["copied_share"] = copied.share
+            if unigram:
+                results["unigram_nll"] = counts.nll(target, vocabulary_size(self.tokenizer))
         return results
 
     def score(self, sentences: str | list[str] | None = None, file: str | Path | None = None,

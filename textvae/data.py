@@ -1,5 +1,8 @@
 """Corpora in, padded batches out: loading through `datasets`, length policy, length-bucketed batching.
 
+`datasets` (and huggingface_hub) load inside the functions that read corpora, so commands that only
+use a trained model never import them.
+
 Sources: text files (one sentence a line; explicit paths or a folder with train.txt/valid.txt/test.txt),
 a dataset saved with `save_to_disk`, a hub dataset name (needs a network), or, when nothing is given,
 the embedded synthetic corpus (`textvae.synthetic`), whose factor labels come along as columns.
@@ -19,8 +22,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import datasets
-import huggingface_hub
 import torch
 
 from .config import AUTO, DataConfig
@@ -39,6 +40,7 @@ LOST_WARNING = 0.01  # warn when more than this share of a split's lines are dro
 def split_name(name: str) -> str:
     """The canonical name of a split: validation, dev and val are valid."""
     return SPLIT_ALIASES.get(name, name)
+NO_LIMIT = 10**9  # a max_length no sentence reaches: evaluation's (no length policy)
 
 
 # ---- reading and checking text files -------------------------------------------------------------
@@ -84,6 +86,11 @@ def text_files(settings: DataConfig) -> dict[str, Path]:
     return files
 
 
+def is_text_folder(source: str | None) -> bool:
+    """True for a data.source folder of text files (train.txt, ...), not a dataset written by save_to_disk."""
+    return source is not None and Path(source).is_dir() and not is_saved_dataset(Path(source))
+
+
 def is_saved_dataset(folder: Path) -> bool:
     """True for a folder written by `Dataset.save_to_disk` or `DatasetDict.save_to_disk`."""
     return (folder / "dataset_dict.json").exists() or (folder / "dataset_info.json").exists()
@@ -93,12 +100,16 @@ def is_saved_dataset(folder: Path) -> bool:
 
 def synthetic_corpus(seed: int) -> datasets.DatasetDict:
     """The embedded corpus as a DatasetDict with a `text` column and one column per latent factor."""
+    import datasets
+
     corpus = generate_corpus(seed=seed)
     return datasets.DatasetDict({split: datasets.Dataset.from_list(rows) for split, rows in corpus.items()})
 
 
 def load_saved(folder: Path) -> datasets.DatasetDict:
     """A dataset written with save_to_disk; a single Dataset becomes the train split."""
+    import datasets
+
     loaded = datasets.load_from_disk(str(folder))
     if isinstance(loaded, datasets.Dataset):
         loaded = datasets.DatasetDict({"train": loaded})
@@ -131,6 +142,9 @@ def offline_requested() -> bool:
 def offline_mode(offline: bool):
     """`datasets` and `huggingface_hub` offline (cache only: no network, no retries) while the block runs,
     even though their settings were read from the environment when they were imported."""
+    import datasets
+    import huggingface_hub
+
     if not offline:
         yield
         return
@@ -146,6 +160,9 @@ def load_hub(name: str, config_name: str | None) -> datasets.DatasetDict:
     """A dataset from the Hugging Face hub. When HF_HUB_OFFLINE is set, or a quick look finds the hub out of
     reach, only the local `datasets` cache is read, so no network means one line at once, not retries."""
     offline = offline_requested() or not hub_reachable()
+    import datasets
+    import huggingface_hub
+
     try:
         with offline_mode(offline):
             loaded = datasets.load_dataset(name, config_name)
@@ -181,6 +198,8 @@ def looks_like_a_path(source: str) -> bool:
 
 def load_corpus(settings: DataConfig) -> datasets.DatasetDict:
     """The corpus the settings name, as a DatasetDict with splits train/valid(/test) and a `text` column."""
+    import datasets
+
     if settings.source is None and not settings.train_file:
         return synthetic_corpus(settings.synthetic_seed)
     source = Path(settings.source) if settings.source else None
@@ -202,6 +221,8 @@ def load_corpus(settings: DataConfig) -> datasets.DatasetDict:
 
 def standardise(corpus: datasets.DatasetDict, text_column: str) -> datasets.DatasetDict:
     """Rename splits to train/valid/test and the text column to `text`, checking both exist."""
+    import datasets
+
     renamed = datasets.DatasetDict({split_name(name): split for name, split in corpus.items()})
     if "train" not in renamed:
         raise TextVAEError(f"the corpus has no train split (splits: {', '.join(renamed)}); name one 'train'")
@@ -281,6 +302,11 @@ class TokenizedSplit:
     token_ids: list[list[int]]
     labels: dict[str, list] = field(default_factory=dict)
     report: SplitReport = field(default_factory=SplitReport)
+    rows: list[int] = field(default_factory=list)  # each sentence's row in its source (0-based), when known
+
+    def line_of(self, index: int) -> int:
+        """The 1-based line (row of the source) sentence `index` came from; its 1-based place if unknown."""
+        return self.rows[index] + 1 if index < len(self.rows) else index + 1
 
     def __len__(self) -> int:
         return len(self.token_ids)
@@ -321,7 +347,7 @@ def prepare_texts(texts: list[str], tokenizer, max_length: int, length_policy: s
     report.unknown = sum(ids.count(unk) for ids in kept_ids) if unk is not None else 0
     report.written_unknown = min(report.unknown, sum(texts[row].count("<unk>") for row in kept_rows))
     kept_labels = {name: [values[row] for row in kept_rows] for name, values in (labels or {}).items()}
-    return TokenizedSplit([texts[row].strip() for row in kept_rows], kept_ids, kept_labels, report)
+    return TokenizedSplit([texts[row].strip() for row in kept_rows], kept_ids, kept_labels, report, kept_rows)
 
 
 def choose_max_length(lengths: list[int], coverage: float) -> int:
@@ -348,13 +374,16 @@ def resolve_max_length(texts: list[str], tokenizer, settings: DataConfig) -> Non
                 "in data.max_length sets the limit instead)")
 
 
-def prepare_split(split: datasets.Dataset, tokenizer, settings: DataConfig,
+def prepare_split(split: datasets.Dataset, tokenizer, settings: DataConfig | None,
                   extra_labels: dict[str, list] | None = None) -> TokenizedSplit:
     """A tokenized split from a dataset split, keeping the synthetic factor columns as labels, and any
-    `extra_labels` (one value per row of the split) beside them."""
+    `extra_labels` (one value per row of the split) beside them. With `settings` the training length policy
+    applies; with None every sentence is kept whole (evaluation scores every line it is given)."""
     columns = split.select_columns(["text", *[name for name in FACTORS if name in split.column_names]]).to_dict()
     texts = columns.pop("text")
     columns.update(extra_labels or {})
+    if settings is None:
+        return prepare_texts(texts, tokenizer, NO_LIMIT, "truncate", columns)
     return prepare_texts(texts, tokenizer, settings.max_length, settings.length_policy, columns)
 
 

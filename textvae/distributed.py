@@ -59,6 +59,12 @@ class Workers:
         dist.all_reduce(total)
         return float(total)
 
+    def all_sum_tensor(self, values: torch.Tensor) -> torch.Tensor:
+        """`values` summed element-wise over all processes, in place (unchanged for a single process)."""
+        if self.distributed:
+            dist.all_reduce(values)
+        return values
+
     def from_main(self, value):
         """`value` as rank 0 has it, on every process (any picklable object)."""
         if not self.distributed:

@@ -1,8 +1,10 @@
 """Scores researchers can compare: importance-weighted NLL and PPL, ELBO parts, MI, active units, BLEU.
 
-Conventions (README "Metrics"): NLL, rec and KL are per sentence in nats; perplexity is
-exp(total NLL / total predicted tokens), where predicted tokens are the words plus one <eos> per
-sentence (<bos> is never predicted). A VAE's `nll` is the importance-weighted estimate with k samples
+Conventions (README "Metrics"): NLL, rec and KL are per sentence in nats; perplexity `ppl` is
+exp(total NLL / total words), where words are the whitespace-separated words of each sentence plus one
+<eos> (the papers' convention, whatever the tokenizer); `ppl_per_token` divides by the predicted tokens
+instead (tokens plus one <eos> per sentence; <bos> is never predicted), which differs from `ppl` only for
+subword (BPE, pretrained) tokenizers. A VAE's `nll` is the importance-weighted estimate with k samples
 (Burda et al. 2016), an upper bound that tightens with k; `neg_elbo` = rec + KL is reported beside it.
 For the LM baseline (no z) the NLL is exact.
 """
@@ -18,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sacrebleu.metrics import BLEU
 from tqdm.auto import tqdm
 
 from .atomic_files import replace_atomically
@@ -68,6 +69,7 @@ class SentenceScores:
     tokens: np.ndarray  # predicted tokens
     mean: np.ndarray | None = None  # posterior means (sentences, latent)
     logvar: np.ndarray | None = None
+    words: np.ndarray | None = None  # whitespace-separated words + 1 (<eos>), the per-word PPL's denominator
 
     @property
     def neg_elbo(self) -> np.ndarray:
@@ -126,10 +128,17 @@ def _score_split(model: TextVAE, split: TokenizedSplit, batch_size: int, iw_samp
     bar.close()
     saved.finish()
     model.train(was_training)
-    scores = SentenceScores(arrays["rec"], arrays["kl"], arrays["nll"], arrays["tokens"])
+    scores = SentenceScores(arrays["rec"], arrays["kl"], arrays["nll"], arrays["tokens"], words=word_counts(split))
     if latent:
         scores.mean, scores.logvar = arrays["mean"], arrays["logvar"]
     return scores
+
+
+def word_counts(split: TokenizedSplit) -> np.ndarray | None:
+    """Each sentence's whitespace-separated words plus one <eos>; None when the split has no texts to count."""
+    if len(split.texts) != len(split.token_ids):
+        return None
+    return np.array([len(text.split()) + 1 for text in split.texts], dtype=np.int64)
 
 
 def score_batch(model: TextVAE, token_ids: torch.Tensor, lengths: torch.Tensor, iw_samples: int, iw_chunk: int,
@@ -182,20 +191,24 @@ def active_units(mean: torch.Tensor, threshold: float = 0.01) -> int:
 
 def summarise(scores: SentenceScores, iw_samples: int = 0, au_threshold: float = 0.01,
               seed: int = 0, mi_draws: int = 1) -> dict[str, float | int | list[float]]:
-    """Corpus numbers from per-sentence scores: means per sentence, PPL over predicted tokens, MI, AU.
-    MI is the mean of `mi_draws` one-draw estimates (seeds seed, seed + 1, ...), with their standard
-    deviation as mi_sd when there are several."""
+    """Corpus numbers from per-sentence scores: means per sentence, PPL per word (and per predicted token),
+    MI, AU. MI is the mean of `mi_draws` one-draw estimates (seeds seed, seed + 1, ...), with their standard
+    deviation as mi_sd when there are several. Without word counts, `ppl` falls back to per token."""
     sentences, tokens = len(scores.rec), int(scores.tokens.sum())
     if sentences == 0:
         raise ValueError("nothing to evaluate: the split has no sentences")
+    words = int(scores.words.sum()) if scores.words is not None else tokens
     results = {
         "nll": float(scores.nll.mean()),
-        "ppl": math.exp(scores.nll.sum() / tokens),
+        "ppl": math.exp(scores.nll.sum() / words),
+        "ppl_per_token": math.exp(scores.nll.sum() / tokens),
         "neg_elbo": float(scores.neg_elbo.mean()),
-        "ppl_bound": math.exp(scores.neg_elbo.sum() / tokens),
+        "ppl_bound": math.exp(scores.neg_elbo.sum() / words),
+        "ppl_bound_per_token": math.exp(scores.neg_elbo.sum() / tokens),
         "rec": float(scores.rec.mean()),
         "kl": float(scores.kl.mean()),
         "sentences": sentences,
+        "words": words,
         "tokens": tokens,
         "iw_samples": iw_samples,
     }
@@ -209,6 +222,7 @@ def summarise(scores: SentenceScores, iw_samples: int = 0, au_threshold: float =
         results["kl_per_dim"] = [round(float(v), 5) for v in kl_per_dimension(mean, logvar).mean(0)]
         if iw_samples == 0:  # without importance sampling the VAE's NLL is only the ELBO bound
             results["nll"], results["ppl"] = results["neg_elbo"], results["ppl_bound"]
+            results["ppl_per_token"] = results["ppl_bound_per_token"]
     return results
 
 
@@ -219,23 +233,59 @@ def evaluate_split(model: TextVAE, split: TokenizedSplit, batch_size: int = 128,
     return summarise(scores, iw_samples, seed=seed)
 
 
+class UnigramCounts:
+    """Token counts of a training set, added a chunk of sentences at a time (so the set is streamed, never
+    held whole), for an add-one-smoothed unigram model: the floor any model must beat."""
+
+    def __init__(self, eos_id: int):
+        self.eos_id = eos_id
+        self.counts: Counter = Counter()
+
+    def add(self, token_ids: list[list[int]]) -> None:
+        for ids in token_ids:
+            self.counts.update(ids)
+        self.counts[self.eos_id] += len(token_ids)
+
+    def nll(self, split: TokenizedSplit, vocab_size: int) -> float:
+        """Per-sentence NLL of `split` (each sentence's tokens and <eos>) under the smoothed unigram model."""
+        total = sum(self.counts.values()) + vocab_size
+        log_prob = {token: math.log((count + 1) / total) for token, count in self.counts.items()}
+        unseen = math.log(1 / total)
+        nll = sum(-log_prob.get(token, unseen) for ids in split.token_ids for token in [*ids, self.eos_id])
+        return nll / max(len(split.token_ids), 1)
+
+
 def unigram_nll(train: TokenizedSplit, split: TokenizedSplit, vocab_size: int, eos_id: int) -> float:
     """Per-sentence NLL of an add-one-smoothed unigram model fitted on `train`: the floor any model must beat."""
-    counts = Counter(token for ids in train.token_ids for token in ids)
-    counts[eos_id] += len(train.token_ids)
-    total = sum(counts.values()) + vocab_size
-    log_prob = {token: math.log((count + 1) / total) for token, count in counts.items()}
-    unseen = math.log(1 / total)
-    nll = sum(-log_prob.get(token, unseen) for ids in split.token_ids for token in [*ids, eos_id])
-    return nll / max(len(split.token_ids), 1)
+    counts = UnigramCounts(eos_id)
+    counts.add(train.token_ids)
+    return counts.nll(split, vocab_size)
 
 
 # ---- text quality ---------------------------------------------------------------------------------
 
+BLEU_TOKENIZE = "none"  # sacrebleu's tokenizer for our text, which is already tokenized; results.json says it
+
+
+def bleu_scorer(**options):
+    """sacrebleu's BLEU with `tokenize="none"`: the sentences are split on spaces only, as the model reads and
+    writes them. sacrebleu's default (13a) would re-tokenize them and split `<unk>` into `< unk >`: three
+    tokens, two bigrams and a trigram that every pair of sentences with an `<unk>` shares, which inflates
+    the score. `force` silences sacrebleu's warning that the text looks tokenized: it is, on purpose.
+    sacrebleu is imported here, so only the commands that score BLEU load it."""
+    from sacrebleu.metrics import BLEU
+
+    return BLEU(tokenize=BLEU_TOKENIZE, force=True, **options)
+
+
+def corpus_bleu_score(hypotheses: list[str], references: list[str]):
+    """sacrebleu's corpus score (with its n-gram counts) of hypotheses against one reference each."""
+    return bleu_scorer().corpus_score(hypotheses, [references])
+
+
 def corpus_bleu(hypotheses: list[str], references: list[str]) -> float:
-    """Corpus BLEU (sacrebleu, 13a tokenisation) of hypotheses against one reference each; `force` because
-    our sentences are already tokenized (that is what the model reads and writes)."""
-    return float(BLEU(force=True).corpus_score(hypotheses, [references]).score)
+    """Corpus BLEU (sacrebleu, tokenize="none") of hypotheses against one reference each."""
+    return float(corpus_bleu_score(hypotheses, references).score)
 
 
 # ---- reconstruction fidelity ----------------------------------------------------------------------
@@ -291,15 +341,33 @@ def self_bleu(sentences: list[str], limit: int = 500) -> float:
     chosen = sentences[:limit]
     if len(chosen) < 2:
         return 0.0
-    scorer = BLEU(effective_order=True, force=True)
+    scorer = bleu_scorer(effective_order=True)
     scores = [scorer.sentence_score(s, chosen[:i] + chosen[i + 1:]).score for i, s in enumerate(chosen)]
     return float(np.mean(scores))
 
 
+class CopiedSamples:
+    """Which samples appear verbatim (whitespace-normalised) in a training set that is streamed past a chunk
+    at a time (`add`), so the set is never held whole."""
+
+    def __init__(self, samples: list[str]):
+        self.samples = [" ".join(sample.split()) for sample in samples]
+        self.unseen = set(self.samples)
+
+    def add(self, training_texts: list[str]) -> None:
+        if self.unseen:
+            self.unseen -= {" ".join(text.split()) for text in training_texts}
+
+    @property
+    def share(self) -> float:
+        return sum(sample not in self.unseen for sample in self.samples) / len(self.samples) if self.samples else 0.0
+
+
 def copied_share(samples: list[str], training_texts: list[str]) -> float:
     """Share of samples that appear verbatim (whitespace-normalised) in the training set."""
-    seen = {" ".join(text.split()) for text in training_texts}
-    return sum(" ".join(s.split()) in seen for s in samples) / len(samples) if samples else 0.0
+    copied = CopiedSamples(samples)
+    copied.add(training_texts)
+    return copied.share
 
 
 # ---- anomaly detection ----------------------------------------------------------------------------
@@ -340,8 +408,21 @@ def average_precision(inlier_scores: np.ndarray, outlier_scores: np.ndarray) -> 
 # ---- reports --------------------------------------------------------------------------------------
 
 COMPARE_ROWS = (("NLL", "nll"), ("-ELBO", "neg_elbo"), ("rec", "rec"), ("KL", "kl"), ("MI", "mi"), ("AU", "au"),
-                ("PPL", "ppl"), ("BLEU", "bleu"), ("IW samples", "iw_samples"), ("sentences", "sentences"))
+                ("PPL per word", "ppl"), ("PPL per token", "ppl_per_token"), ("BLEU", "bleu"),
+                ("BLEU tokenize", "bleu_tokenize"), ("IW samples", "iw_samples"), ("sentences", "sentences"))
 RESULTS = "results.json"
+
+
+def read_old_results(results: dict) -> dict:
+    """results.json as textvae writes it now, from any version: one written before per-word PPL (no `words`
+    key) has its per-token PPL under `ppl`, so it moves to `ppl_per_token` and the per-word PPL is unknown;
+    one written before `bleu_tokenize` scored BLEU with sacrebleu's 13a tokenizer."""
+    results = dict(results)
+    if "words" not in results and "ppl" in results:
+        results["ppl_per_token"], results["ppl"] = results["ppl"], None
+    if ("bleu" in results or "self_bleu" in results) and "bleu_tokenize" not in results:
+        results["bleu_tokenize"] = "13a"
+    return results
 
 
 def read_results(run_dir: Path) -> dict[str, dict]:
@@ -396,9 +477,11 @@ def evaluated_on(key: str) -> str:
 
 
 def compare_table(columns: dict[str, dict] | list[tuple[str, dict]]) -> str:
-    """A Markdown table with one column per (label, results) and the rows of the papers' tables (NLL, KL,
-    MI, AU, PPL, BLEU), under a row saying what each column was evaluated on (its split or file)."""
-    pairs = list(columns.items()) if isinstance(columns, dict) else list(columns)
+    """A Markdown table with one column per (label, results) and the rows of the papers' tables (NLL, KL, MI, AU,
+    PPL per word and per token, BLEU with the tokenizer it was scored with), under a row saying what each column
+    was evaluated on (its split or file); results.json of older versions are read as `read_old_results` says."""
+    pairs = [(label, read_old_results(results))
+             for label, results in (columns.items() if isinstance(columns, dict) else columns)]
     lines = ["| metric | " + " | ".join(label for label, _ in pairs) + " |", "| --- |" + " ---: |" * len(pairs)]
     if any("split" in results for _, results in pairs):
         lines.append("| evaluated on | " + " | ".join(evaluated_on(str(results.get("split", "–")))

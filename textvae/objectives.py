@@ -102,6 +102,7 @@ class Loss:
     kl: torch.Tensor
     kl_weight: float
     scale: float = 1.0  # the factor `loss` carries (distributed training); loss / scale is this batch's
+    grad_norm: torch.Tensor | None = None  # the gradient norm before clipping, set by the training step
 
     @property
     def value(self) -> float:

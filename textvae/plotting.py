@@ -1,7 +1,7 @@
 """`textvae plot`: PNGs of a run's training curves and of its latent space, for diagnosing collapse.
 
-curves.png: loss (train and valid −ELBO), reconstruction, KL with the KL weight, and MI / active units
-at each validation — the curves that show posterior collapse (KL and MI falling to 0). latent.png:
+curves.png: −ELBO (train and valid, with the train lines' β-weighted objective beside them),
+reconstruction, KL with the KL weight, and MI / active units at each validation — the curves that show posterior collapse (KL and MI falling to 0). latent.png:
 the posterior means of a split projected on their first two principal components, coloured by a
 label column when the corpus has one (the synthetic corpus's topic, tense, number, sentiment), by a file
 of labels, or else by sentence length, which any corpus has and which a sentence VAE's code always keeps.
@@ -18,11 +18,26 @@ import numpy as np
 
 from .errors import TextVAEError
 
-CURVE_KEYS = ("loss", "rec", "kl", "kl_weight", "mi", "au")
+CURVE_KEYS = ("loss", "objective", "rec", "kl", "kl_weight", "grad_norm", "mi", "au")
+
+
+def read_train_line(record: dict[str, Any]) -> dict[str, Any]:
+    """A train line of metrics.jsonl as textvae writes it now. Lines written before `objective` existed
+    logged one batch's training objective as `loss`: that becomes `objective`, and `loss` the batch's −ELBO
+    (its rec + KL), so both panels mean the same thing for old and new runs."""
+    if record.get("split") != "train" or "objective" in record or "loss" not in record:
+        return record
+    record = dict(record, objective=record["loss"])
+    if "rec" in record and "kl" in record:
+        record["loss"] = record["rec"] + record["kl"]
+    else:
+        del record["loss"]
+    return record
 
 
 def read_curves(run_dir: Path) -> dict[str, dict[str, list[tuple[int, float]]]]:
-    """Per split ('train', 'valid'), per key of CURVE_KEYS: the (step, value) points in metrics.jsonl."""
+    """Per split ('train', 'valid'), per key of CURVE_KEYS: the (step, value) points in metrics.jsonl
+    (old train lines read by `read_train_line`)."""
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         raise TextVAEError(f"run dir {run_dir} has no metrics.jsonl; plot a run dir written by `textvae train`")
@@ -30,7 +45,7 @@ def read_curves(run_dir: Path) -> dict[str, dict[str, list[tuple[int, float]]]]:
     for line in path.read_text(encoding="utf-8").splitlines():
         if not line.strip():
             continue
-        record = json.loads(line)
+        record = read_train_line(json.loads(line))
         for key in CURVE_KEYS:
             if key in record and record.get("split") in curves:
                 curves[record["split"]].setdefault(key, []).append((record["step"], float(record[key])))
@@ -81,6 +96,9 @@ def plot_curves(curves: dict, target: Path) -> None:
         twin = axes[1, 1].twinx()
         twin.plot(*zip(*units), "s:", color="tab:red", label="active units", markersize=3)
         twin.set_ylabel("active units")
+    objective = curves["train"].get("objective", [])
+    if objective:  # what the optimizer minimised (β-weighted KL, free bits): below the −ELBO while β < 1
+        axes[0, 0].plot(*zip(*objective), ":", color="grey", label="train objective")
     for axis in axes.flat:
         if axis.get_legend_handles_labels()[0]:
             axis.legend(loc="best", fontsize=8)
@@ -163,7 +181,7 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None, split: str 
     extra = None
     if label_file is not None:
         extra = read_label_file(label_file, vae.split_lines(split), split)
-    sentences, _ = vae.corpus_split(split, extra_labels={"labels": extra} if extra is not None else None)
+    sentences = vae.corpus_split(split, extra_labels={"labels": extra} if extra is not None else None)
     texts = sentences.texts[:limit]
     if len(texts) < 3:
         raise TextVAEError(f"split '{split}' has {len(texts)} sentences; the latent map needs at least 3")

@@ -50,6 +50,7 @@ class TrainerState:
     train_seconds: float = 0.0  # training time so far, evaluations excluded (train.max_minutes)
     train_lr: float | None = None  # the train.lr setting the run last trained with (a new one applies on resume)
     lr_decays: int = 0  # times the LR has decayed (train.lr_decay_max stops training at that many)
+    log_window: dict[str, float] = field(default_factory=dict)  # sums over the train steps not yet logged
 
 
 def save_model(model: TextVAE, out_dir: Path) -> None:
@@ -101,16 +102,42 @@ def weights_mismatch(model: torch.nn.Module, saved: dict[str, tuple[int, ...]], 
     return None
 
 
+def read_checkpoint(path: Path, device: torch.device | str = "cpu", mmap: bool = False) -> dict[str, Any]:
+    """checkpoint.pt read with `weights_only=True`: torch's restricted unpickler accepts tensors and plain
+    Python data (dicts, lists, tuples, numbers, strings), which is all save_checkpoint writes (random states
+    are tuples of ints and ByteTensors), and refuses anything else, so a file that carries a pickled callable
+    is never run. Such a file, or a damaged one, is one clear line."""
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as error:
+        detail = next((line.strip() for line in str(error).splitlines() if "GLOBAL" in line or "Unsupported" in line),
+                      "")
+        if "Weights only load failed" in str(error):
+            raise TextVAEError(f"checkpoint {path} holds Python objects a textvae checkpoint never does "
+                               f"({detail[:120] or 'not tensors or plain data'}); it was not loaded, since loading "
+                               "it could run code: use a checkpoint written by textvae, or start a new run with "
+                               "another --out") from None
+        raise TextVAEError(f"checkpoint {path} cannot be read ({str(error).splitlines()[0][:120]}); it is truncated "
+                           "or damaged: start a new run with another --out") from None
+    except (RuntimeError, EOFError, OSError, AttributeError, TypeError, ValueError) as error:
+        raise TextVAEError(f"checkpoint {path} cannot be read ({str(error).splitlines()[0][:120]}); it is truncated "
+                           "or damaged: start a new run with another --out") from None
+    if not isinstance(payload, dict):
+        raise TextVAEError(f"checkpoint {path} holds a {type(payload).__name__}, not a textvae checkpoint; start a "
+                           "new run with another --out")
+    return payload
+
+
 def load_checkpoint(out_dir: Path, model: TextVAE, optimizer, scheduler,
                     scaler: torch.amp.GradScaler | None = None, draws: torch.Generator | None = None,
                     encoder_optimizer: torch.optim.Optimizer | None = None) -> TrainerState:
     """Restore what save_checkpoint wrote into the given objects; a damaged or mismatched file is one clear line."""
     path = out_dir / CHECKPOINT
+    payload = read_checkpoint(path, model.device)
     try:
-        payload = torch.load(path, map_location=model.device, weights_only=False)
         saved = {name: tuple(value.shape) for name, value in payload["model"].items()}
-    except (RuntimeError, EOFError, KeyError, OSError, pickle.UnpicklingError, AttributeError, TypeError) as error:
-        raise TextVAEError(f"checkpoint {path} cannot be read ({str(error).splitlines()[0][:120]}); it is truncated "
+    except (KeyError, AttributeError, TypeError) as error:
+        raise TextVAEError(f"checkpoint {path} cannot be read (no model weights: {error}); it is truncated "
                            "or damaged: start a new run with another --out") from None
     mismatch = weights_mismatch(model, saved, str(path))
     if mismatch:

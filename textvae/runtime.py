@@ -129,3 +129,15 @@ def free_memory(device: torch.device) -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def select_device(name: str) -> torch.device:
+    """'auto' picks CUDA when present, else CPU; anything else is checked before use."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise TextVAEError(f"train.device: '{name}' asked for, but no CUDA GPU is available; use auto or cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise TextVAEError(f"train.device: '{name}' is not a device; use auto, cpu, cuda or cuda:N") from None

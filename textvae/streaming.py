@@ -15,8 +15,6 @@ import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
-import datasets
-
 from .config import DataConfig, TokenizerConfig
 from .data import (
     Batch,
@@ -47,6 +45,8 @@ class StreamingTrainSplit:
 
     def texts(self, seed: int, epoch: int) -> Iterator[str]:
         """The file's lines in the epoch's shuffled order (a buffer shuffle, as `datasets` streams do)."""
+        import datasets
+
         stream = datasets.load_dataset("text", data_files=str(self.path), split="train", streaming=True)
         return (row["text"] for row in stream.shuffle(seed=seed * 100_003 + epoch,
                                                       buffer_size=self.settings.shuffle_buffer))
@@ -95,6 +95,8 @@ def load_streaming_splits(settings: DataConfig, tokenizer_settings: TokenizerCon
     if tokenizer is None:
         tokenizer = build_tokenizer(tokenizer_settings, sample)
     resolve_max_length(sample, tokenizer, settings)  # data.max_length auto: chosen from the same sample
+    import datasets
+
     small = datasets.load_dataset("text", data_files={name: str(path) for name, path in files.items() if name != "train"})
     splits: dict[str, TokenizedSplit | StreamingTrainSplit] = {
         name: prepare_split(split, tokenizer, settings) for name, split in small.items()}

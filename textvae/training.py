@@ -4,6 +4,11 @@ The loop writes its run dir (run_dir.py) at every validation and, between valida
 train.checkpoint_minutes of training; checkpoints also hold the state of the collapse remedies
 (target-rate multiplier, decoder reset done, aggressive mode switched off), so `resume` continues
 exactly as an uninterrupted run would.
+
+A train line of metrics.jsonl (every train.log_every steps) averages the steps since the previous one over
+their sentences (all processes' under DDP): `loss` is the −ELBO, as on valid lines, `objective` what the
+optimizer minimised, `grad_norm` the gradient norm before clipping (`window_figures`). The window's sums
+are part of the checkpointed state, so a resumed run logs the same lines.
 """
 
 from __future__ import annotations
@@ -22,7 +27,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import datasets
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
@@ -63,7 +67,15 @@ from .run_dir import (
     save_model,
     weights_mismatch,
 )
-from .runtime import autocast, describe_precision, free_memory, keep_freed_memory, precision_name, resolve_precision
+from .runtime import (
+    autocast,
+    describe_precision,
+    free_memory,
+    keep_freed_memory,
+    precision_name,
+    resolve_precision,
+    select_device,
+)
 from .streaming import StreamingTrainSplit, load_streaming_splits
 from .tokenization import (
     build_tokenizer,
@@ -176,18 +188,6 @@ def diverged_advice(error: Diverged, out_dir: Path) -> str:
 
 
 # ---- setup ----------------------------------------------------------------------------------------
-
-def select_device(name: str) -> torch.device:
-    """'auto' picks CUDA when present, else CPU; anything else is checked before use."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise TextVAEError(f"train.device: '{name}' asked for, but no CUDA GPU is available; use auto or cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise TextVAEError(f"train.device: '{name}' is not a device; use auto, cpu, cuda or cuda:N") from None
-
 
 BYTES_PER_PARAMETER = 16  # fp32 weight, gradient and Adam's two moments: the least training needs
 
@@ -405,14 +405,53 @@ def training_step(model: TextVAE, optimizer: torch.optim.Optimizer, token_ids: t
         updated = [parameter for parameter in updated if id(parameter) in kept]
     if scaler is not None:
         scaler.unscale_(optimizer)
-    if settings.grad_clip:
-        torch.nn.utils.clip_grad_norm_(updated, settings.grad_clip)
+    loss.grad_norm = gradient_norm(updated, settings.grad_clip)
     if scaler is None:
         optimizer.step()
     else:
         scaler.step(optimizer)
         scaler.update()
     return loss
+
+
+def gradient_norm(parameters: list[torch.nn.Parameter], clip: float) -> torch.Tensor:
+    """The gradients' total L2 norm before clipping (logged as grad_norm); with `clip` > 0 they are then
+    clipped to that norm."""
+    grads = [parameter.grad for parameter in parameters if parameter.grad is not None]
+    if clip:
+        return torch.nn.utils.clip_grad_norm_(parameters, clip)
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(grad.float()) for grad in grads]))
+
+
+WINDOW_SUMS = ("objective", "rec", "kl")  # per-sentence figures summed over the sentences of a log window
+
+
+def add_to_window(window: dict[str, float], loss: Loss, batch_size: int, workers: Workers) -> None:
+    """Add one step to the log window's sums: the whole batch's objective, rec and KL (summed over all
+    processes' rows), its sentences, and the gradient norm before clipping (the same on every process)."""
+    rows = workers.share(batch_size)
+    local = torch.stack([loss.loss.detach().float() / loss.scale, loss.rec.float(), loss.kl.float()]).double() * rows
+    summed = workers.all_sum_tensor(local).tolist()
+    for key, value in zip(WINDOW_SUMS, summed):
+        window[key] = window.get(key, 0.0) + value
+    norm = float(loss.grad_norm) if loss.grad_norm is not None else 0.0
+    window["sentences"] = window.get("sentences", 0.0) + batch_size
+    window["steps"] = window.get("steps", 0.0) + 1
+    window["grad_norm"] = window.get("grad_norm", 0.0) + norm
+    window["grad_norm_max"] = max(window.get("grad_norm_max", 0.0), norm)
+
+
+def window_figures(window: dict[str, float]) -> dict[str, float]:
+    """A train line's figures, averaged over the sentences of the steps since the last line: `loss` is the
+    −ELBO (rec + KL, β = 1), as on valid lines; `objective` is what the optimizer minimised (β-weighted KL,
+    free bits, target-rate term); grad_norm is the steps' mean gradient norm before clipping, grad_norm_max
+    their largest."""
+    sentences = window["sentences"]
+    rec, kl = window["rec"] / sentences, window["kl"] / sentences
+    return {"loss": rec + kl, "objective": window["objective"] / sentences, "rec": rec, "kl": kl,
+            "grad_norm": window["grad_norm"] / window["steps"], "grad_norm_max": window["grad_norm_max"]}
 
 
 def train(config: RunConfig, out_dir: str | Path, resume: bool = False) -> dict[str, Any]:
@@ -459,6 +498,8 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
             return done
     hf_logging.disable_progress_bar()
     if not settings.progress_bar or not workers.is_main:
+        import datasets
+
         datasets.disable_progress_bars()  # --quiet: no "Generating train split" bars either
     if settings.num_threads:
         torch.set_num_threads(settings.num_threads)
@@ -710,6 +751,7 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
                 if settings.target_rate and not pretraining():
                     batch_kl = workers.all_sum(float(loss.kl) * workers.share(len(batch.indices)), device)
                     state.kl_multiplier = updated_multiplier(state.kl_multiplier, batch_kl / len(batch.indices), settings)
+                add_to_window(state.log_window, loss, len(batch.indices), workers)
                 state.step += 1
                 window_tokens += batch.predicted_tokens
                 state.train_seconds += time.perf_counter() - step_start
@@ -718,15 +760,17 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
                 if state.step % settings.log_every == 0:
                     elapsed = time.perf_counter() - window_start
                     tokens_per_s = window_tokens / elapsed if elapsed > 0 else 0.0
-                    record = {"step": state.step, "epoch": state.epoch, "split": "train", "loss": loss.value,
-                              "rec": float(loss.rec), "kl": float(loss.kl), "kl_weight": loss.kl_weight,
-                              "lr": optimizer.param_groups[0]["lr"], "tokens_per_s": round(tokens_per_s, 1)}
+                    figures = window_figures(state.log_window)
+                    state.log_window = {}
+                    record = {"step": state.step, "epoch": state.epoch, "split": "train", **figures,
+                              "kl_weight": loss.kl_weight, "lr": optimizer.param_groups[0]["lr"],
+                              "tokens_per_s": round(tokens_per_s, 1)}
                     if settings.target_rate:
                         record["kl_multiplier"] = state.kl_multiplier
                     if inner_steps:
                         record["inner_steps"] = inner_steps
                     log(record)
-                    bar.set_postfix(loss=f"{loss.value:.2f}", kl=f"{float(loss.kl):.2f}", tok_s=f"{tokens_per_s:.0f}")
+                    bar.set_postfix(loss=f"{figures['loss']:.2f}", kl=f"{figures['kl']:.2f}", tok_s=f"{tokens_per_s:.0f}")
                     window_tokens, window_start = 0, time.perf_counter()
                 if settings.eval_every and state.step % settings.eval_every == 0:
                     evaluate_and_checkpoint()
