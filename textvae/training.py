@@ -12,6 +12,7 @@ import contextlib
 import copy
 import logging
 import math
+import os
 import random
 import shutil
 import time
@@ -57,7 +58,7 @@ from .run_dir import (
     save_checkpoint,
     save_model,
 )
-from .runtime import autocast, free_memory, keep_freed_memory, resolve_precision
+from .runtime import autocast, choose_thread_count, free_memory, keep_freed_memory, resolve_precision
 from .streaming import StreamingTrainSplit, load_streaming_splits
 from .tokenization import (
     build_tokenizer,
@@ -138,6 +139,14 @@ def reload_best_weights(model: TextVAE, out_dir: Path, optimizers: list[torch.op
     for optimizer in optimizers:
         if optimizer is not None:
             optimizer.state.clear()
+
+
+def local_processes(workers: Workers) -> int:
+    """Training processes on this machine (torchrun's LOCAL_WORLD_SIZE; else all of them)."""
+    try:
+        return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", workers.world_size)))
+    except ValueError:
+        return max(1, workers.world_size)
 
 
 def seed_everything(seed: int) -> None:
@@ -317,8 +326,10 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
     hf_logging.disable_progress_bar()
     if not settings.progress_bar or not workers.is_main:
         datasets.disable_progress_bars()  # --quiet: no "Generating train split" bars either
-    if settings.num_threads:
-        torch.set_num_threads(settings.num_threads)
+    if device.type == "cpu" or settings.num_threads:
+        threads, reason = choose_thread_count(settings.num_threads, local_processes(workers))
+        torch.set_num_threads(threads)
+        logger.info(reason)
     seed_everything(settings.seed)
     dtype = resolve_precision(settings.precision, device)
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
