@@ -23,7 +23,8 @@ thread count:
     `training_step` (word dropout, ELBO loss with the KL schedule, gradient clipping, autocast).
 A precision this hardware cannot run is reported as skipped, with the reason: refused by the capability
 check, or failing at run time (an exception, or the child process dying, e.g. inside oneDNN's LSTM).
-Each variant runs in a fresh child process, so allocator settings, caches and peak memory
+Each variant runs in a fresh child process (with --rounds R, R times, the variants taking turns, and the
+median run reported), so allocator settings, caches and peak memory
 (ru_maxrss of that process, data loading included) never leak from one into another. Last line:
   tokens_per_s=N reference_tokens_per_s=N ratio=X plain_tokens_per_s=N plain_ratio=X peak_rss_mb=N
   reference_peak_rss_mb=N [same_precision_ratio=X] [precision=P padding_share=X]
@@ -325,6 +326,22 @@ def run_child(args: argparse.Namespace, variant: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def median_runs(args: argparse.Namespace, variants: list[str]) -> dict[str, dict]:
+    """Each variant measured --rounds times, the variants taking turns within each round (so a change in
+    the machine's load reaches all of them alike); per variant the run with the median tokens/s."""
+    rounds: dict[str, list[dict]] = {variant: [] for variant in variants}
+    for _ in range(args.rounds):
+        for variant in variants:
+            if not any("skipped" in run for run in rounds[variant]):
+                rounds[variant].append(run_child(args, variant))
+    chosen = {}
+    for variant, runs in rounds.items():
+        skipped = [run for run in runs if "skipped" in run]
+        ranked = sorted(runs, key=lambda run: run["tokens_per_s"]) if not skipped else skipped
+        chosen[variant] = {**ranked[(len(ranked) - 1) // 2], "rounds": len(runs)}
+    return chosen
+
+
 def precisions_to_measure(requested: str | None, auto: str, device: torch.device) -> list[str]:
     """The textvae precisions a run measures: the one asked for; else fp32 and bf16, plus fp16 on a GPU only
     (on a CPU fp16 runs only when asked: oneDNN's fp16 LSTM is missing or crashes on many CPUs)."""
@@ -338,12 +355,14 @@ def main() -> None:
     parser.add_argument("--config", default="configs/ptb.yaml", help="textvae YAML config (default configs/ptb.yaml)")
     parser.add_argument("--steps", type=int, default=200, help="timed training steps (default 200)")
     parser.add_argument("--warmup", type=int, default=10, help="untimed steps before timing (default 10)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure every variant this many times, taking turns; report the median (default 1)")
     parser.add_argument("--precision", help="measure textvae in this precision only (fp32 | bf16 | fp16 | auto)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # internal: run one variant, print JSON
     args = parser.parse_args()
-    if args.steps < 1 or args.warmup < 0:
-        parser.error("--steps must be >= 1 and --warmup >= 0")
+    if args.steps < 1 or args.warmup < 0 or args.rounds < 1:
+        parser.error("--steps and --rounds must be >= 1 and --warmup >= 0")
     if args.variant:
         print(json.dumps(measure_variant(args)))
         return
@@ -352,14 +371,16 @@ def main() -> None:
     auto = "bf16" if resolve_precision("auto", device) == torch.bfloat16 else "fp32"
     names = precisions_to_measure(args.precision, auto, device)
     chosen_name = names[0] if args.precision else auto
-    plain = run_child(args, "plain")
-    reference = run_child(args, "reference-fp32")
-    runs = {name: run_child(args, name) for name in names}
-    same_precision = ({chosen_name: run_child(args, f"reference-{chosen_name}")}
+    variants = ["plain", "reference-fp32", *names] + ([f"reference-{chosen_name}"] if chosen_name != "fp32" else [])
+    measured = median_runs(args, variants)
+    plain, reference = measured["plain"], measured["reference-fp32"]
+    runs = {name: measured[name] for name in names}
+    same_precision = ({chosen_name: measured[f"reference-{chosen_name}"]}
                       if chosen_name != "fp32" and "skipped" not in runs[chosen_name] else {})
     print(f"config {args.config}: {reference['train_sentences']} train sentences, vocab {reference['vocab']}, "
           f"batch {reference['batch_size']}, device {reference['device']}, {reference['threads']} torch threads, "
-          f"{args.steps} timed steps after {args.warmup} warm-up steps each, every variant in its own process")
+          f"{args.steps} timed steps after {args.warmup} warm-up steps each, every variant in its own process, "
+          f"{args.rounds} round(s) taking turns, median shown")
     rows = ({"reference fp32": reference}
             | {f"reference {name}": run for name, run in same_precision.items()}
             | {"plain loop fp32": plain}
@@ -377,7 +398,7 @@ def main() -> None:
     if "skipped" in chosen:
         if args.precision not in (None, "auto"):
             sys.exit(f"train_speed: precision {args.precision} cannot run here: {chosen['skipped']}")
-        chosen_name, chosen = "fp32", runs.get("fp32") or run_child(args, "fp32")  # auto's pick failed: fp32
+        chosen_name, chosen = "fp32", runs.get("fp32") or median_runs(args, ["fp32"])["fp32"]  # auto's pick failed
     speed = chosen["tokens_per_s"]
     summary = {"tokens_per_s": round(speed), "reference_tokens_per_s": round(reference["tokens_per_s"]),
                "ratio": f"{speed / reference['tokens_per_s']:.2f}", "plain_tokens_per_s": round(plain["tokens_per_s"]),
