@@ -24,7 +24,11 @@ import subprocess
 import sys
 import time
 
+from pathlib import Path
+
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's textvae, not another install
 
 from textvae import evaluation
 from textvae.config import load_config

@@ -17,10 +17,13 @@ import importlib.util
 import statistics
 import subprocess
 import tempfile
+import sys
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's textvae, not another install
 
 from textvae.modeling import output_loss
 

@@ -26,12 +26,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
+import sys
 import time
+from pathlib import Path
 from collections import defaultdict
 
 import datasets
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's textvae, not another install
 
 from textvae import training
 from textvae.config import load_config

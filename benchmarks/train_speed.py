@@ -42,12 +42,15 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 from collections.abc import Callable, Iterator
 
 import datasets
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's textvae, not another install
 
 from textvae.config import load_config
 from textvae.data import Batch, iterate_batches, padding_share
