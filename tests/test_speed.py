@@ -127,3 +127,25 @@ def test_busy_shares_reads_per_cpu_shares_from_proc_stat(monkeypatch: pytest.Mon
     assert runtime.busy_shares() == pytest.approx({0: 0.9, 1: 0.05})
     monkeypatch.setattr(runtime, "_cpu_times", lambda: (_ for _ in ()).throw(OSError("no /proc")))
     assert runtime.busy_shares() is None
+
+
+def test_single_pass_softmax_of_mixed_precision_equals_logsumexp_then_exp() -> None:
+    generator = torch.Generator().manual_seed(3)
+    scores = torch.randn(97, 23, generator=generator) * 4  # (vocab, rows)
+    targets = torch.randint(0, 97, (23,), generator=generator)
+    nll, log_normaliser = output_loss._token_nll(scores.clone(), targets)
+    fused_nll, probabilities = output_loss._token_nll_and_softmax(scores.clone(), targets)
+    torch.testing.assert_close(fused_nll, nll, rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(probabilities, (scores - log_normaliser).exp(), rtol=1e-5, atol=1e-7)
+
+
+def test_fused_output_loss_in_fp32_is_bit_identical_to_its_logsumexp_form() -> None:
+    states, weight, bias, targets, upstream = random_problem()
+    scores = torch.addmm(bias.detach().unsqueeze(1), weight.detach(), states.detach().t())
+    expected, log_normaliser = output_loss._token_nll(scores, targets)  # the fp32 arithmetic, unchanged
+    fused = projected_token_nll(states, weight, bias, targets)
+    assert torch.equal(fused.detach(), expected)
+    (grad_bias,) = gradients((fused * upstream).sum(), bias)
+    probabilities = scores.sub(log_normaliser).exp()
+    probabilities[targets, torch.arange(targets.size(0))] -= 1.0
+    assert torch.equal(grad_bias, probabilities.mul(upstream).sum(1))
