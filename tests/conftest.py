@@ -14,6 +14,9 @@ import torch
 # (TEXTVAE_AUTO_PRECISION=bf16 python -m pytest: the README's "both ways"). Tests that compare numbers exactly
 # name fp32 themselves, so they hold in both runs.
 os.environ.setdefault("TEXTVAE_AUTO_PRECISION", "fp32")
+# The torch thread count of every test and the processes tests start: fixed, so a run and its resume in two
+# processes multiply with the same threads (train.num_threads 0 otherwise counts the cores busy right now).
+os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2))
 
 from textvae import runtime
 from textvae.cli import main

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import json
 import math
 import re
@@ -9,8 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
-SUMMARY = re.compile(r"tokens_per_s=(\d+) reference_tokens_per_s=(\d+) ratio=(\d+\.\d{2}) peak_rss_mb=(\d+)")
+SUMMARY = re.compile(r"tokens_per_s=(\d+) reference_tokens_per_s=(\d+) ratio=(\d+\.\d{2}) plain_tokens_per_s=(\d+) "
+                     r"plain_ratio=(\d+\.\d{2}) peak_rss_mb=(\d+) reference_peak_rss_mb=(\d+) precision=fp32 "
+                     r"padding_share=(\d\.\d{4})")
 
 TINY_CONFIG = """\
 data: {source: null, max_length: 40}
@@ -25,14 +32,69 @@ def test_train_speed_prints_summary_line(tmp_path: Path) -> None:
     config.write_text(TINY_CONFIG, encoding="utf-8")
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "train_speed.py"), "--config", str(config),
-         "--steps", "3", "--warmup", "1"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120)
+         "--steps", "3", "--warmup", "1", "--precision", "fp32"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    last = result.stdout.strip().splitlines()[-1]
-    match = SUMMARY.fullmatch(last)
-    assert match, f"unexpected last line: {last!r}"
-    tokens, reference, ratio, rss = match.groups()
-    assert int(tokens) > 0 and int(reference) > 0 and float(ratio) > 0 and int(rss) > 0
+    lines = result.stdout.strip().splitlines()
+    match = SUMMARY.fullmatch(lines[-1])
+    assert match, f"unexpected last line: {lines[-1]!r}"
+    tokens, reference, ratio, plain, plain_ratio, rss, reference_rss, padding = match.groups()
+    assert int(tokens) > 0 and int(reference) > 0 and int(plain) > 0 and int(rss) > 0 and int(reference_rss) > 0
+    assert abs(float(ratio) - int(tokens) / int(reference)) < 0.02 and float(plain_ratio) > 0
+    reference_row = next(line for line in lines if line.startswith("reference fp32"))
+    assert "padding   0.0%" in reference_row  # the published batching: one length per batch
+    assert any(line.startswith("plain loop fp32") for line in lines)
+
+
+def load_train_speed():
+    spec = importlib.util.spec_from_file_location("train_speed", ROOT / "benchmarks" / "train_speed.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_train_speed_reports_a_precision_failing_at_run_time_as_skipped(monkeypatch) -> None:
+    train_speed = load_train_speed()
+
+    def onednn_refuses():
+        raise RuntimeError("could not create a primitive descriptor for the LSTM forward propagation primitive\nmore")
+
+    assert train_speed.guarded(onednn_refuses, may_skip=True) == {
+        "skipped": "failed at run time: could not create a primitive descriptor for the LSTM forward propagation "
+                   "primitive"}
+    with pytest.raises(RuntimeError):  # fp32 and the plain loop must not fail quietly
+        train_speed.guarded(onednn_refuses, may_skip=False)
+    assert train_speed.guarded(lambda: 7, may_skip=True) == {"result": 7}
+    # a child process killed inside a kernel (SIGSEGV / abort) is a skip for bf16/fp16, a failure for fp32
+    crashed = subprocess.CompletedProcess([], -11, "", "oneDNN: something\nSegmentation fault\n")
+    monkeypatch.setattr(train_speed.subprocess, "run", lambda *args, **kwargs: crashed)
+    args = argparse.Namespace(config="c.yaml", steps=1, warmup=0, overrides=[])
+    for variant in ("fp16", "bf16", "reference-bf16"):
+        assert train_speed.run_child(args, variant)["skipped"] == "failed at run time (exit status -11): Segmentation fault"
+    for variant in ("fp32", "reference-fp32", "plain"):
+        with pytest.raises(SystemExit):
+            train_speed.run_child(args, variant)
+
+
+def test_train_speed_never_runs_fp16_on_a_cpu_unless_asked() -> None:
+    train_speed = load_train_speed()
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert train_speed.precisions_to_measure(None, "bf16", cpu) == ["fp32", "bf16"]
+    assert train_speed.precisions_to_measure(None, "bf16", gpu) == ["fp32", "bf16", "fp16"]
+    assert train_speed.precisions_to_measure("fp16", "bf16", cpu) == ["fp16"]
+    assert train_speed.precisions_to_measure("auto", "fp32", cpu) == ["fp32"]
+
+
+def test_train_speed_reference_batches_hold_one_length_each_and_cover_the_split_once_per_epoch() -> None:
+    train_speed = load_train_speed()
+    token_ids = [[5] * (1 + n % 4) for n in range(23)]  # lengths 1..4, 5 or 6 sentences each
+    special = {"bos_token_id": 1, "eos_token_id": 2}
+    batches = train_speed.equal_length_batches(token_ids, 4, special, seed=0)
+    epoch = [next(batches) for _ in range(8)]  # ceil(6/4) + 3 * ceil(5/4) + ... = 8 batches per epoch
+    assert sorted(i for batch in epoch for i in batch.indices) == list(range(23))
+    for batch in epoch:
+        assert batch.token_ids.size(0) <= 4 and (batch.lengths == batch.token_ids.size(1)).all()
+        assert (batch.token_ids[:, 0] == 1).all() and (batch.token_ids[:, -1] == 2).all()
 
 
 def test_aggressive_speed_prints_both_rates_and_their_ratio(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from textvae.evaluation import (
     roc_auc,
     summarise,
 )
-from textvae.modeling.posterior import gaussian_log_density
+from textvae.modeling.posterior import gaussian_log_density, gaussian_log_density_pairs, reparameterize
 
 SENTENCES = [[5, 6, 7], [8, 9, 10, 11, 12, 13], [14], [15, 16, 17, 18]]
 
@@ -78,6 +78,47 @@ def test_mutual_information_is_zero_when_the_posterior_ignores_x_and_positive_ot
                                      generator)
     assert abs(ignoring) < 0.05
     assert informative > 2.0
+
+
+def previous_mutual_information(mean, logvar, generator, chunk=512):
+    """The MI estimate as it was computed before the matrix products: a (chunk, N, latent) tensor per chunk."""
+    count, latent = mean.shape
+    neg_entropy = (-0.5 * latent * math.log(2 * math.pi) - 0.5 * (1 + logvar).sum(-1)).mean()
+    z = reparameterize(mean, logvar, generator=generator)
+    pieces = [torch.logsumexp(gaussian_log_density(z[s: s + chunk].unsqueeze(1), mean.unsqueeze(0),
+                                                   logvar.unsqueeze(0)), dim=1) - math.log(count)
+              for s in range(0, count, chunk)]
+    return float(neg_entropy - torch.cat(pieces).mean())
+
+
+def random_posteriors(count: int, latent: int, dtype: torch.dtype, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    mean = (torch.randn(count, latent, generator=generator, dtype=torch.float64) * 2).to(dtype)
+    logvar = (torch.rand(count, latent, generator=generator, dtype=torch.float64) * 9 - 8).to(dtype)  # sd 0.02..1.6
+    return mean, logvar, generator
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_pairwise_gaussian_log_density_equals_the_broadcast_formula(dtype):
+    mean, logvar, generator = random_posteriors(300, 16, dtype)
+    z = reparameterize(mean[:70], logvar[:70], generator=generator)  # near their own posteriors: the hard case
+    z = torch.cat([z, (torch.randn(30, 16, generator=generator, dtype=torch.float64) * 3).to(dtype)])
+    expected = gaussian_log_density(z.unsqueeze(1).double(), mean.unsqueeze(0).double(), logvar.unsqueeze(0).double())
+    pairs = gaussian_log_density_pairs(z, mean, logvar)
+    assert pairs.shape == (100, 300) and pairs.dtype == torch.float64
+    torch.testing.assert_close(pairs, expected, rtol=1e-12, atol=1e-9)
+    if dtype == torch.float32:  # and within fp32 rounding of the formula evaluated in fp32
+        torch.testing.assert_close(pairs.float(), gaussian_log_density(z.unsqueeze(1), mean.unsqueeze(0),
+                                                                       logvar.unsqueeze(0)), rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_mutual_information_equals_the_previous_estimate_in_any_chunking(dtype):
+    mean, logvar, _ = random_posteriors(1000, 8, dtype, seed=1)
+    previous = previous_mutual_information(mean, logvar, torch.Generator().manual_seed(5))
+    for chunk in (None, 1, 97, 5000):
+        estimate = mutual_information(mean, logvar, torch.Generator().manual_seed(5), chunk=chunk)
+        assert estimate == pytest.approx(previous, rel=1e-5 if dtype == torch.float32 else 1e-12), chunk
 
 
 def test_active_units_counts_a_constructed_case_exactly():

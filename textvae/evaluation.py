@@ -26,7 +26,7 @@ from .atomic_files import replace_atomically
 from .data import SPLIT_ALIASES, SPLITS, TokenizedSplit, iterate_batches, split_name
 from .errors import TextVAEError
 from .modeling import TextVAE
-from .modeling.posterior import gaussian_log_density, kl_per_dimension, reparameterize
+from .modeling.posterior import gaussian_log_density, gaussian_log_density_pairs, kl_per_dimension, reparameterize
 from .runtime import autocast, keep_freed_memory
 from .score_progress import ScoreProgress, fingerprint, worth_saving
 
@@ -163,16 +163,23 @@ def score_batch(model: TextVAE, token_ids: torch.Tensor, lengths: torch.Tensor, 
 
 # ---- latent diagnostics ---------------------------------------------------------------------------
 
+MI_PAIRS_PER_CHUNK = 1 << 22  # sentence pairs whose log-density is held at once: 32 MB of float64
+
+
 def mutual_information(mean: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None,
-                       chunk: int = 512) -> float:
+                       chunk: int | None = None) -> float:
     """I(x; z) under q (He et al. 2019): E_x E_q(z|x)[log q(z|x) − log q(z)], where q(z) is the aggregate
-    posterior over the evaluated sentences, estimated with one z per sentence."""
+    posterior over the evaluated sentences, estimated with one z per sentence. log q(z_i) needs the density
+    of every z_i under every sentence's posterior: `chunk` rows of z at a time (by default as many as keep
+    the (rows, N) matrix of log-densities under MI_PAIRS_PER_CHUNK), as matrix products, so memory stays
+    bounded however many sentences there are."""
     count, latent = mean.shape
     neg_entropy = (-0.5 * latent * math.log(2 * math.pi) - 0.5 * (1 + logvar).sum(-1)).mean()
     z = reparameterize(mean, logvar, generator=generator)
+    chunk = chunk or max(1, MI_PAIRS_PER_CHUNK // max(count, 1))
     log_aggregate = []
     for start in range(0, count, chunk):
-        log_q = gaussian_log_density(z[start: start + chunk].unsqueeze(1), mean.unsqueeze(0), logvar.unsqueeze(0))
+        log_q = gaussian_log_density_pairs(z[start: start + chunk], mean, logvar)
         log_aggregate.append(torch.logsumexp(log_q, dim=1) - math.log(count))
     return float(neg_entropy - torch.cat(log_aggregate).mean())
 

@@ -17,6 +17,7 @@ import contextlib
 import copy
 import logging
 import math
+import os
 import random
 import shutil
 import signal
@@ -69,6 +70,7 @@ from .run_dir import (
 )
 from .runtime import (
     autocast,
+    choose_thread_count,
     describe_precision,
     free_memory,
     keep_freed_memory,
@@ -262,6 +264,14 @@ def start_from_run(model: TextVAE, source: Path, settings: TrainConfig) -> None:
     if settings.reset_decoder:
         reset_decoder(model, [], settings.seed + 2)
     logger.info(f"started from the weights of {source}" + (", decoder re-initialised" if settings.reset_decoder else ""))
+
+
+def local_processes(workers: Workers) -> int:
+    """Training processes on this machine (torchrun's LOCAL_WORLD_SIZE; else all of them)."""
+    try:
+        return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", workers.world_size)))
+    except ValueError:
+        return max(1, workers.world_size)
 
 
 def seed_everything(seed: int) -> None:
@@ -501,8 +511,10 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
         import datasets
 
         datasets.disable_progress_bars()  # --quiet: no "Generating train split" bars either
-    if settings.num_threads:
-        torch.set_num_threads(settings.num_threads)
+    if device.type == "cpu" or settings.num_threads:
+        threads, reason = choose_thread_count(settings.num_threads, local_processes(workers))
+        torch.set_num_threads(threads)
+        logger.info(reason)
     seed_everything(settings.seed)
     dtype = resolve_precision(settings.precision, device)
     logger.info(f"training on {device} in {describe_precision(settings.precision, dtype)}")

@@ -38,6 +38,17 @@ def _token_nll(scores: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tenso
     return log_normaliser - scores.gather(0, targets.unsqueeze(0)).squeeze(0), log_normaliser
 
 
+def _token_nll_and_softmax(scores: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(−log softmax[target] per column, the softmax itself written over `scores`), with one exp pass over
+    the matrix where logsumexp followed by exp takes two. Mixed precision only: in fp32 the step keeps
+    _token_nll's exact arithmetic."""
+    shift = scores.amax(dim=0)
+    target_scores = scores.gather(0, targets.unsqueeze(0)).squeeze(0) - shift
+    probabilities = scores.sub_(shift).exp_()
+    normaliser = probabilities.sum(dim=0)
+    return normaliser.log() - target_scores, probabilities.div_(normaliser)
+
+
 class _ProjectedCrossEntropy(torch.autograd.Function):
     """Autograd for −log softmax(hidden Wᵀ + b)[target] that saves only the (vocab, rows) probabilities."""
 
@@ -45,8 +56,11 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
     def forward(ctx, hidden, weight, bias, targets, compute_dtype):
         with torch.autocast(hidden.device.type, enabled=False):
             scores = _scores(hidden, weight, bias, compute_dtype)
-            nll, log_normaliser = _token_nll(scores, targets)
-            probabilities = scores.sub_(log_normaliser).exp_()  # in place: no second tensor
+            if compute_dtype == torch.float32:
+                nll, log_normaliser = _token_nll(scores, targets)
+                probabilities = scores.sub_(log_normaliser).exp_()  # in place: no second tensor
+            else:
+                nll, probabilities = _token_nll_and_softmax(scores, targets)
         ctx.save_for_backward(hidden, weight, targets, probabilities)
         ctx.compute_dtype, ctx.has_bias = compute_dtype, bias is not None
         return nll
@@ -59,10 +73,12 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
             # d nll / d scores = softmax − one_hot(target), scaled by the incoming gradient
             columns = torch.arange(targets.size(0), device=targets.device)
             probabilities[targets, columns] -= 1.0
-            grad_scores = probabilities.mul_(grad_nll).to(dtype)  # (vocab, rows)
+            probabilities.mul_(grad_nll)
+            # the bias gradient from the fp32 values (the same tensor in fp32), not a copy back from bf16/fp16
+            grad_bias = probabilities.sum(1).to(weight.dtype) if ctx.has_bias and ctx.needs_input_grad[2] else None
+            grad_scores = probabilities.to(dtype)  # (vocab, rows)
             grad_hidden = (grad_scores.t() @ weight.to(dtype)).to(hidden.dtype) if ctx.needs_input_grad[0] else None
             grad_weight = (grad_scores @ hidden.to(dtype)).to(weight.dtype) if ctx.needs_input_grad[1] else None
-            grad_bias = grad_scores.float().sum(1).to(weight.dtype) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return grad_hidden, grad_weight, grad_bias, None, None
 
 

@@ -76,3 +76,20 @@ def kl_per_dimension(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 def gaussian_log_density(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """log N(z; mean, diag(exp(logvar))) summed over the last (latent) dimension."""
     return -0.5 * (((z - mean) ** 2) / logvar.exp() + logvar + math.log(2 * math.pi)).sum(-1)
+
+
+def gaussian_log_density_pairs(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z_i; mean_j, diag(exp(logvar_j))) for every pair: (rows of z, rows of mean), in float64.
+
+    The same values as gaussian_log_density(z.unsqueeze(1), mean.unsqueeze(0), logvar.unsqueeze(0)) up to
+    float rounding, written as one matrix product so that no (rows, N, latent) tensor exists: with
+    p = exp(−logvar), sum_d (z_d − mean_d)² p_d = sum_d z_d² p_d − 2 z_d mean_d p_d + mean_d² p_d, i.e.
+    [z², z, 1] · [p, −2 mean p, sum(mean² p + logvar) + latent log 2π]. Float64, because the expansion
+    subtracts large terms where a posterior is narrow (p large) and z lies near its mean.
+    """
+    z, mean, logvar = z.double(), mean.double(), logvar.double()
+    precision = torch.exp(-logvar)
+    constant = (mean.pow(2) * precision + logvar).sum(-1, keepdim=True) + z.size(-1) * math.log(2 * math.pi)
+    left = torch.cat([z.pow(2), z, torch.ones_like(z[:, :1])], dim=-1)
+    right = torch.cat([precision, -2.0 * mean * precision, constant], dim=-1)
+    return -0.5 * (left @ right.t())
