@@ -17,7 +17,7 @@ start = time.time()
 summary = train(config, out)
 took = time.time() - start
 vae = textvae.load(out)
-texts = vae.corpus_split("test")[0].texts
+texts = vae.corpus_split("test").texts
 recon = vae.reconstruct(texts)
 exact = sum(a.split() == b.split() for a, b in zip(recon, texts)) / len(texts)
 bleu = BLEU(tokenize="none", force=True).corpus_score(recon, [texts]).score

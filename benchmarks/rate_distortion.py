@@ -49,7 +49,7 @@ from ptb_table_records import load_records, record_from_run, save_record, write_
 
 import textvae
 from textvae.config import load_config
-from textvae.evaluation import exact_match_share, tokenized_corpus_bleu
+from textvae.evaluation import exact_match_share, corpus_bleu
 from textvae.tokenization import decode_ids
 
 # corpus: (recipe, default k for the IW-NLL, default sweep of rates in nats per sentence)
@@ -165,7 +165,7 @@ def evaluate_point(name: str, args: argparse.Namespace) -> dict | None:
 def test_sentences(vae, limit: int = 0) -> list[str]:
     """The run's test split (its first `limit` sentences when limit > 0), as the model reads them: tokens
     written back, unknown words as <unk>, the length filter of training applied."""
-    split, _ = vae.corpus_split("test")
+    split = vae.corpus_split("test")
     references = [decode_ids(vae.tokenizer, ids) for ids in split.token_ids]
     return references[:limit] if limit else references
 
@@ -175,7 +175,7 @@ def reconstruction_scores(vae, references: list[str]) -> dict[str, float]:
     share reproduced exactly (as a percentage) and corpus BLEU (tokenize="none")."""
     decodes = vae.reconstruct(references)
     return {"exact_percent": 100 * exact_match_share(decodes, references),
-            "reconstruction_bleu": tokenized_corpus_bleu(decodes, references)}
+            "reconstruction_bleu": corpus_bleu(decodes, references)}
 
 
 def cell(value, digits: int) -> str:

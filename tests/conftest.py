@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -99,3 +102,26 @@ def requires_fast_bf16():
     """Skip marker for tests of bf16 itself on CPUs that would only emulate it."""
     return pytest.mark.skipif(not runtime.bf16_is_fast(torch.device("cpu")),
                               reason="this CPU has neither AVX-512 BF16 nor AMX: bf16 is emulated here")
+
+
+def load_benchmark(name: str):
+    """benchmarks/<name>.py as a module, with benchmarks/ importable as when it runs as a script."""
+    if str(REPO / "benchmarks") not in sys.path:
+        sys.path.insert(0, str(REPO / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def no_network(monkeypatch) -> list:
+    """Make every name lookup and connection fail at once; returns the list of attempts."""
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    return attempts

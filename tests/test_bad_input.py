@@ -13,14 +13,13 @@ import os
 import random
 import re
 import shutil
-import socket
 import time
 from pathlib import Path
 
 import datasets
 import pytest
 import torch
-from conftest import read_metrics
+from conftest import no_network, read_metrics
 
 import textvae
 from textvae import run_dir as run_dir_files
@@ -295,14 +294,7 @@ def test_tokenizer_of_another_run(capsys, tmp_path, run_dir, other_run_dir):
 def test_hub_name_offline_names_local_alternatives(capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    attempts = []
-
-    def no_network(*args, **kwargs):
-        attempts.append(args)
-        raise OSError("network disabled in this test")
-
-    monkeypatch.setattr(socket, "getaddrinfo", no_network)
-    monkeypatch.setattr(socket.socket, "connect", no_network)
+    attempts = no_network(monkeypatch)
     start = time.perf_counter()
     with pytest.raises(TextVAEError, match=r"data.source 'some-user/some-dataset'.*train\.txt.*save_to_disk"):
         load_corpus(DataConfig(source="some-user/some-dataset"))

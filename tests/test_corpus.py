@@ -7,14 +7,13 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import socket
 import time
 from pathlib import Path
 
 import datasets
 import pytest
 import yaml
-from conftest import REPO, SHARED_DATA
+from conftest import REPO, SHARED_DATA, no_network
 
 from textvae.cli import main
 from textvae.config import AUTO, CORPUS_RECIPE, DEMO_RECIPE, DataConfig, TokenizerConfig, load_config
@@ -154,18 +153,6 @@ def test_kjv_lines_get_few_unk_with_the_corpus_recipe_and_many_with_the_demo_one
 
 
 # ---- 2. hub names and paths -------------------------------------------------------------------------
-
-def no_network(monkeypatch) -> list:
-    """Make every name lookup and connection fail at once; returns the list of attempts."""
-    attempts = []
-
-    def refuse(*args, **kwargs):
-        attempts.append(args)
-        raise OSError("network disabled in this test")
-
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    return attempts
 
 
 @pytest.mark.parametrize("source", ["./my_text", "my_text/", "notes/kjv/train", "my_text.txt", "data/kjv"])

@@ -13,7 +13,7 @@ import torch
 import textvae
 from textvae.cli import main
 from textvae.config import load_config
-from textvae.evaluation import exact_match_share, sentence_fidelity, tokenized_corpus_bleu
+from textvae.evaluation import exact_match_share, sentence_fidelity, corpus_bleu
 from textvae.training import train
 
 SENTENCES = ["the dog ran home .", "a cat sat on the warm mat .", "will the clerk sign the form ?",
@@ -30,7 +30,7 @@ def test_sentence_bleu_is_computed_on_the_given_tokens():
     unknown = sentence_fidelity("a zyzzyva sang .", "a <unk> sang .", "a <unk> sang .")
     assert unknown.exact and unknown.summary == "exact (read as: a <unk> sang .)"
     assert exact_match_share(["a b", "c d", "e"], ["a b", "c e", "e"]) == pytest.approx(2 / 3)
-    assert tokenized_corpus_bleu(["a b c d"], ["a b c d"]) == pytest.approx(100.0)
+    assert corpus_bleu(["a b c d"], ["a b c d"]) == pytest.approx(100.0)
 
 
 @pytest.fixture(scope="module")

@@ -7,25 +7,19 @@ import importlib.util
 import json
 import random
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import read_metrics
+from conftest import load_benchmark, read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = "the a cat dog bird sat ran flew on under mat tree big small red blue and saw it".split()
 
 
 def load_script():
-    if str(ROOT / "benchmarks") not in sys.path:  # as when run as a script: its folder is importable
-        sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("ptb_table", ROOT / "benchmarks" / "ptb_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("ptb_table")
 
 
 def write_corpus(folder: Path) -> Path:

@@ -4,27 +4,20 @@ stopped one resumes from its checkpoint."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import read_metrics
+from conftest import load_benchmark, read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = "the a cat dog bird sat ran flew on under mat tree big small red blue and saw it".split()
 
 
 def load_script():
-    if str(ROOT / "benchmarks") not in sys.path:  # as when run as a script: its folder is importable
-        sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("rate_distortion", ROOT / "benchmarks" / "rate_distortion.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("rate_distortion")
 
 
 @pytest.fixture(scope="module")

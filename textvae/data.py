@@ -123,6 +123,8 @@ def hub_reachable(timeout: float = HUB_CHECK_SECONDS) -> bool:
     """True if a TCP connection to the hub's host (HF_ENDPOINT, default huggingface.co) opens within
     `timeout` seconds. Without this look, `datasets` spends half a minute retrying (printing each retry)
     before it gives up on a machine with no network."""
+    import huggingface_hub
+
     url = urllib.parse.urlparse(huggingface_hub.constants.ENDPOINT)
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
@@ -159,10 +161,10 @@ def offline_mode(offline: bool):
 def load_hub(name: str, config_name: str | None) -> datasets.DatasetDict:
     """A dataset from the Hugging Face hub. When HF_HUB_OFFLINE is set, or a quick look finds the hub out of
     reach, only the local `datasets` cache is read, so no network means one line at once, not retries."""
-    offline = offline_requested() or not hub_reachable()
     import datasets
     import huggingface_hub
 
+    offline = offline_requested() or not hub_reachable()
     try:
         with offline_mode(offline):
             loaded = datasets.load_dataset(name, config_name)

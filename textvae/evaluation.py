@@ -320,8 +320,7 @@ class Fidelity:
 def sentence_fidelity(text: str, read_as: str, reconstruction: str) -> Fidelity:
     """The `Fidelity` of one reconstruction against the model's reading of its sentence."""
     exact = reconstruction.split() == read_as.split()
-    bleu = 100.0 if exact else float(BLEU(tokenize="none", effective_order=True).sentence_score(
-        reconstruction, [read_as]).score)
+    bleu = 100.0 if exact else float(bleu_scorer(effective_order=True).sentence_score(reconstruction, [read_as]).score)
     return Fidelity(text, read_as, reconstruction, exact, bleu)
 
 
@@ -330,11 +329,6 @@ def exact_match_share(hypotheses: list[str], references: list[str]) -> float:
     if len(hypotheses) != len(references) or not references:
         raise ValueError(f"exact_match_share: {len(hypotheses)} hypotheses for {len(references)} references")
     return sum(h.split() == r.split() for h, r in zip(hypotheses, references)) / len(references)
-
-
-def tokenized_corpus_bleu(hypotheses: list[str], references: list[str]) -> float:
-    """Corpus BLEU (sacrebleu, tokenize="none": the text is already tokenized) against one reference each."""
-    return float(BLEU(tokenize="none", force=True).corpus_score(hypotheses, [references]).score)
 
 
 def distinct_n(sentences: list[str], n: int) -> float:

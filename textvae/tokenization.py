@@ -9,7 +9,6 @@ that they save beside the model and load back with `from_pretrained`.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
