@@ -5,28 +5,37 @@ corpus BLEU of those decodes (sacrebleu, tokenize="none"), valid KL and rec, whe
 How the demo recipe's settings were chosen (docs/homotopy.md). Run from the repository root:
   python benchmarks/demo_fidelity.py runs/demo_try train.kl_max_weight=0.3 model.latent_size=32
 """
-import sys, time, json
+
+import json
+import sys
+import time
 from pathlib import Path
-from sacrebleu.metrics import BLEU
+
 import textvae
 from textvae.config import load_config
+from textvae.evaluation import corpus_bleu, exact_match_share
 from textvae.training import train
-out = Path(sys.argv[1]); overrides = sys.argv[2:]
+
+FIRST, SECOND = "the happy dogs chased their soft ball .", "will the clerk review the report ?"
+
+out, overrides = Path(sys.argv[1]), sys.argv[2:]
 config = load_config("configs/demo.yaml", ["train.num_threads=1", "train.progress_bar=false", *overrides])
 start = time.time()
 summary = train(config, out)
-took = time.time() - start
+seconds = time.time() - start
 vae = textvae.load(out)
-texts = vae.corpus_split("test").texts
-recon = vae.reconstruct(texts)
-exact = sum(a.split() == b.split() for a, b in zip(recon, texts)) / len(texts)
-bleu = BLEU(tokenize="none", force=True).corpus_score(recon, [texts]).score
-v = vae.evaluate("valid", iw_samples=0, bleu=False, samples=0)
-s = vae.sample(20)
-ok = all(x.split()[-1] in {".", "?"} for x in s)
-A, B = "the happy dogs chased their soft ball .", "will the clerk review the report ?"
-path = vae.interpolate(A, B, steps=7)
-print(json.dumps(dict(run=str(out), overrides=overrides, seconds=round(took), train_seconds=round(summary["train_seconds"]), steps=summary["steps"],
-  exact=exact, bleu=bleu, valid_kl=v["kl"], valid_rec=v["rec"], unigram=v["unigram_nll"], samples_ok=ok, distinct_path=len(set(path)))))
-for x in s[:5]: print("  S", x)
-for x in path: print("  P", x)
+test = vae.corpus_split("test").texts
+decodes = vae.reconstruct(test)
+valid = vae.evaluate("valid", iw_samples=0, bleu=False, samples=0)
+samples = vae.sample(20)
+path = vae.interpolate(FIRST, SECOND, steps=7)
+print(json.dumps({"run": str(out), "overrides": overrides, "seconds": round(seconds),
+                  "train_seconds": round(summary["train_seconds"]), "steps": summary["steps"],
+                  "exact": exact_match_share(decodes, test), "bleu": corpus_bleu(decodes, test),
+                  "valid_kl": valid["kl"], "valid_rec": valid["rec"], "unigram": valid["unigram_nll"],
+                  "samples_end_well": all(sample.split()[-1] in {".", "?"} for sample in samples if sample),
+                  "distinct_path": len(set(path))}))
+for sample in samples[:5]:
+    print("  S", sample)
+for sentence in path:
+    print("  P", sentence)
