@@ -132,7 +132,7 @@ def test_the_precision_in_use_is_printed_and_stored(tmp_path, capsys):
     code, lines, err = cli_output(capsys, "evaluate", out, "--iw-samples", 0, "--samples", 0, "--no-bleu",
                                   "--precision", "fp32")
     assert code == 0 and "evaluating in fp32" in err
-    assert json.loads((out / "results.json").read_text())["precision"] == "fp32"
+    assert json.loads((out / "results.json").read_text())["test"]["precision"] == "fp32"
 
 
 def test_unknown_key_suggestions_prefer_a_key_the_name_contains():

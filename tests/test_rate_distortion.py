@@ -102,10 +102,10 @@ def test_finished_points_are_skipped_and_a_stopped_one_resumes(sweep):
     before = (lm / "model.safetensors").stat().st_mtime_ns
     stopped = tmp / "runs" / "rate_6"
     (stopped / "ptb_table_train.json").unlink()  # as if its training had been killed after its checkpoint
-    steps_before = torch.load(stopped / "checkpoint.pt", weights_only=False)["state"]["step"]
+    steps_before = torch.load(stopped / "checkpoint.pt", weights_only=True)["state"]["step"]
     assert script.main([*common[:-1], "5", "--points", "lm,rate_6"]) == 0
     assert (lm / "model.safetensors").stat().st_mtime_ns == before
-    assert torch.load(stopped / "checkpoint.pt", weights_only=False)["state"]["step"] == 5 > steps_before
+    assert torch.load(stopped / "checkpoint.pt", weights_only=True)["state"]["step"] == 5 > steps_before
     steps = [line["step"] for line in read_metrics(stopped) if line["split"] == "train"]
     assert steps == sorted(set(steps)) and steps[-1] == 5  # continued, not started again
     assert json.loads((stopped / script.RESULTS).read_text())["trained_steps"] == 5

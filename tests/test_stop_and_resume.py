@@ -30,7 +30,7 @@ def settings(*extra: str):
 
 
 def checkpoint_step(run: Path) -> int:
-    return torch.load(run / "checkpoint.pt", weights_only=False)["state"]["step"]
+    return torch.load(run / "checkpoint.pt", weights_only=True)["state"]["step"]
 
 
 def untouched(run: Path):
@@ -143,8 +143,8 @@ def test_sigint_and_sigterm_checkpoint_the_last_step_and_resume_reaches_the_unin
     assert second >= first + 3
     assert train(resumed_config(run, []), run, resume=True)["steps"] == 150
 
-    expected = torch.load(straight / "checkpoint.pt", weights_only=False)["model"]
-    for name, weight in torch.load(run / "checkpoint.pt", weights_only=False)["model"].items():
+    expected = torch.load(straight / "checkpoint.pt", weights_only=True)["model"]
+    for name, weight in torch.load(run / "checkpoint.pt", weights_only=True)["model"].items():
         torch.testing.assert_close(weight, expected[name], rtol=0, atol=0, msg=f"{name} differs after the signals")
     assert [line["step"] for line in read_metrics(run)] == [line["step"] for line in read_metrics(straight)]
     assert not list(run.glob(".*.tmp"))

@@ -163,7 +163,7 @@ def peek_state(out_dir: Path) -> TrainerState | None:
     """The TrainerState of a run dir's checkpoint, read without building a model (the weights are mapped, not
     read); None when the file cannot be read that way (load_checkpoint then says what is wrong)."""
     try:
-        payload = torch.load(out_dir / CHECKPOINT, map_location="cpu", weights_only=False, mmap=True)
+        payload = torch.load(out_dir / CHECKPOINT, map_location="cpu", weights_only=True, mmap=True)
         return TrainerState(**payload["state"])
     except Exception:  # damaged, truncated or foreign files: reported by load_checkpoint
         return None
