@@ -68,7 +68,11 @@ def new_tokenizer(kind: str, lowercase: bool, split: str = "whitespace") -> Toke
 
 def check_tokenizer_section(settings: TokenizerConfig) -> None:
     """Refuse a vocabulary too small for the special tokens, and settings that only a word-level tokenizer
-    has, before any data is read."""
+    has, before any data is read. A tokenizer read from a file (kind file or pretrained) has its own vocabulary
+    and splitting, so vocab_size and split do not apply to it (the corpus recipe's auto and punctuation stay
+    unused there)."""
+    if settings.kind in ("file", "pretrained"):
+        return
     if settings.vocab_size == AUTO and settings.kind != "word":
         raise TextVAEError(f"config key tokenizer.vocab_size: auto chooses a word vocabulary from the data, but "
                            f"tokenizer.kind is '{settings.kind}'; give a number (e.g. 10000) or use kind: word")
