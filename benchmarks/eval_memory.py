@@ -58,7 +58,7 @@ def previous_mutual_information(mean: torch.Tensor, logvar: torch.Tensor, genera
 
 def measure(args: argparse.Namespace) -> dict:
     """One model in this process: peaks after setup, scoring and summarising, and the seconds each took."""
-    config = load_config(args.config, args.overrides + [f"model.model_type={'lm' if args.child == 'lm' else 'vae'}"])
+    config = load_config(args.config, args.overrides + [f"model.model_variant={'lm' if args.child == 'lm' else 'vae'}"])
     torch.set_num_threads(config.train.num_threads or 1)
     keep_freed_memory()
     if args.child == "old-mi":

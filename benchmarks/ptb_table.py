@@ -62,7 +62,7 @@ from textvae.training import select_device, train
 EPOCH = 1315  # training steps in one PTB epoch at batch 32 (42,068 sentences)
 
 # The published LM code (lm.py) halves its LR after 2 validations without improvement, from the first epoch on;
-# configs/ptb_lm.yaml is configs/ptb.yaml with these and model_type lm (tests/test_ptb_table.py checks it).
+# configs/ptb_lm.yaml is configs/ptb.yaml with these and model_variant lm (tests/test_ptb_table.py checks it).
 LM_SCHEDULE = ["train.lr_decay_patience=1", "train.lr_decay_from_epoch=0"]
 # Li et al. 2019 train an autoencoder first (β = 0, the same SGD recipe, judged by its reconstruction loss), then
 # start the VAE from its weights with a new decoder, KL weight from 0 over 10 epochs, free bits per dimension and
@@ -73,7 +73,7 @@ FROM_AUTOENCODER = ["train.init_from={runs_dir}/ae", "train.reset_decoder=true",
 # over 10 epochs (He et al. 2019); rows change only what their remedy needs. A row with init_from trains after
 # the row it starts from (`ae`).
 ROWS: dict[str, tuple[str, list[str]]] = {
-    "lm": ("LSTM-LM", ["model.model_type=lm", *LM_SCHEDULE]),
+    "lm": ("LSTM-LM", ["model.model_variant=lm", *LM_SCHEDULE]),
     "ae": ("autoencoder (β = 0): the pretraining of Li et al. 2019", ["train.kl_schedule=constant",
                                                                      "train.kl_max_weight=0"]),
     "bowman": ("VAE + annealing + word dropout (Bowman et al. 2016)", ["train.word_dropout=0.3"]),

@@ -123,7 +123,7 @@ def point_overrides(args: argparse.Namespace) -> dict[str, list[str]]:
     """Each point's overrides of the recipe: the LM, then one point per rate, its lever set and the other off."""
     latent = load_config(args.config).model.get("latent_size", 32)
     # PTB's LM halves its LR on the published LM code's schedule, as in the PTB table's `lm` row
-    points = {"lm": list(ROWS["lm"][1]) if args.corpus == "ptb" else ["model.model_type=lm"]}
+    points = {"lm": list(ROWS["lm"][1]) if args.corpus == "ptb" else ["model.model_variant=lm"]}
     for rate in args.rates:
         if args.lever == "free_bits":
             points[point_name(rate)] = [f"train.free_bits={rate / latent:g}", "train.free_bits_mode=batch_dimension",

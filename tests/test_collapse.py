@@ -518,8 +518,8 @@ def test_bad_bn_vae_gamma_names_the_key(value):
 
 @pytest.mark.parametrize("override", ["train.aggressive=true", "train.pretrain_ae_steps=10", "train.target_rate=5"])
 def test_remedies_that_need_a_latent_are_refused_for_a_language_model(override):
-    with pytest.raises(TextVAEError, match=override.split("=")[0].replace(".", r"\.") + ".*model_type is lm"):
-        check_remedies(load_config(None, ["model.model_type=lm", override]))
+    with pytest.raises(TextVAEError, match=override.split("=")[0].replace(".", r"\.") + ".*model_variant is lm"):
+        check_remedies(load_config(None, ["model.model_variant=lm", override]))
 
 
 def test_aggressive_is_refused_for_a_streamed_train_split(capsys, tmp_path):

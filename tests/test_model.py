@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
-from conftest import batch_of, scramble_padding, tiny_config, tiny_model
+from conftest import REPO, batch_of, scramble_padding, tiny_config, tiny_model
 from torch.distributions import Normal, kl_divergence
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
@@ -133,3 +135,16 @@ def test_each_dropout_key_acts_on_its_own_side_only(sides):
         logits = [model.decoder(batch.token_ids[:, :-1], z)[0] for _ in range(2)]
         assert torch.equal(*summaries) is not changes_encoder, key
         assert torch.equal(*logits) is changes_encoder, key
+
+
+def test_the_variant_has_one_name_in_configs_and_config_json_and_the_older_key_is_still_read(tmp_path):
+    from textvae.modeling import check_model_section
+
+    assert check_model_section({"model_variant": "lm"}) == check_model_section({"model_type": "lm"}) == {
+        "model_variant": "lm"}
+    config = TextVAEConfig(model_variant="lm")
+    config.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["model_variant"] == "lm" and saved["model_type"] == "textvae"  # HF's architecture name
+    for path in (REPO / "configs").glob("*.yaml"):
+        assert "model_type:" not in path.read_text(encoding="utf-8"), path  # the one name in every config

@@ -52,7 +52,7 @@ def test_each_point_trains_with_its_lever_and_the_table_holds_its_test_results(s
     for name, free_bits in (("rate_2", 0.5), ("rate_6", 1.5)):
         settings = (runs / name / "train_config.yaml").read_text()
         assert f"free_bits: {free_bits}" in settings and "target_rate: 0.0" in settings
-    assert "model_type: lm" in (runs / "lm" / "train_config.yaml").read_text()
+    assert "model_variant: lm" in (runs / "lm" / "train_config.yaml").read_text()
     table = (tmp / "out" / "frontier.md").read_text()
     for name in ("lm", "rate_2", "rate_6"):
         results = json.loads((runs / name / script.RESULTS).read_text())

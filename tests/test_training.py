@@ -53,7 +53,7 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(tmp_path):
 
 
 def test_language_model_baseline_trains_and_reports_exact_perplexity(tmp_path):
-    summary = train(tiny_settings("model.model_type=lm", "train.max_steps=6"), tmp_path / "lm")
+    summary = train(tiny_settings("model.model_variant=lm", "train.max_steps=6"), tmp_path / "lm")
     assert summary["best_valid"]["kl"] == 0.0
     vae = textvae.load(tmp_path / "lm")
     results = vae.evaluate("valid")

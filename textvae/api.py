@@ -156,7 +156,7 @@ class TextVAEPipeline:
 
     def require_latent(self, what: str) -> None:
         if not self.model.config.has_latent:
-            raise TextVAEError(f"{what} needs a latent space, but this run is a language model (model_type: lm)")
+            raise TextVAEError(f"{what} needs a latent space, but this run is a language model (model_variant: lm)")
 
     def batches(self, sentences: list[str], batch_size: int = 256):
         """Sentences as padded batches, in their given order."""

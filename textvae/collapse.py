@@ -29,8 +29,8 @@ def check_remedies(config: RunConfig) -> None:
         for key, value in (("pretrain_ae_steps", settings.pretrain_ae_steps), ("aggressive", settings.aggressive),
                            ("target_rate", settings.target_rate)):
             if value:
-                raise TextVAEError(f"config key train.{key}: needs a latent code, but model.model_type is lm; "
-                                   f"remove the key or use model_type vae")
+                raise TextVAEError(f"config key train.{key}: needs a latent code, but model.model_variant is lm; "
+                                   f"remove the key or use model_variant vae")
     if settings.reset_decoder and not settings.init_from:
         raise TextVAEError("config key train.reset_decoder: re-initialises the decoder of the run named by "
                            "train.init_from, which is not set; set train.init_from to a run dir or remove the key")

@@ -137,7 +137,7 @@ class TextVAEConfig(PretrainedConfig):
     def validate_sizes(self) -> None:
         """Reject impossible sizes and unknown choices with a message naming the key."""
         if self.model_variant not in VARIANTS:
-            raise TextVAEError(f"model.model_type: '{self.model_variant}' is not one of {', '.join(VARIANTS)}")
+            raise TextVAEError(f"model.model_variant: '{self.model_variant}' is not one of {', '.join(VARIANTS)}")
         for key, choices in (("encoder_type", ENCODER_TYPES), ("decoder_type", DECODER_TYPES),
                              ("position_encoding", POSITION_ENCODINGS), ("encoder_pooling", POOLINGS)):
             if getattr(self, key) not in choices:
@@ -187,12 +187,12 @@ def model_section_defaults() -> dict[str, Any]:
     skip = {"self", "kwargs", "vocab_size", "pad_token_id", "bos_token_id", "eos_token_id", "unk_token_id",
             "pretrained_encoder_config", "pretrained_decoder_config"}  # recorded by the model, not set by users
     keys = {name: p.default for name, p in parameters.items() if name not in skip}
-    keys["model_type"] = "vae"  # the name users write for model_variant
+    keys["model_type"] = "vae"  # the name configs used for model_variant before 2026-12-02: still read
     return keys
 
 
 def check_model_section(values: dict[str, Any]) -> dict[str, Any]:
-    """Check a `model:` section (unknown keys with a hint, types, sizes) and map model_type → model_variant."""
+    """Check a `model:` section (unknown keys with a hint, types, sizes) and map the older model_type → model_variant."""
     defaults = model_section_defaults()
     checked = {}
     for key, value in values.items():
