@@ -28,18 +28,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import shlex
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
 from pathlib import Path
 
 import torch
 from ptb_table_records import (  # benchmarks/ is the script's own folder on sys.path
     load_records,
+    provenance,
     read_metrics,
     record_from_run,
     records_from_table,
@@ -526,12 +525,7 @@ def write_table(records: dict[str, dict], evaluating: list[str], other_k: list[s
         f"ends and recording it in `{args.records}`, then evaluates and records any other finished row in the runs "
         "dir, and tabulates every recorded row:",
         "",
-        "```",
-        args.command,
-        "```",
-        "",
-        f"Written {date.today().isoformat()}; torch {torch.__version__}, Python {platform.python_version()}; "
-        f"trained on: {', '.join(devices)}.",
+        *provenance(args.command, devices),
         *recipe_lines(records, args),
         f"Test split: {any_results.get('sentences', '?')} sentences, {any_results.get('tokens', '?')} predicted tokens "
         f"(words + `<eos>`). NLL: importance-weighted with k = {args.iw_samples} per sentence (the LM's is exact); "

@@ -10,10 +10,13 @@ its printed numbers, with no curves.
 from __future__ import annotations
 
 import json
+import platform
 import re
 import statistics
 from datetime import date
 from pathlib import Path
+
+import torch
 
 from textvae.atomic_files import replace_atomically
 from textvae.run_dir import METRICS
@@ -123,3 +126,11 @@ def _seconds(cell: str) -> int:
     if minutes is None:
         raise ValueError(f"not a train time this script prints: {cell!r}")
     return int(minutes[1]) * 60 + int(minutes[2])
+
+
+def provenance(command: str, devices: list[str]) -> list[str]:
+    """The lines every benchmark table opens with after its title: the command that wrote it, as a code block,
+    then the date, the torch and Python versions and the devices its rows trained on."""
+    return ["```", command, "```", "",
+            f"Written {date.today().isoformat()}; torch {torch.__version__}, Python {platform.python_version()}; "
+            f"trained on: {', '.join(devices)}."]

@@ -29,10 +29,8 @@ import platform
 import subprocess
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
-import torch
 from ptb_table import (  # benchmarks/ is the script's own folder on sys.path
     EVALUATING,
     ROWS,
@@ -45,7 +43,7 @@ from ptb_table import (  # benchmarks/ is the script's own folder on sys.path
     shared_overrides,
     train_row,
 )
-from ptb_table_records import load_records, record_from_run, save_record, write_json
+from ptb_table_records import load_records, provenance, record_from_run, save_record, write_json
 
 import textvae
 from textvae.config import load_config
@@ -203,12 +201,7 @@ def write_table(records: dict[str, dict], args: argparse.Namespace, plot: Path |
         "",
         "Written by this command, run from the repository root (the table is its output, not typed):",
         "",
-        "```",
-        args.command,
-        "```",
-        "",
-        f"Written {date.today().isoformat()}; torch {torch.__version__}, Python {platform.python_version()}; "
-        f"trained on: {', '.join(devices)} ({cpu_name()}).",
+        *provenance(args.command, [f"{', '.join(devices)} ({cpu_name()})"]),
         f"Recipe: `{args.config}` for every point; each point sets its minimum rate r (nats per sentence) with "
         + ("free bits λ = r / latent_size per dimension (batch_dimension)" if args.lever == "free_bits"
            else "the target-rate constraint KL ≥ r") + "; `lm` is the recipe's decoder with no z. "
