@@ -6,7 +6,7 @@ Every method takes plain sentences (a string or a list of strings); unknown word
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -233,10 +233,17 @@ class TextVAEPipeline:
         # prior draws from `seed`, decoding draws from seed + 1, each stream continued across the chunks
         prior = noise_generator(self.device, seed) if seed is not None else None
         sampler = noise_generator(self.device, seed + 1) if seed is not None else None
+        latent = self.model.config.has_latent
+        return self.drawn_and_decoded(n, lambda rows: prior_sample(self.model, rows, prior) if latent else None,
+                                      options, sampler)
+
+    def drawn_and_decoded(self, n: int, draw: Callable[[int], torch.Tensor | None], options: DecodingOptions,
+                          sampler: torch.Generator | None) -> Iterator[str]:
+        """The decodes of n latent codes that draw(rows) makes DECODE_CHUNK rows at a time (None: an LM's
+        samples), as they come: any n in bounded memory."""
         for start in range(0, n, DECODE_CHUNK):
             rows = min(DECODE_CHUNK, n - start)
-            z = prior_sample(self.model, rows, prior) if self.model.config.has_latent else None
-            yield from self.decoded(z, rows, options, sampler)
+            yield from self.decoded(draw(rows), rows, options, sampler)
 
     def reconstruct(self, sentences: str | list[str], strategy: str = "greedy", max_length: int = 50,
                     seed: int | None = None, **decoding) -> list[str]:
@@ -346,13 +353,9 @@ class TextVAEPipeline:
         neighbourhood_points(torch.zeros(1), 0, radius)  # checks the radius
         center = self.latent(sentence, "neighbourhood")
         seed = 0 if seed is None else seed
-
-        def sentences() -> Iterator[str]:
-            noise, sampler = noise_generator(self.device, seed), noise_generator(self.device, seed + 1)
-            for start in range(0, n, DECODE_CHUNK):
-                points = neighbourhood_points(center, min(DECODE_CHUNK, n - start), radius, noise)
-                yield from self.decoded(points, None, options, sampler)
-        return sentences()
+        noise, sampler = noise_generator(self.device, seed), noise_generator(self.device, seed + 1)
+        return self.drawn_and_decoded(n, lambda rows: neighbourhood_points(center, rows, radius, noise), options,
+                                      sampler)
 
     def nearest(self, query: str, sentences: list[str] | None = None, file: str | Path | None = None, k: int = 5,
                 metric: str = "cosine", line_numbers: bool = False) -> list[tuple]:

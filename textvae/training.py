@@ -545,10 +545,11 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
     if resume:
         state = load_checkpoint(out_dir, model, optimizer, scheduler, scaler, draws, encoder_optimizer)
         # the resumed run's own limits decide: a finished run stays finished unless --set raised what ended it
-        state.finished = limit_reached(state, settings) is not None
+        reason = limit_reached(state, settings)
+        state.finished = reason is not None
         apply_new_lr(state, out_dir, settings.lr, [optimizer, encoder_optimizer])
         at_validation = bool(state.history) and state.history[-1]["step"] == state.step
-        already_finished = limit_reached(state, settings) if at_validation else None  # else: validate once more
+        already_finished = reason if at_validation else None  # else: validate once more
         if state.evals_since_best == 0 and at_validation and workers.is_main:
             save_model(model, out_dir)  # the checkpoint's weights are the best: redo a save a kill may have cut
         if already_finished is None:
