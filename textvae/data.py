@@ -376,16 +376,11 @@ def resolve_max_length(texts: list[str], tokenizer, settings: DataConfig) -> Non
                 "in data.max_length sets the limit instead)")
 
 
-def prepare_split(split: datasets.Dataset, tokenizer, settings: DataConfig | None,
-                  extra_labels: dict[str, list] | None = None) -> TokenizedSplit:
-    """A tokenized split from a dataset split, keeping the synthetic factor columns as labels, and any
-    `extra_labels` (one value per row of the split) beside them. With `settings` the training length policy
-    applies; with None every sentence is kept whole (evaluation scores every line it is given)."""
+def prepare_split(split: datasets.Dataset, tokenizer, settings: DataConfig) -> TokenizedSplit:
+    """A tokenized split from a dataset split under the training length policy, keeping the synthetic factor
+    columns as labels (evaluation tokenizes with no length policy: api.TextVAEPipeline.corpus_split)."""
     columns = split.select_columns(["text", *[name for name in FACTORS if name in split.column_names]]).to_dict()
     texts = columns.pop("text")
-    columns.update(extra_labels or {})
-    if settings is None:
-        return prepare_texts(texts, tokenizer, NO_LIMIT, "truncate", columns)
     return prepare_texts(texts, tokenizer, settings.max_length, settings.length_policy, columns)
 
 
