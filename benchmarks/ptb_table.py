@@ -53,6 +53,7 @@ except ImportError:  # Windows: no advisory locks, so rows run side by side may 
 
 import textvae
 from textvae.config import load_config
+from textvae.errors import TrainingInterrupted
 from textvae.run_dir import CHECKPOINT, resumed_config
 from textvae.score_progress import PREFIX as PARTIAL_SCORES_PREFIX
 from textvae.score_progress import UNREADABLE, scored_share
@@ -610,7 +611,13 @@ def main(argv: list[str] | None = None) -> int:
         adopt_table(Path(args.adopt_table), records_dir)
     note_rows(args.notes, records_dir)
     for name in args.rows:
-        if train_row(name, args):  # False: another process holds it, so this queue goes on to its next row
+        try:
+            trained_here = train_row(name, args)  # False: another process holds it, so the queue goes on
+        except TrainingInterrupted as stop:  # Ctrl-C or SIGTERM: the row's step is checkpointed
+            print(f"ptb_table: {name}: {stop.signal_name} after step {stop.step}; its checkpoint is kept in "
+                  f"{Path(args.runs_dir) / name}: rerun the same command to resume it", file=sys.stderr)
+            return stop.exit_code
+        if trained_here:
             record_row(name, args, records_dir)  # now, so the record is kept before the next row's hours of training
     trained = [name for name in ROWS if (Path(args.runs_dir) / name / TRAINED).is_file()]
     evaluating = [name for name in trained if not record_row(name, args, records_dir)]
