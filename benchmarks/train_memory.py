@@ -17,6 +17,7 @@ Last line: sentences=N vae_peak_rss_mb=N lm_peak_rss_mb=N ratio=R
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import random
@@ -40,6 +41,23 @@ def rss_mb() -> tuple[float, float]:
             if line.startswith("VmRSS:"):
                 now = int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, now
+
+
+class MallocInfo(ctypes.Structure):
+    """glibc's struct mallinfo2 (glibc 2.33 and later)."""
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def heap_mb() -> tuple[float, float] | None:
+    """(in use, free but kept) by glibc malloc in all arenas, in MB; None where mallinfo2 is missing."""
+    try:
+        mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return None
+    mallinfo2.restype = MallocInfo
+    info = mallinfo2()
+    return (info.uordblks + info.hblkhd) / 2**20, info.fordblks / 2**20
 
 
 def write_random_corpus(folder: Path, counts: dict[str, int], words: int, seed: int) -> None:
@@ -73,6 +91,9 @@ def measure(args: argparse.Namespace) -> dict:
     def read(phase: str) -> None:
         peak, now = rss_mb()
         readings.append({"phase": phase, "peak_mb": round(peak), "rss_mb": round(now), "s": round(time.perf_counter() - start, 1)})
+        heap = heap_mb()
+        if heap is not None:
+            readings[-1] |= {"heap_used_mb": round(heap[0]), "heap_free_mb": round(heap[1])}
 
     load_splits, evaluate_split = training.load_splits, training.evaluate_split
 
@@ -158,9 +179,12 @@ def main() -> None:
           f"VAE {args.config}, LM {args.lm_config}, each in its own process; overrides: {' '.join(args.overrides) or 'none'}")
     for child, name in (("vae", "VAE"), ("lm", "LM")):
         row = rows[child]
-        phases = ", ".join(f"{reading['phase']} {reading['peak_mb']} ({reading['rss_mb']} now, {reading['s']:.0f} s)"
-                           for reading in row["readings"] if reading["phase"] != "start")
-        print(f"{name:3} peak RSS {row['peak_mb']:6.0f} MB after {row['steps']} steps; peak so far (MB): {phases}")
+        print(f"{name:3} peak RSS {row['peak_mb']:6.0f} MB after {row['steps']} steps")
+        for reading in row["readings"]:
+            heap = (f"; malloc: {reading['heap_used_mb']:5d} in use, {reading['heap_free_mb']:5d} freed and kept"
+                    if "heap_used_mb" in reading else "")
+            print(f"    {reading['phase']:21} {reading['s']:6.0f} s  peak so far {reading['peak_mb']:5d} MB, "
+                  f"now {reading['rss_mb']:5d} MB{heap}")
     vae, lm = rows["vae"]["peak_mb"], rows["lm"]["peak_mb"]
     print(f"sentences={sizes['train']} vae_peak_rss_mb={vae:.0f} lm_peak_rss_mb={lm:.0f} ratio={vae / lm:.2f}")
 
