@@ -8,10 +8,12 @@ configs/ptb_lm.yaml) on it, each in its own process, through `textvae.training.t
 calls it, for --steps steps with a full validation every --eval-every steps. Each child's peak resident
 set is ru_maxrss of that child (os.wait4); inside the child it is also read (with the resident set at that
 moment) after loading and tokenizing the data, before and after each validation, and at the end, so each
-phase's figure is the peak so far. The default 9,998 words make the vocabulary 10,002 (PTB's).
-Run from the repo root:
+phase's figure is the peak so far, beside what glibc malloc holds in use and what it keeps freed
+(mallinfo2). With --glibc-defaults both models are trained again with glibc's own malloc thresholds
+(textvae's runtime.keep_freed_memory, which keeps freed blocks for reuse, not applied), for comparison.
+The default 9,998 words make the vocabulary 10,002 (PTB's). Run from the repo root:
   OMP_NUM_THREADS=1 python benchmarks/train_memory.py --set train.num_threads=1
-Last line: sentences=N vae_peak_rss_mb=N lm_peak_rss_mb=N ratio=R
+Last line: sentences=N vae_peak_rss_mb=N lm_peak_rss_mb=N ratio=R [glibc_vae_peak_rss_mb=N glibc_lm_peak_rss_mb=N]
 """
 
 from __future__ import annotations
@@ -81,8 +83,11 @@ def write_repeated_corpus(folder: Path, counts: dict[str, int], source: Path) ->
 
 def measure(args: argparse.Namespace) -> dict:
     """Train one model in this process; the readings taken along the way."""
-    from textvae import training
+    from textvae import evaluation, training
     from textvae.config import load_config
+
+    if args.child.endswith("-glibc"):  # both callers look it up at call time
+        training.keep_freed_memory = evaluation.keep_freed_memory = lambda: False
 
     config = load_config(args.config, args.overrides)
     config.train.progress_bar = False  # as --quiet
@@ -151,6 +156,8 @@ def main() -> None:
                         "instead of random words")
     parser.add_argument("--steps", type=int, default=300, help="training steps (default 300)")
     parser.add_argument("--eval-every", type=int, default=150, help="steps between validations (default 150)")
+    parser.add_argument("--glibc-defaults", action="store_true", help="also train both models with glibc's own "
+                        "malloc thresholds (textvae's keep_freed_memory off)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override for both models (after data.source, train.max_steps, train.eval_every)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -171,14 +178,18 @@ def main() -> None:
         else:
             write_random_corpus(corpus, counts, args.words, args.seed)
             what = f"random words from {args.words:,}, 5-45 words a sentence, seed {args.seed}"
-        rows = {child: run_child(args, child, config, corpus, scratch)
-                for child, config in (("vae", args.config), ("lm", args.lm_config))}
+        children = [("vae", args.config), ("lm", args.lm_config)]
+        if args.glibc_defaults:
+            children += [("vae-glibc", args.config), ("lm-glibc", args.lm_config)]
+        rows = {child: run_child(args, child, config, corpus, scratch) for child, config in children}
     sizes = rows["vae"]["sentences"]
     print(f"corpus: {sizes['train']:,} train / {sizes['valid']:,} valid / {sizes.get('test', 0):,} test sentences "
           f"({what}), vocab {rows['vae']['vocab']:,}; {args.steps} steps, validation every {args.eval_every}; "
           f"VAE {args.config}, LM {args.lm_config}, each in its own process; overrides: {' '.join(args.overrides) or 'none'}")
-    for child, name in (("vae", "VAE"), ("lm", "LM")):
-        row = rows[child]
+    names = {"vae": "VAE", "lm": "LM", "vae-glibc": "VAE, glibc's malloc thresholds",
+             "lm-glibc": "LM, glibc's malloc thresholds"}
+    for child, row in rows.items():
+        name = names[child]
         print(f"{name:3} peak RSS {row['peak_mb']:6.0f} MB after {row['steps']} steps")
         for reading in row["readings"]:
             heap = (f"; malloc: {reading['heap_used_mb']:5d} in use, {reading['heap_free_mb']:5d} freed and kept"
@@ -186,7 +197,9 @@ def main() -> None:
             print(f"    {reading['phase']:21} {reading['s']:6.0f} s  peak so far {reading['peak_mb']:5d} MB, "
                   f"now {reading['rss_mb']:5d} MB{heap}")
     vae, lm = rows["vae"]["peak_mb"], rows["lm"]["peak_mb"]
-    print(f"sentences={sizes['train']} vae_peak_rss_mb={vae:.0f} lm_peak_rss_mb={lm:.0f} ratio={vae / lm:.2f}")
+    glibc = (f" glibc_vae_peak_rss_mb={rows['vae-glibc']['peak_mb']:.0f} glibc_lm_peak_rss_mb={rows['lm-glibc']['peak_mb']:.0f}"
+             if args.glibc_defaults else "")
+    print(f"sentences={sizes['train']} vae_peak_rss_mb={vae:.0f} lm_peak_rss_mb={lm:.0f} ratio={vae / lm:.2f}{glibc}")
 
 
 if __name__ == "__main__":
