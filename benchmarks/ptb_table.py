@@ -269,9 +269,11 @@ def evaluate_row(name: str, args: argparse.Namespace) -> dict | None:
         cached = cached_results(run_dir, args.iw_samples)  # read under the lock: that process may just have finished
         if cached is not None:
             return cached
-        steps = read_json(run_dir / TRAINED)["steps"]
+        trained = read_json(run_dir / TRAINED)
+        steps, precision = trained["steps"], trained.get("precision", "auto")
         logger.info(f"{name}: evaluating on test with k = {args.iw_samples}")
-        vae = textvae.load(run_dir, device=args.device)
+        # in the precision it trained in (the recipe's fp32), not what `auto` picks on this CPU
+        vae = textvae.load(run_dir, device=args.device, precision=precision)
         vae.progress = not args.quiet  # k = 500 takes most of an hour on a CPU: show the ETA
         start = time.perf_counter()
         results = vae.evaluate("test", iw_samples=args.iw_samples, samples=0, bleu=True)

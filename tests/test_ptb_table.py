@@ -425,3 +425,18 @@ def test_a_row_stopped_by_sigterm_says_how_to_resume_and_the_same_command_resume
                              timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert resumed.returncode == 0, resumed.stderr
     assert torch.load(runs / "free_bits" / "checkpoint.pt", weights_only=True)["state"]["step"] == kept + 2
+
+
+def test_a_row_is_evaluated_in_the_precision_it_trained_in(table_run, tmp_path, monkeypatch):
+    """A row the recipe pins to fp32 is scored in fp32 even where `auto` would pick bf16 (a CPU with AVX-512 BF16),
+    so its table numbers do not depend on the CPU of the session that evaluated it."""
+    script, tmp, common = table_run
+    runs = tmp_path / "runs"
+    shutil.copytree(tmp / "runs", runs)
+    (runs / "lm" / script.RESULTS).unlink()
+    trained = json.loads((runs / "lm" / script.TRAINED).read_text())
+    (runs / "lm" / script.TRAINED).write_text(json.dumps({**trained, "precision": "fp32"}))
+    monkeypatch.setenv("TEXTVAE_AUTO_PRECISION", "bf16")
+    options = with_option(with_option(common, "--runs-dir", runs), "--records", tmp_path / "records")
+    assert script.main([*options, "--rows", ""]) == 0
+    assert json.loads((runs / "lm" / script.RESULTS).read_text())["precision"] == "fp32"
