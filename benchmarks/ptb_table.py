@@ -53,10 +53,11 @@ except ImportError:  # Windows: no advisory locks, so rows run side by side may 
 
 import textvae
 from textvae.config import load_config
-from textvae.run_dir import CHECKPOINT, resumed_config
-from textvae.score_progress import PREFIX as PARTIAL_SCORES_PREFIX
-from textvae.score_progress import UNREADABLE, scored_share
-from textvae.training import select_device, train
+from textvae.training.checkpoint import CHECKPOINT, resumed_config
+from textvae.evaluation.progress import PREFIX as PARTIAL_SCORES_PREFIX
+from textvae.evaluation.progress import UNREADABLE, scored_share
+from textvae.runtime import select_device
+from textvae.training import train
 
 EPOCH = 1315  # training steps in one PTB epoch at batch 32 (42,068 sentences)
 

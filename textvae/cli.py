@@ -264,7 +264,7 @@ def chosen_recipe(args: argparse.Namespace):
 
 
 def run_train(args: argparse.Namespace) -> None:
-    from .run_dir import prepare_out_dir, resumed_config
+    from .training.checkpoint import prepare_out_dir, resumed_config
     from .training import train
 
     if args.resume and not args.out:
@@ -304,7 +304,7 @@ def run_evaluate(args: argparse.Namespace, vae) -> None:
     for key, value in rows:
         shown = f"{value:.4f}" if isinstance(value, float) else str(value)
         print(f"{key:<{width}}  {shown}")
-    from .evaluation import save_results
+    from .evaluation.reports import save_results
 
     target = save_results(Path(vae.run_dir), results)
     print(f"(written to {target}, under \"{results['split']}\")")
@@ -330,7 +330,7 @@ def run_score(args: argparse.Namespace, vae) -> None:
 
 
 def run_compare(args: argparse.Namespace) -> None:
-    from .evaluation import compare_runs
+    from .evaluation.reports import compare_runs
 
     print(compare_runs(args.run_dirs, args.on))
 
@@ -356,7 +356,7 @@ def run_generation(args: argparse.Namespace, vae) -> None:
     elif args.command == "analogy":
         print(shown(vae.analogy(args.a, args.b, args.c, **options)))
     elif args.command == "traverse":
-        from .latent_space import traversal_values
+        from .generation.latent_space import traversal_values
 
         lines = vae.traverse(args.sentence, args.dim, args.span, args.steps, **options)
         for value, line in zip(traversal_values(args.span, args.steps).tolist(), lines):
@@ -370,7 +370,7 @@ def interpolation_rows(path, collapse: bool) -> list[tuple[int, str, str]]:
     """(step, sentence, note) for each printed step of an interpolation; the first and last rows' notes say how
     faithfully they reconstruct the two sentences asked for ('first: exact', 'second: differs, BLEU 41.2'),
     so the output shows at once whether the path joins those sentences or only the model's versions of them."""
-    from .latent_space import collapse_repeats
+    from .generation.latent_space import collapse_repeats
 
     rows = [[step, line, ""] for step, line in (collapse_repeats(path) if collapse else enumerate(path))]
     if path.ends is not None:
@@ -392,11 +392,11 @@ def run(args: argparse.Namespace) -> None:
         print("wrote " + ", ".join(str(path) for path in report["files"]))
         return
     if args.command == "corpus":
-        from .synthetic import write_corpus
+        from .data.synthetic import write_corpus
 
         print(f"wrote {write_corpus(args.out_dir, seed=args.seed)}")
         return
-    from .api import load
+    from .pipeline import load
 
     vae = load(args.run_dir, device=args.device, precision=getattr(args, "precision", "auto"))
     vae.progress = sys.stderr.isatty()  # bars with ETA for long IW-NLL runs, not in logs or pipes
@@ -405,7 +405,7 @@ def run(args: argparse.Namespace) -> None:
     elif args.command == "encode":
         import numpy as np
 
-        from .api import read_lines
+        from .pipeline import read_lines
 
         out = output_path(args.out, ".npy")  # numpy.save adds .npy: name the file it writes
         lines = read_lines(args.file, "encode")

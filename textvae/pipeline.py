@@ -16,6 +16,7 @@ from safetensors import SafetensorError, safe_open
 from transformers import PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
+from .checks import is_whole
 from .config import RunConfig, save_config
 from .data import (
     NO_LIMIT,
@@ -28,41 +29,36 @@ from .data import (
     split_name,
     text_files,
 )
+from .data.synthetic import FACTORS
+from .data.tokenization import decode_ids, encode_texts, special_ids, vocabulary_size
 from .errors import TextVAEError
-from .evaluation import (
-    Fidelity,
-    average_precision,
+from .evaluation import Fidelity, score_split, sentence_fidelity, separation_report, summarise
+from .evaluation.likelihood import UnigramCounts
+from .evaluation.progress import progress_folder
+from .evaluation.text_metrics import (
     BLEU_TOKENIZE,
     CopiedSamples,
-    UnigramCounts,
     corpus_bleu,
     distinct_n,
     exact_match_share,
-    noise_generator,
-    roc_auc,
-    score_split,
     self_bleu,
-    sentence_fidelity,
-    summarise,
 )
-from .generation import DecodingOptions, decode, is_whole, prior_sample
-from .latent_space import (
+from .generation import DecodingOptions, decode, prior_sample
+from .generation.latent_space import (
     analogy_point,
     check_search,
+    closest_codes,
     collapse_repeats,
     latent_path,
-    nearest,
     neighbourhood_points,
     traversal_points,
     traversal_values,
 )
 from .modeling import TextVAE, TextVAEConfig
 from .modeling.posterior import reparameterize
-from .run_dir import CHECKPOINT, TRAIN_CONFIG, resumed_config, weights_mismatch
-from .runtime import precision_name, resolve_precision, select_device
-from .synthetic import FACTORS
-from .score_progress import progress_folder
-from .tokenization import decode_ids, encode_texts, special_ids, vocabulary_size
+from .modeling.shapes import weights_mismatch
+from .runtime import noise_generator, precision_name, resolve_precision, select_device
+from .training.checkpoint import CHECKPOINT, TRAIN_CONFIG, resumed_config
 
 
 def check_run_dir(run_dir: Path) -> None:
@@ -376,7 +372,7 @@ class TextVAEPipeline:
         corpus = [line for _, line in numbered]
         query_mean, _ = self.posterior(as_sentences(query, "query"))
         corpus_mean, _ = self.posterior(corpus)
-        scores, indices = nearest(query_mean[:1], corpus_mean, k, metric)
+        scores, indices = closest_codes(query_mean[:1], corpus_mean, k, metric)
         found = [(numbered[index], float(score)) for score, index in zip(scores[0].tolist(), indices[0].tolist())]
         if line_numbers:
             return [(number, line, score) for (number, line), score in found]
@@ -528,14 +524,7 @@ class TextVAEPipeline:
                 return self.score(file=group, iw_samples=iw_samples, seed=seed)
             return self.score(group, iw_samples=iw_samples, seed=seed)
 
-        inlier_rows, outlier_rows = rows(inliers), rows(outliers)
-        report = {}
-        for key in ("neg_elbo", "iw_nll", "nll_per_token"):
-            inlier_scores = np.array([row[key] for row in inlier_rows])
-            outlier_scores = np.array([row[key] for row in outlier_rows])
-            report[key] = {"roc_auc": roc_auc(inlier_scores, outlier_scores),
-                           "average_precision": average_precision(inlier_scores, outlier_scores)}
-        return report
+        return separation_report(rows(inliers), rows(outliers))
 
 
 def check_weights_fit(run_dir: Path) -> None:

@@ -21,6 +21,7 @@ import os
 import pathlib
 import random
 
+from textvae.checks import is_whole
 from textvae.errors import TextVAEError
 
 FACTORS: dict[str, tuple[str, ...]] = {
@@ -309,7 +310,7 @@ def generate_sentence(rng: random.Random) -> dict[str, str]:
 
 def _check_size(size: int, split: str | None = None) -> None:
     """Raise a one-line error unless `size` is a non-negative integer."""
-    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+    if not is_whole(size) or size < 0:
         where = f" for split {split!r}" if split else ""
         raise TextVAEError(f"synthetic corpus size{where} must be a non-negative integer, got {size!r}")
 
