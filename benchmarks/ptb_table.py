@@ -53,7 +53,8 @@ except ImportError:  # Windows: no advisory locks, so rows run side by side may 
 
 import textvae
 from textvae.config import load_config
-from textvae.training.checkpoint import CHECKPOINT, resumed_config
+from textvae.config import resumed_config
+from textvae.training.checkpoint import CHECKPOINT
 from textvae.evaluation.progress import PREFIX as PARTIAL_SCORES_PREFIX
 from textvae.evaluation.progress import UNREADABLE, scored_share
 from textvae.runtime import select_device

@@ -13,7 +13,6 @@ import torch
 from conftest import TINY_MODEL, batch_of, read_metrics, tiny_model, untimed_metrics
 
 import textvae.training.collapse
-import textvae.training.step
 import textvae.training.trainer
 from textvae.cli import main
 from textvae.training.collapse import (
@@ -32,7 +31,7 @@ from textvae.evaluation import mutual_information
 from textvae.modeling import TextVAEOutput, check_model_section
 from textvae.modeling.lstm import LSTMDecoder
 from textvae.training.objectives import elbo_loss, kl_term, kl_weight, updated_multiplier
-from textvae.training.checkpoint import resumed_config
+from textvae.config import resumed_config
 from textvae.training import train, training_step
 
 SPECIAL = {"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2, "unk_token_id": 3}
@@ -325,7 +324,8 @@ def test_aggressive_stops_once_mi_reaches_the_ceiling_from_the_second_validation
 
 def test_aggressive_inner_steps_update_the_encoder_only_then_the_decoder_alone(tmp_path, monkeypatch):
     captured, records = [], []
-    original_parameters, original_loop = textvae.training.trainer.encoder_parameters, textvae.training.collapse.aggressive_inner_loop
+    original_parameters = textvae.training.trainer.encoder_parameters
+    original_loop = textvae.training.collapse.aggressive_inner_loop
 
     def capture(model):
         captured.append(model)

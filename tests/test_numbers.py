@@ -18,7 +18,6 @@ from conftest import REPO, TINY_MODEL, read_metrics, tiny_model
 
 import textvae
 import textvae.data.splits
-import textvae.training.collapse
 import textvae.training.step
 import textvae.training.trainer
 from textvae.cli import main
@@ -36,7 +35,7 @@ from textvae.evaluation import (
 )
 from textvae.evaluation.text_metrics import corpus_bleu_score
 from textvae.plotting import read_curves
-from textvae.training.checkpoint import resumed_config
+from textvae.config import resumed_config
 from textvae.data.synthetic import generate_corpus
 from textvae.data.tokenization import vocabulary_size
 from textvae.training import train

@@ -38,7 +38,7 @@ from textvae.modeling import TextVAE, TextVAEConfig, check_model_section
 from textvae.modeling.pretrained import ENCODER_TOKENIZER
 from textvae.data.synthetic import generate_split
 from textvae.data.tokenization import encode_texts, load_pretrained_tokenizer, special_ids, vocabulary_size
-from textvae.training.checkpoint import resumed_config
+from textvae.config import resumed_config
 from textvae.training import train
 
 SENTENCES = ["the brave sailor will reach the quiet bridge .", "a dog ran .",

@@ -9,14 +9,13 @@ import pytest
 import torch
 from conftest import TINY_MODEL, read_metrics, tiny_model, untimed_metrics
 
-import textvae.training.collapse
-import textvae.training.step
+import textvae.training.limits
 import textvae.training.trainer
 from textvae.training.collapse import fresh_decoder_state
 from textvae.config import load_config
 from textvae.errors import TextVAEError
 from textvae.modeling import TextVAEConfig
-from textvae.training.checkpoint import resumed_config
+from textvae.config import resumed_config
 from textvae.training import train
 
 

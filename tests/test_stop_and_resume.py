@@ -14,13 +14,11 @@ import pytest
 import torch
 from conftest import REPO, TINY_MODEL, read_metrics
 
-import textvae.training.collapse
-import textvae.training.step
 import textvae.training.trainer
 from textvae.cli import main
 from textvae.config import load_config
 from textvae.errors import TrainingInterrupted
-from textvae.training.checkpoint import resumed_config
+from textvae.config import resumed_config
 from textvae.training import StopRequests, train
 
 SETTINGS = [value for value in TINY_MODEL if value != "--set"] + [

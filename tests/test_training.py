@@ -14,7 +14,7 @@ from textvae.cli import main
 from textvae.config import load_config
 from textvae.evaluation import corpus_bleu
 from textvae.modeling import TextVAE
-from textvae.training.checkpoint import resumed_config
+from textvae.config import resumed_config
 from textvae.training import train
 
 

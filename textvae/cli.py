@@ -264,7 +264,8 @@ def chosen_recipe(args: argparse.Namespace):
 
 
 def run_train(args: argparse.Namespace) -> None:
-    from .training.checkpoint import prepare_out_dir, resumed_config
+    from .config import resumed_config
+    from .training.checkpoint import prepare_out_dir
     from .training import train
 
     if args.resume and not args.out:

@@ -35,7 +35,7 @@ class DataConfig:
     length_coverage: float = 0.999  # max_length auto: the shortest limit that keeps this share of the train lines whole
     length_policy: str = "drop"  # what to do with longer sentences: drop | truncate
     synthetic_seed: int = 0  # seed of the embedded corpus (used when no source is given)
-    streaming: bool = False  # read the train file as a stream (corpora bigger than memory; textvae.streaming)
+    streaming: bool = False  # read the train file as a stream (corpora bigger than memory; textvae.data.streaming)
     tokenizer_sample: int = 200_000  # streaming: train the tokenizer on this many lines from the top of the file
     shuffle_buffer: int = 10_000  # streaming: lines in the shuffle buffer
     bucket_batches: int = 50  # streaming: batches' worth of lines bucketed by length together
@@ -127,7 +127,7 @@ PROBABILITIES = {("train", "word_dropout"), ("train", "kl_cycle_rise_ratio"), ("
                  ("data", "length_coverage"), ("tokenizer", "vocab_coverage")}
 POSITIVE |= {("data", "length_coverage"), ("tokenizer", "vocab_coverage")}
 AUTO = "auto"
-CHOSEN_FROM_DATA = {("data", "max_length"), ("tokenizer", "vocab_size")}  # keys that also take `auto` (textvae.sizing)
+CHOSEN_FROM_DATA = {("data", "max_length"), ("tokenizer", "vocab_size")}  # keys that also take `auto` (textvae.data chooses)
 PATHS = {("data", "source"), ("data", "train_file"), ("data", "valid_file"), ("data", "test_file")}
 
 
@@ -217,7 +217,7 @@ def build_section(name: str, values: dict[str, Any]) -> Any:
             raise TextVAEError(f"unknown config key '{name}.{key}'{did_you_mean(key, list(known))}")
         spec = known[key]
         if (name, key) in CHOSEN_FROM_DATA and isinstance(value, str) and value.strip().lower() == AUTO:
-            checked[key] = AUTO  # chosen from the data when training starts (textvae.sizing)
+            checked[key] = AUTO  # chosen from the data when training starts (textvae.data)
             continue
         if (name, key) in CHOSEN_FROM_DATA and isinstance(value, str):
             raise TextVAEError(f"config key {name}.{key}: expected a whole number or auto (chosen from the data), "
@@ -335,6 +335,14 @@ def tokenizer_for_model(values: dict[str, Any], model: dict[str, Any]) -> Tokeni
                                "tokenizer.path to the folder (or model.pretrained_decoder)")
         section.path = str(model["pretrained_decoder"])
     return section
+
+
+TRAIN_CONFIG = "train_config.yaml"  # a run dir's config, as it was trained
+
+
+def resumed_config(out_dir: Path, overrides: list[str] | tuple[str, ...]) -> RunConfig:
+    """The config a run was started with (its run dir's train_config.yaml), plus any new overrides."""
+    return config_from_dict(read_yaml(Path(out_dir) / TRAIN_CONFIG), overrides)
 
 
 def save_config(config: RunConfig, path: str | Path) -> None:

@@ -159,7 +159,7 @@ def resolve_max_length(texts: list[str], tokenizer, settings: DataConfig) -> Non
 
 def prepare_split(split: datasets.Dataset, tokenizer, settings: DataConfig) -> TokenizedSplit:
     """A tokenized split from a dataset split under the training length policy, keeping the synthetic factor
-    columns as labels (evaluation tokenizes with no length policy: data.evaluated.corpus_split)."""
+    columns as labels (evaluation tokenizes with no length policy: TextVAEPipeline.corpus_split)."""
     columns = split.select_columns(["text", *[name for name in FACTORS if name in split.column_names]]).to_dict()
     texts = columns.pop("text")
     return prepare_texts(texts, tokenizer, settings.max_length, settings.length_policy, columns)

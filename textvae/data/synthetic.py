@@ -134,24 +134,24 @@ SHAPES: tuple[tuple[str, int], ...] = (
 )
 
 
+def _consonant_y(word: str) -> bool:
+    """A final y after a consonant ('carry', not 'play'), which becomes 'i' before a suffix."""
+    return word.endswith("y") and word[-2] not in "aeiou"
+
+
 def _third(verb: str) -> str:
     """Third person singular present: 'chase' -> 'chases', 'watch' -> 'watches', 'carry' -> 'carries'."""
     if verb.endswith(("s", "sh", "ch", "x", "z", "o")):
         return verb + "es"
-    if verb.endswith("y") and verb[-2] not in "aeiou":
-        return verb[:-1] + "ies"
-    return verb + "s"
+    return verb[:-1] + "ies" if _consonant_y(verb) else verb + "s"
 
 
 def _past(verb: str) -> str:
     """Simple past: irregular table first, then 'chase' -> 'chased', 'carry' -> 'carried', 'visit' -> 'visited'."""
     if verb in IRREGULAR_PAST:
         return IRREGULAR_PAST[verb]
-    if verb.endswith("e"):
-        return verb + "d"
-    if verb.endswith("y") and verb[-2] not in "aeiou":
-        return verb[:-1] + "ied"
-    return verb + "ed"
+    suffix = "d" if verb.endswith("e") else "ed"
+    return verb[:-1] + "i" + suffix if _consonant_y(verb) else verb + suffix
 
 
 def _plural(noun: str) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,7 +71,7 @@ def score_split(model: TextVAE, split: TokenizedSplit, batch_size: int = 128, iw
     """Every sentence's rec, KL, NLL and posterior, with one encoder pass per sentence; matrix products
     run under `dtype` autocast (sums and log-densities stay fp32); `progress` shows a bar with an ETA.
     With `save_dir`, partial scores of a long evaluation are saved there every `save_interval` seconds and
-    a rerun resumes them (score_progress)."""
+    a rerun resumes them (evaluation/progress.py)."""
     device = model.device
     if device.type == "cpu":
         keep_freed_memory()
@@ -194,32 +193,3 @@ def evaluate_split(model: TextVAE, split: TokenizedSplit, batch_size: int = 128,
     """Score a split and summarise it (what validation during training and `textvae evaluate` report)."""
     scores = score_split(model, split, batch_size, iw_samples, seed, dtype=dtype)
     return summarise(scores, iw_samples, seed=seed)
-
-
-class UnigramCounts:
-    """Token counts of a training set, added a chunk of sentences at a time (so the set is streamed, never
-    held whole), for an add-one-smoothed unigram model: the floor any model must beat."""
-
-    def __init__(self, eos_id: int):
-        self.eos_id = eos_id
-        self.counts: Counter = Counter()
-
-    def add(self, token_ids: list[list[int]]) -> None:
-        for ids in token_ids:
-            self.counts.update(ids)
-        self.counts[self.eos_id] += len(token_ids)
-
-    def nll(self, split: TokenizedSplit, vocab_size: int) -> float:
-        """Per-sentence NLL of `split` (each sentence's tokens and <eos>) under the smoothed unigram model."""
-        total = sum(self.counts.values()) + vocab_size
-        log_prob = {token: math.log((count + 1) / total) for token, count in self.counts.items()}
-        unseen = math.log(1 / total)
-        nll = sum(-log_prob.get(token, unseen) for ids in split.token_ids for token in [*ids, self.eos_id])
-        return nll / max(len(split.token_ids), 1)
-
-
-def unigram_nll(train: TokenizedSplit, split: TokenizedSplit, vocab_size: int, eos_id: int) -> float:
-    """Per-sentence NLL of an add-one-smoothed unigram model fitted on `train`: the floor any model must beat."""
-    counts = UnigramCounts(eos_id)
-    counts.add(train.token_ids)
-    return counts.nll(split, vocab_size)

@@ -1,5 +1,5 @@
 """Text metrics of decoded sentences: corpus and sentence BLEU (sacrebleu, tokenize="none"), exact match, the
-fidelity of a reconstruction, distinct-n, self-BLEU and the share of samples copied from the training set."""
+fidelity of a reconstruction, distinct-n and self-BLEU (novelty against the training set: training_set.py)."""
 
 from __future__ import annotations
 
@@ -84,25 +84,14 @@ def self_bleu(sentences: list[str], limit: int = 500) -> float:
     return float(np.mean(scores))
 
 
-class CopiedSamples:
-    """Which samples appear verbatim (whitespace-normalised) in a training set that is streamed past a chunk
-    at a time (`add`), so the set is never held whole."""
-
-    def __init__(self, samples: list[str]):
-        self.samples = [" ".join(sample.split()) for sample in samples]
-        self.unseen = set(self.samples)
-
-    def add(self, training_texts: list[str]) -> None:
-        if self.unseen:
-            self.unseen -= {" ".join(text.split()) for text in training_texts}
-
-    @property
-    def share(self) -> float:
-        return sum(sample not in self.unseen for sample in self.samples) / len(self.samples) if self.samples else 0.0
+def reconstruction_figures(decodes: list[str], references: list[str]) -> dict[str, float]:
+    """Corpus BLEU and exact-match share of reconstructions against the sentences as the model reads them."""
+    return {"bleu": corpus_bleu(decodes, references), "exact_match": exact_match_share(decodes, references)}
 
 
-def copied_share(samples: list[str], training_texts: list[str]) -> float:
-    """Share of samples that appear verbatim (whitespace-normalised) in the training set."""
-    copied = CopiedSamples(samples)
-    copied.add(training_texts)
-    return copied.share
+def sample_figures(samples: list[str]) -> dict[str, float]:
+    """distinct-1, distinct-2 and self-BLEU (of the first 200) of prior samples; nothing without samples."""
+    if not samples:
+        return {}
+    return {"distinct_1": distinct_n(samples, 1), "distinct_2": distinct_n(samples, 2),
+            "self_bleu": self_bleu(samples, limit=200)}

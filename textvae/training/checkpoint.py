@@ -21,14 +21,13 @@ from typing import Any
 import torch
 
 from ..atomic_files import replace_atomically
-from ..config import RunConfig, config_from_dict, read_yaml
+from ..config import TRAIN_CONFIG, read_yaml
 from ..errors import TextVAEError
 from ..modeling import TextVAE
 from ..modeling.shapes import weights_mismatch
 
 logger = logging.getLogger("textvae")
 CHECKPOINT = "checkpoint.pt"
-TRAIN_CONFIG = "train_config.yaml"
 METRICS = "metrics.jsonl"
 
 
@@ -173,8 +172,3 @@ def apply_new_lr(state: TrainerState, out_dir: Path, lr: float, optimizers: list
         for group in optimizer.param_groups if optimizer is not None else []:
             group["lr"] = lr
     logger.info(f"train.lr changed on resume: {before:g} -> {lr:g}")
-
-
-def resumed_config(out_dir: Path, overrides: list[str] | tuple[str, ...]) -> RunConfig:
-    """The config a run was started with (its train_config.yaml), plus any new overrides."""
-    return config_from_dict(read_yaml(out_dir / TRAIN_CONFIG), overrides)

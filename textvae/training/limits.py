@@ -13,8 +13,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ..config import RunConfig, TrainConfig
-from .checkpoint import CHECKPOINT, TrainerState, peek_state, resumed_config
+from ..config import RunConfig, TrainConfig, resumed_config
+from .checkpoint import CHECKPOINT, TrainerState, peek_state
 from .step import Diverged
 
 logger = logging.getLogger("textvae")

@@ -130,7 +130,12 @@ WINDOW_SUMS = ("objective", "rec", "kl")  # per-sentence figures summed over the
 
 def add_to_window(window: dict[str, float], loss: Loss, batch_size: int, workers: Workers) -> None:
     """Add one step to the log window's sums: the whole batch's objective, rec and KL (summed over all
-    processes' rows), its sentences, and the gradient norm before clipping (the same on every process)."""
+    processes' rows), its sentences, and the gradient norm before clipping (the same on every process).
+
+    Under DDP the sums are reduced at every step, not only when a train line is written: the window is part of
+    every checkpoint, and a time-based checkpoint (train.checkpoint_minutes) is written by rank 0 alone, when
+    no other process is waiting for a collective, so rank 0 must hold all processes' sums at every step for a
+    resumed run to log the lines an uninterrupted one does. (Three float64s per step, beside DDP's gradients.)"""
     rows = workers.share(batch_size)
     local = torch.stack([loss.loss.detach().float() / loss.scale, loss.rec.float(), loss.kl.float()]).double() * rows
     summed = workers.all_sum_tensor(local).tolist()

@@ -51,7 +51,7 @@ def busy_shares(seconds: float = BUSY_SAMPLE_SECONDS) -> dict[int, float] | None
 
 def thread_count(requested: int, cpus: list[int], busy: dict[int, float] | None, load_average: float | None,
                  processes: int = 1) -> tuple[int, str]:
-    """The torch CPU thread count to use, and why (train.num_threads; textvae.training logs the reason).
+    """The torch CPU thread count to use, and why (train.num_threads; the trainer logs the reason).
 
     `requested` > 0 is used as given. 0 means: the cores this process may use (`cpus`) that are not busy
     with other work, shared among `processes` training processes on this machine, at least one. A core

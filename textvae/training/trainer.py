@@ -30,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 from transformers.utils import logging as hf_logging
 
-from ..config import RunConfig, save_config
+from ..config import TRAIN_CONFIG, RunConfig, save_config
 from ..data import Batch, load_splits, run_tokenizer, train_batches
 from ..data.tokenization import check_tokenizer_section, special_ids, vocabulary_size
 from ..errors import TextVAEError, TrainingInterrupted
@@ -40,7 +40,6 @@ from ..runtime import describe_precision, keep_freed_memory, precision_name, res
 from .checkpoint import (
     CHECKPOINT,
     METRICS,
-    TRAIN_CONFIG,
     TrainerState,
     apply_new_lr,
     load_checkpoint,
@@ -61,7 +60,14 @@ from .limits import StopRequests, diverged_advice, finished_without_loading, jud
 from .logging_sinks import TENSORBOARD_DIR, MetricsLog, TensorBoardLog, require_tensorboard
 from .objectives import Loss, kl_weight
 from .parts import LinearWarmup, StepPlan, TrainingPart
-from .setup import build_optimizer, check_model_fits, local_processes, reload_best_weights, seed_everything, start_from_run
+from .setup import (
+    build_optimizer,
+    check_model_fits,
+    local_processes,
+    reload_best_weights,
+    seed_everything,
+    start_from_run,
+)
 from .step import Diverged, add_to_window, training_step, window_figures
 from .threads import choose_thread_count
 
@@ -179,7 +185,8 @@ class Trainer:
         self.model.attach_tokenizer(self.tokenizer)  # a pretrained encoder reads sentences back as text
         self.optimizer = build_optimizer(self.model, settings)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.optimizer, factor=settings.lr_decay_factor, patience=settings.lr_decay_patience, min_lr=settings.min_lr)
+            self.optimizer, factor=settings.lr_decay_factor, patience=settings.lr_decay_patience,
+            min_lr=settings.min_lr)
         self.encoder_optimizer = (build_optimizer(encoder_parameters(self.model), settings)
                                   if settings.aggressive else None)
 
@@ -194,7 +201,7 @@ class Trainer:
         at_validation = bool(state.history) and state.history[-1]["step"] == state.step
         self.already_finished = reason if at_validation else None  # else: validate once more
         if state.evals_since_best == 0 and at_validation and self.workers.is_main:
-            save_model(self.model, self.out_dir)  # the checkpoint's weights are the best: redo a save a kill may have cut
+            save_model(self.model, self.out_dir)  # the checkpoint's weights are the best: redo a save a kill cut
         if self.already_finished is None:
             logger.info(f"resumed at step {state.step} (epoch {state.epoch}, batch {state.batch_in_epoch})")
         else:
@@ -385,8 +392,8 @@ class Trainer:
     def validate(self) -> dict[str, Any]:
         """The valid split's record (rank 0): −ELBO and its parts, PPL bound, MI and AU, the parts' fields; logged."""
         state = self.state
-        results = evaluate_split(self.model, self.splits["valid"], self.settings.eval_batch_size, seed=self.settings.seed,
-                                 dtype=self.dtype)
+        results = evaluate_split(self.model, self.splits["valid"], self.settings.eval_batch_size,
+                                 seed=self.settings.seed, dtype=self.dtype)
         record = {"step": state.step, "epoch": state.epoch, "split": "valid", "loss": results["neg_elbo"],
                   "rec": results["rec"], "kl": results["kl"], "kl_weight": kl_weight(state.step, self.settings),
                   "ppl_bound": results["ppl_bound"], "train_seconds": round(state.train_seconds, 1),
