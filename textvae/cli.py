@@ -26,6 +26,7 @@ def shown(sentence: str) -> str:
 
 
 def add_run_dir(parser: argparse.ArgumentParser, precision: bool = False) -> None:
+    """The run dir argument and --device (and --precision for the commands that score) of a subcommand."""
     parser.add_argument("run_dir", help="a run directory written by `textvae train`")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     if precision:  # only the commands that score sentences run under autocast
@@ -35,6 +36,7 @@ def add_run_dir(parser: argparse.ArgumentParser, precision: bool = False) -> Non
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `textvae` argument parser: one subcommand per use, with its options and their defaults."""
     parser = argparse.ArgumentParser(prog="textvae", description="Sentence VAEs: train, sample, interpolate, "
                                      "reconstruct, encode and evaluate.")
     parser.add_argument("--version", action="version", version=f"textvae {version()}")
@@ -165,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_decoding(parser: argparse.ArgumentParser, seed: int | None = None) -> None:
+    """The decoding options every generating subcommand shares (they become `DecodingOptions`)."""
     parser.add_argument("--strategy", default="greedy", help="greedy | sample | top-k | top-p | beam (default greedy)")
     parser.add_argument("--temperature", type=float, default=1.0,
                         help="divides the logits of sample, top-k and top-p (default 1.0; 0 = greedy)")
@@ -264,6 +267,7 @@ def chosen_recipe(args: argparse.Namespace):
 
 
 def run_train(args: argparse.Namespace) -> None:
+    """`textvae train`: a new run from its recipe, or --resume from the run dir's own config; prints the summary."""
     from .config import resumed_config
     from .training.checkpoint import prepare_out_dir
     from .training import train
@@ -294,6 +298,7 @@ def run_train(args: argparse.Namespace) -> None:
 
 
 def run_evaluate(args: argparse.Namespace, vae) -> None:
+    """`textvae evaluate`: the pipeline's corpus scores, printed and added to the run dir's results.json."""
     from .runtime import describe_precision
 
     print(f"evaluating in {describe_precision(args.precision, vae.dtype)}", file=sys.stderr)
@@ -312,6 +317,7 @@ def run_evaluate(args: argparse.Namespace, vae) -> None:
 
 
 def run_score(args: argparse.Namespace, vae) -> None:
+    """`textvae score`: per-sentence scores of a file, written as JSON lines or CSV by the --out extension."""
     out = output_path(args.out)  # before the scoring: a bad --out fails at once
     rows = vae.score(file=args.file, iw_samples=args.iw_samples, seed=args.seed)
 
@@ -331,6 +337,7 @@ def run_score(args: argparse.Namespace, vae) -> None:
 
 
 def run_compare(args: argparse.Namespace) -> None:
+    """`textvae compare`: the Markdown table of several runs' results.json."""
     from .evaluation.reports import compare_runs
 
     print(compare_runs(args.run_dirs, args.on))
@@ -382,6 +389,7 @@ def interpolation_rows(path, collapse: bool) -> list[tuple[int, str, str]]:
 
 
 def run(args: argparse.Namespace) -> None:
+    """Dispatch a parsed command line to its subcommand (the pipeline for everything but train, compare, plot, corpus)."""
     if args.command == "train":
         return run_train(args)
     if args.command == "compare":

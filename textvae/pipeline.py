@@ -118,6 +118,7 @@ class TextVAEPipeline:
 
     @property
     def device(self) -> torch.device:
+        """The device the model (and every tensor the pipeline makes) is on."""
         return self.model.device
 
     def save_pretrained(self, folder: str | Path) -> None:
@@ -134,6 +135,7 @@ class TextVAEPipeline:
             raise TextVAEError(f"could not write {folder} ({error.strerror or error}); choose another folder") from None
 
     def require_latent(self, what: str) -> None:
+        """Refuse, with one line, what only a VAE can do when this run is a language model."""
         if not self.model.config.has_latent:
             raise TextVAEError(f"{what} needs a latent space, but this run is a language model (model_variant: lm)")
 
@@ -210,6 +212,7 @@ class TextVAEPipeline:
 
     def sampled(self, n: int, options: DecodingOptions, seed: int | None) -> Iterator[str]:
         # prior draws from `seed`, decoding draws from seed + 1, each stream continued across the chunks
+        """`n` decodes of prior samples (or LM samples): prior draws from `seed`, decoding draws from seed + 1."""
         prior = noise_generator(self.device, seed) if seed is not None else None
         sampler = noise_generator(self.device, seed + 1) if seed is not None else None
         latent = self.model.config.has_latent
@@ -463,6 +466,7 @@ class TextVAEPipeline:
                iw_samples: int = 100, seed: int = 0) -> dict[str, dict[str, float]]:
         """How well each score separates outliers from inliers: ROC-AUC and average precision per score."""
         def rows(group):
+            """The per-sentence scores of a group given as sentences or as a file."""
             if isinstance(group, (str, Path)):
                 return self.score(file=group, iw_samples=iw_samples, seed=seed)
             return self.score(group, iw_samples=iw_samples, seed=seed)

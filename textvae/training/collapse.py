@@ -141,6 +141,7 @@ class AutoencoderPretraining(TrainingPart):
     scores do not compete with the VAE's)."""
 
     def before_step(self, trainer: Trainer, batch: Batch, plan: StepPlan) -> None:
+        """At train.pretrain_ae_steps, switch from autoencoder to VAE (once)."""
         state, settings = trainer.state, trainer.settings
         if state.step >= settings.pretrain_ae_steps and not state.decoder_reset:
             self.start_vae_phase(trainer)
@@ -157,6 +158,7 @@ class AutoencoderPretraining(TrainingPart):
         logger.info(f"step {state.step}: autoencoder pretraining done, decoder re-initialised")
 
     def validation_fields(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        """Mark a validation of the autoencoder phase: no candidate for the best model."""
         if in_autoencoder_phase(trainer.state, trainer.settings):
             record["pretraining"] = True  # an autoencoder-phase model: not a candidate for the best
 
@@ -184,6 +186,7 @@ class AggressiveTraining(TrainingPart):
         self.inner_batches = list(iterate_batches(trainer.splits["train"], settings.batch_size, trainer.special))
 
     def active(self, trainer: Trainer) -> bool:
+        """Aggressive training is on until the MI rule switches it off for good."""
         return not trainer.state.aggressive_off
 
     def draw_inner_batch(self, trainer: Trainer) -> Batch:
@@ -192,6 +195,7 @@ class AggressiveTraining(TrainingPart):
         return self.inner_batches[index]
 
     def before_step(self, trainer: Trainer, batch: Batch, plan: StepPlan) -> None:
+        """Encoder-only updates until the encoder catches up; the joint step then updates the decoder alone."""
         if not self.active(trainer):
             return
         for group in trainer.encoder_optimizer.param_groups:  # the encoder's LR follows the decayed one
@@ -202,13 +206,16 @@ class AggressiveTraining(TrainingPart):
         plan.parameters = decoder_parameters(trainer.model)
 
     def train_line(self, trainer: Trainer, plan: StepPlan) -> dict[str, Any]:
+        """How many encoder-only updates the last step ran."""
         return {"inner_steps": plan.inner_steps} if plan.inner_steps else {}
 
     def validation_fields(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        """Whether aggressive training stays on (the MI rule), recorded with the validation."""
         if self.active(trainer) and "mi" in record:
             record["aggressive"] = aggressive_stays_on(trainer.state.previous_mi, record["mi"], self.mi_limit)
 
     def after_validation(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        """Switch aggressive training off for good when the validation said so."""
         state = trainer.state
         if "aggressive" in record:
             state.aggressive_off, state.previous_mi = not record["aggressive"], record["mi"]
@@ -216,6 +223,7 @@ class AggressiveTraining(TrainingPart):
                 self.log_off(trainer, record["mi"])
 
     def log_off(self, trainer: Trainer, mi: float) -> None:
+        """Say in the log why aggressive training stopped, and from which step."""
         reason = "reached its ceiling" if mi >= self.mi_limit else "stopped rising"
         logger.info(f"aggressive training off from step {trainer.state.step}: validation MI {mi:.4f} {reason}")
 
@@ -226,6 +234,7 @@ class TargetRate(TrainingPart):
     processes' rows); not during autoencoder pretraining."""
 
     def after_step(self, trainer: Trainer, batch: Batch, loss: Loss) -> None:
+        """Update the multiplier from the whole batch's KL, outside the autoencoder phase."""
         state, workers, settings = trainer.state, trainer.workers, trainer.settings
         if in_autoencoder_phase(state, settings):
             return
@@ -233,4 +242,5 @@ class TargetRate(TrainingPart):
         state.kl_multiplier = updated_multiplier(state.kl_multiplier, batch_kl / len(batch.indices), settings)
 
     def train_line(self, trainer: Trainer, plan: StepPlan) -> dict[str, Any]:
+        """The multiplier, on every train line."""
         return {"kl_multiplier": trainer.state.kl_multiplier}

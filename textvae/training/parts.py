@@ -53,6 +53,7 @@ class LinearWarmup(TrainingPart):
     """train.warmup_steps: the LR rises linearly from lr / warmup_steps to lr over the first steps (Transformers)."""
 
     def before_step(self, trainer: Trainer, batch: Batch, plan: StepPlan) -> None:
+        """Set the LR of a step inside the warm-up."""
         settings, step = trainer.settings, trainer.state.step
         if step < settings.warmup_steps:
             for group in trainer.optimizer.param_groups:
