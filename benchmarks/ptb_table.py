@@ -52,13 +52,13 @@ except ImportError:  # Windows: no advisory locks, so rows run side by side may 
     fcntl = None
 
 import textvae
-from textvae.config import load_config
-from textvae.config import resumed_config
-from textvae.training.checkpoint import CHECKPOINT
+from textvae.config import load_config, resumed_config
+from textvae.errors import TrainingInterrupted
 from textvae.evaluation.progress import PREFIX as PARTIAL_SCORES_PREFIX
 from textvae.evaluation.progress import UNREADABLE, scored_share
 from textvae.runtime import select_device
 from textvae.training import train
+from textvae.training.checkpoint import CHECKPOINT
 
 EPOCH = 1315  # training steps in one PTB epoch at batch 32 (42,068 sentences)
 
@@ -612,7 +612,13 @@ def main(argv: list[str] | None = None) -> int:
         adopt_table(Path(args.adopt_table), records_dir)
     note_rows(args.notes, records_dir)
     for name in args.rows:
-        if train_row(name, args):  # False: another process holds it, so this queue goes on to its next row
+        try:
+            trained_here = train_row(name, args)  # False: another process holds it, so the queue goes on
+        except TrainingInterrupted as stop:  # Ctrl-C or SIGTERM: the row's step is checkpointed
+            print(f"ptb_table: {name}: {stop.signal_name} after step {stop.step}; its checkpoint is kept in "
+                  f"{Path(args.runs_dir) / name}: rerun the same command to resume it", file=sys.stderr)
+            return stop.exit_code
+        if trained_here:
             record_row(name, args, records_dir)  # now, so the record is kept before the next row's hours of training
     trained = [name for name in ROWS if (Path(args.runs_dir) / name / TRAINED).is_file()]
     evaluating = [name for name in trained if not record_row(name, args, records_dir)]

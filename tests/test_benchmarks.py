@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import load_benchmark
+
 ROOT = Path(__file__).resolve().parents[1]
 SUMMARY = re.compile(r"tokens_per_s=(\d+) reference_tokens_per_s=(\d+) ratio=(\d+\.\d{2}) plain_tokens_per_s=(\d+) "
                      r"plain_ratio=(\d+\.\d{2}) peak_rss_mb=(\d+) reference_peak_rss_mb=(\d+) precision=fp32 "
@@ -191,3 +193,43 @@ def test_transformer_vs_lstm_trains_both_for_the_budget_and_tables_their_own_res
         assert kind in row and f"| {results['nll']:.2f} |" in row and f"| {results['ppl']:.2f} |" in row
     again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "already trained, skipped" in again.stderr
+
+
+TRAIN_MEMORY = re.compile(r"sentences=300 vae_peak_rss_mb=(\d+) lm_peak_rss_mb=(\d+) ratio=(\d+\.\d\d)")
+
+
+def test_train_memory_trains_both_models_and_prints_their_peaks(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "train_memory.py"), "--config", str(ROOT / "configs" / "ptb.yaml"),
+         "--lm-config", str(ROOT / "configs" / "ptb_lm.yaml"), "--sentences", "300", "--valid-sentences", "40",
+         "--test-sentences", "20", "--words", "96", "--steps", "4", "--eval-every", "2",
+         "--set", "model.embedding_size=16", "--set", "model.encoder_hidden_size=16",
+         "--set", "model.decoder_hidden_size=16", "--set", "model.latent_size=4", "--set", "train.num_threads=1"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("corpus: 300 train / 40 valid / 20 test sentences") and "vocab 100;" in lines[0]
+    for name in ("VAE", "LM "):
+        assert any(line.startswith(f"{name} peak RSS") and line.endswith("after 4 steps") for line in lines)
+    assert sum(line.strip().startswith("after validation 2") for line in lines) == 2  # one per model
+    match = TRAIN_MEMORY.fullmatch(lines[-1])
+    assert match, f"unexpected last line: {lines[-1]!r}"
+    vae, lm, ratio = int(match.group(1)), int(match.group(2)), float(match.group(3))
+    assert vae > 0 and lm > 0 and abs(ratio - vae / lm) < 0.01
+    assert list(tmp_path.iterdir()) == []  # the corpus and the runs went to a temporary folder, now removed
+
+
+def test_train_memory_repeats_a_corpus_to_the_counts_asked(tmp_path: Path) -> None:
+    train_memory = load_benchmark("train_memory")
+    source, target = tmp_path / "source", tmp_path / "target"
+    source.mkdir(), target.mkdir()
+    for split, lines in (("train", "a b\n\nc d e\n"), ("valid", "f\n"), ("test", "g h\n")):
+        (source / f"{split}.txt").write_text(lines, encoding="utf-8")
+    train_memory.write_repeated_corpus(target, {"train": 5, "valid": 2, "test": 1}, source)
+    assert (target / "train.txt").read_text(encoding="utf-8") == "a b\nc d e\na b\nc d e\na b\n"  # blank lines skipped
+    assert (target / "valid.txt").read_text(encoding="utf-8") == "f\nf\n"
+    assert (target / "test.txt").read_text(encoding="utf-8") == "g h\n"
+    train_memory.write_random_corpus(target, {"train": 50}, words=7, seed=3)
+    sentences = (target / "train.txt").read_text(encoding="utf-8").splitlines()
+    assert len(sentences) == 50 and all(5 <= len(sentence.split()) <= 45 for sentence in sentences)
+    assert {word for sentence in sentences for word in sentence.split()} <= {f"w{n}" for n in range(7)}

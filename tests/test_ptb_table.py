@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import random
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -391,3 +396,32 @@ def test_a_row_that_starts_from_the_autoencoder_waits_for_it_then_starts_from_it
     assert row.train.init_from == str(tmp_path / "runs" / "ae") and row.train.reset_decoder
     trained = json.loads((tmp_path / "runs" / "pretrain_free_bits" / script.TRAINED).read_text())
     assert trained["recipe"] == str(tmp / "tiny.yaml") and f"train.init_from={tmp_path / 'runs'}/ae" in trained["overrides"]
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM") or sys.platform == "win32", reason="needs POSIX signals")
+def test_a_row_stopped_by_sigterm_says_how_to_resume_and_the_same_command_resumes_it(table_run, tmp_path):
+    """SIGTERM (a session's end) while a row trains: the script exits 143 with one line naming the row and how to go
+    on, no traceback; rerunning the same command resumes the row from its checkpoint instead of starting over."""
+    _, tmp, common = table_run
+    runs = tmp_path / "runs"
+    options = with_option(with_option(common, "--runs-dir", runs), "--records", tmp_path / "records")
+    command = [sys.executable, str(ROOT / "benchmarks" / "ptb_table.py"), "--rows", "free_bits", "--max-steps",
+               "100000", *options]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    metrics = runs / "free_bits" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while not (metrics.is_file() and metrics.read_text().count('"train"') >= 3) and process.poll() is None:
+        assert time.time() < deadline, "the row logged no training steps in 2 minutes"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("ptb_table: free_bits: SIGTERM after "
+                                                                              "step "), err
+    assert "rerun the same command to resume it" in err
+    kept = torch.load(runs / "free_bits" / "checkpoint.pt", weights_only=True)["state"]["step"]
+    resumed = subprocess.run([*command[:5], str(kept + 2), *options], cwd=ROOT, capture_output=True, text=True,
+                             timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert resumed.returncode == 0, resumed.stderr
+    assert torch.load(runs / "free_bits" / "checkpoint.pt", weights_only=True)["state"]["step"] == kept + 2
