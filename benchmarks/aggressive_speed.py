@@ -23,13 +23,15 @@ import datasets
 import torch
 from torch import nn
 
-from textvae.collapse import encoder_parameters
+from textvae.training.collapse import encoder_parameters
 from textvae.config import load_config
 from textvae.data import iterate_batches
 from textvae.modeling import TextVAE, build_model_config
 from textvae.runtime import precision_name, resolve_precision
-from textvae.tokenization import special_ids, vocabulary_size
-from textvae.training import build_optimizer, load_splits, seed_everything, select_device, training_step
+from textvae.data.tokenization import special_ids, vocabulary_size
+from textvae.training import build_optimizer, seed_everything, training_step
+from textvae.data.loading import load_splits
+from textvae.runtime import select_device
 
 
 class AllGradients(nn.Module):

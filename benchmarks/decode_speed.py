@@ -17,7 +17,7 @@ import time
 import torch
 
 import textvae
-from textvae.evaluation import noise_generator
+from textvae.runtime import noise_generator
 from textvae.generation import DecodingOptions, decode, prior_sample
 
 

@@ -31,6 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's textvae, not another install
 
 from textvae import evaluation
+from textvae.evaluation import latent
 from textvae.config import load_config
 from textvae.data import TokenizedSplit
 from textvae.modeling import TextVAE, build_model_config
@@ -62,7 +63,7 @@ def measure(args: argparse.Namespace) -> dict:
     torch.set_num_threads(config.train.num_threads or 1)
     keep_freed_memory()
     if args.child == "old-mi":
-        evaluation.mutual_information = previous_mutual_information  # summarise() looks it up at call time
+        latent.mutual_information = previous_mutual_information  # summarise() looks it up at call time
     torch.manual_seed(0)
     model = TextVAE(build_model_config(config.model, args.vocab, SPECIAL))
     rng = random.Random(0)

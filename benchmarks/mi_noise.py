@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 import textvae
-from textvae.collapse import mi_ceiling
-from textvae.evaluation import mutual_information_draws
-from textvae.run_dir import CHECKPOINT
+from textvae.training.collapse import mi_ceiling
+from textvae.evaluation.latent import mutual_information_draws
+from textvae.training.checkpoint import CHECKPOINT
 
 
 def main() -> None:

@@ -52,12 +52,13 @@ except ImportError:  # Windows: no advisory locks, so rows run side by side may 
     fcntl = None
 
 import textvae
-from textvae.config import load_config
+from textvae.config import load_config, resumed_config
 from textvae.errors import TrainingInterrupted
-from textvae.run_dir import CHECKPOINT, resumed_config
-from textvae.score_progress import PREFIX as PARTIAL_SCORES_PREFIX
-from textvae.score_progress import UNREADABLE, scored_share
-from textvae.training import select_device, train
+from textvae.evaluation.progress import PREFIX as PARTIAL_SCORES_PREFIX
+from textvae.evaluation.progress import UNREADABLE, scored_share
+from textvae.runtime import select_device
+from textvae.training import train
+from textvae.training.checkpoint import CHECKPOINT
 
 EPOCH = 1315  # training steps in one PTB epoch at batch 32 (42,068 sentences)
 

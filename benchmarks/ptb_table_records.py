@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from textvae.atomic_files import replace_atomically
-from textvae.run_dir import METRICS
+from textvae.training.checkpoint import METRICS
 
 # curve name: (split of metrics.jsonl, field)
 CURVE_SOURCES = {"kl": ("train", "kl"), "mi": ("valid", "mi"), "au": ("valid", "au"), "nll": ("valid", "loss")}

@@ -48,7 +48,7 @@ from ptb_table_records import load_records, provenance, record_from_run, save_re
 import textvae
 from textvae.config import load_config
 from textvae.evaluation import exact_match_share, corpus_bleu
-from textvae.tokenization import decode_ids
+from textvae.data.tokenization import decode_ids
 
 # corpus: (recipe, default k for the IW-NLL, default sweep of rates in nats per sentence)
 CORPORA = {

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from textvae.synthetic import write_corpus
+from textvae.data.synthetic import write_corpus
 
 
 def write_big_train_file(source: Path, target: Path, lines: int, seed: int = 0) -> None:

@@ -83,7 +83,8 @@ def write_repeated_corpus(folder: Path, counts: dict[str, int], source: Path) ->
 
 def measure(args: argparse.Namespace) -> dict:
     """Train one model in this process; the readings taken along the way."""
-    from textvae import evaluation, training
+    from textvae.evaluation import likelihood as evaluation
+    from textvae.training import trainer as training
     from textvae.config import load_config
 
     if args.child.endswith("-glibc"):  # both callers look it up at call time
@@ -116,7 +117,7 @@ def measure(args: argparse.Namespace) -> dict:
         read(f"after validation {count}")
         return results
 
-    training.load_splits, training.evaluate_split = loading, validating  # train_loop looks both up at call time
+    training.load_splits, training.evaluate_split = loading, validating  # the Trainer looks both up at call time
     start = time.perf_counter()
     read("start")
     summary = training.train(config, args.out)

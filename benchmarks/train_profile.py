@@ -38,13 +38,15 @@ from torch.profiler import ProfilerActivity, profile, record_function
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's textvae, not another install
 
 from textvae import training
+from textvae.data import load_splits
+from textvae.runtime import select_device
 from textvae.config import load_config
 from textvae.data import iterate_batches
 from textvae.errors import TextVAEError
 from textvae.modeling import TextVAE, build_model_config, vae
-from textvae.modeling.decoders import VocabularyOutput
+from textvae.modeling.output_loss import VocabularyOutput
 from textvae.runtime import keep_freed_memory, resolve_precision
-from textvae.tokenization import special_ids, vocabulary_size
+from textvae.data.tokenization import special_ids, vocabulary_size
 
 PARTS = ("data", "embeddings", "LSTM fwd", "LSTM bwd", "output fwd", "output bwd", "KL/loss", "clip", "optimizer",
          "other autograd", "Python")
@@ -162,13 +164,13 @@ def breakdown(events) -> dict[str, float]:
 def run(config, precision: str, steps: int, warmup: int) -> tuple[float, float, dict[str, float]] | str:
     """(unprofiled ms/step, profiled ms/step, µs per part) for one precision, or why it could not run."""
     settings = config.train
-    device = training.select_device(settings.device)
+    device = select_device(settings.device)
     try:
         dtype = resolve_precision(precision, device)
     except TextVAEError as error:
         return str(error)
     training.seed_everything(settings.seed)
-    tokenizer, splits = training.load_splits(config, None)
+    tokenizer, splits = load_splits(config, None)
     special = special_ids(tokenizer)
     model = TextVAE(build_model_config(config.model, vocabulary_size(tokenizer), special)).to(device)
     model.train()

@@ -56,16 +56,12 @@ from textvae.config import load_config
 from textvae.data import Batch, iterate_batches, padding_share
 from textvae.errors import TextVAEError
 from textvae.modeling import TextVAE, build_model_config
-from textvae.objectives import kl_weight
+from textvae.training.objectives import kl_weight
 from textvae.runtime import PRECISIONS, autocast, keep_freed_memory, precision_name, resolve_precision
-from textvae.tokenization import special_ids, vocabulary_size
-from textvae.training import (
-    build_optimizer,
-    load_splits,
-    seed_everything,
-    select_device,
-    training_step,
-)
+from textvae.data.tokenization import special_ids, vocabulary_size
+from textvae.training import build_optimizer, seed_everything, training_step
+from textvae.data.loading import load_splits
+from textvae.runtime import select_device
 
 
 def measure(step: Callable[[Batch], None], batches: Iterator[Batch], warmup: int, steps: int,

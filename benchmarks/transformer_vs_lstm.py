@@ -30,7 +30,8 @@ from ptb_table_records import training_speed
 
 import textvae
 from textvae.config import load_config
-from textvae.run_dir import CHECKPOINT, resumed_config
+from textvae.config import resumed_config
+from textvae.training.checkpoint import CHECKPOINT
 from textvae.training import train
 
 MODELS = "lstm=configs/ptb.yaml,transformer=configs/ptb_transformer.yaml"

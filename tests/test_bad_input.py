@@ -22,14 +22,14 @@ import torch
 from conftest import no_network, read_metrics
 
 import textvae
-from textvae import run_dir as run_dir_files
-from textvae import training
+from textvae.training import logging_sinks as metrics_files
+from textvae.training import trainer as training
 from textvae.atomic_files import replace_atomically
 from textvae.cli import main
 from textvae.config import DataConfig, config_from_dict, load_config
 from textvae.data import load_corpus
 from textvae.errors import TextVAEError
-from textvae.training import load_splits
+from textvae.data.loading import load_splits
 
 WORDS = "the a cat dog bird sat ran flew on under mat tree big small red blue".split()
 TINY = ["--quiet", "--set", "model.embedding_size=8", "--set", "model.encoder_hidden_size=8",
@@ -434,7 +434,7 @@ def test_impossible_sizes_name_the_key_before_anything_is_written(capsys, tmp_pa
 
 def test_a_model_too_big_for_the_free_memory_is_refused_with_the_sizes_to_lower(capsys, tmp_path, corpus,
                                                                                   monkeypatch):
-    monkeypatch.setattr("textvae.training.free_memory", lambda device: 1 << 20)  # a machine with 1 MiB free
+    monkeypatch.setattr("textvae.training.setup.free_memory", lambda device: 1 << 20)  # a machine with 1 MiB free
     line = cli_error(capsys, "train", "--out", tmp_path / "out", *TINY, "--set", f"data.source={corpus}",
                      "--set", "model.latent_size=4096")
     assert "parameters: training needs at least" in line and "GiB of cpu memory is free" in line
@@ -607,8 +607,8 @@ def test_disk_full_while_logging_metrics(tmp_path, monkeypatch):
     def full_disk(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    log = run_dir_files.MetricsLog(tmp_path / "metrics.jsonl")
-    monkeypatch.setattr(run_dir_files, "open", full_disk, raising=False)
+    log = metrics_files.MetricsLog(tmp_path / "metrics.jsonl")
+    monkeypatch.setattr(metrics_files, "open", full_disk, raising=False)
     with pytest.raises(TextVAEError, match=r"could not append to .*metrics\.jsonl \(No space left on device\); "
                                            r"free disk space, then --resume"):
         log.write({"step": 1, "split": "train", "loss": 1.0})

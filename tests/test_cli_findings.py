@@ -16,7 +16,7 @@ import torch
 from conftest import REPO, read_metrics
 
 import textvae
-import textvae.api
+import textvae.pipeline
 from textvae.cli import main
 from textvae.config import load_config
 from textvae.errors import TextVAEError
@@ -39,16 +39,16 @@ def cli_error(capsys, *argv) -> str:
 
 def test_sample_decodes_in_bounded_chunks_and_prints_every_sample(tiny_run, capsys, monkeypatch):
     sizes = []
-    real_decode = textvae.api.decode
+    real_decode = textvae.pipeline.decode
 
     def recording_decode(model, z, options, count=None, generator=None):
         sizes.append(z.size(0) if z is not None else count)
         return real_decode(model, z, options, count, generator)
 
-    monkeypatch.setattr(textvae.api, "decode", recording_decode)
+    monkeypatch.setattr(textvae.pipeline, "decode", recording_decode)
     code, lines, _ = cli_output(capsys, "sample", tiny_run, "-n", 2500, "--max-length", 2, "--seed", 0)
     assert code == 0 and len(lines) == 2500 and all(line.strip() for line in lines)
-    assert max(sizes) <= textvae.api.DECODE_CHUNK and sum(sizes) == 2500
+    assert max(sizes) <= textvae.pipeline.DECODE_CHUNK and sum(sizes) == 2500
     vae = textvae.load(tiny_run)
     assert vae.sample(7, seed=3, strategy="sample") == vae.sample(7, seed=3, strategy="sample")
 
@@ -60,14 +60,14 @@ def test_paths_longer_than_the_limit_are_one_line(tiny_run, capsys):
 
 
 def test_an_empty_decode_prints_as_a_visible_marker(tiny_run, capsys, monkeypatch):
-    real = textvae.api.decode_ids
+    real = textvae.pipeline.decode_ids
     calls = []
 
     def first_empty(tokenizer, ids):
         calls.append(ids)
         return "" if len(calls) == 1 else real(tokenizer, ids)
 
-    monkeypatch.setattr(textvae.api, "decode_ids", first_empty)
+    monkeypatch.setattr(textvae.pipeline, "decode_ids", first_empty)
     code, lines, _ = cli_output(capsys, "sample", tiny_run, "-n", 2)
     assert code == 0 and len(lines) == 2 and lines[0] == "<empty>" and lines[1].strip()
 

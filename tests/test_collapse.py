@@ -12,9 +12,10 @@ import pytest
 import torch
 from conftest import TINY_MODEL, batch_of, read_metrics, tiny_model, untimed_metrics
 
-import textvae.training
+import textvae.training.collapse
+import textvae.training.trainer
 from textvae.cli import main
-from textvae.collapse import (
+from textvae.training.collapse import (
     aggressive_inner_loop,
     aggressive_stays_on,
     check_remedies,
@@ -28,9 +29,9 @@ from textvae.data import Batch
 from textvae.errors import TextVAEError
 from textvae.evaluation import mutual_information
 from textvae.modeling import TextVAEOutput, check_model_section
-from textvae.modeling.decoders import LSTMDecoder
-from textvae.objectives import elbo_loss, kl_term, kl_weight, updated_multiplier
-from textvae.run_dir import resumed_config
+from textvae.modeling.lstm import LSTMDecoder
+from textvae.training.objectives import elbo_loss, kl_term, kl_weight, updated_multiplier
+from textvae.config import resumed_config
 from textvae.training import train, training_step
 
 SPECIAL = {"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2, "unk_token_id": 3}
@@ -95,7 +96,7 @@ def test_free_bits_in_the_loss_pass_gradient_above_the_floor_and_none_below(mode
         model.zero_grad()
         mean, logvar = model.posterior(summary * scale)
         kl = 0.5 * (mean.pow(2) + logvar.exp() - logvar - 1.0)
-        output = TextVAEOutput(rec_nll=torch.zeros(token_ids.size(0)), kl=kl)
+        output = TextVAEOutput(rec_nll=torch.zeros(token_ids.size(0)), kl_per_dimension=kl)
         elbo_loss(output, 1.0, free_bits, free_bits_mode=mode).loss.backward()
         return model.posterior.to_mean_logvar.weight.grad.clone()
 
@@ -113,7 +114,7 @@ def test_free_bits_in_the_loss_pass_gradient_above_the_floor_and_none_below(mode
 # ---- β and the target rate ------------------------------------------------------------------------------
 
 def test_kl_max_weight_is_beta():
-    output = TextVAEOutput(rec_nll=torch.tensor([1.0, 3.0]), kl=torch.tensor([[1.0, 3.0], [2.0, 2.0]]))
+    output = TextVAEOutput(rec_nll=torch.tensor([1.0, 3.0]), kl_per_dimension=torch.tensor([[1.0, 3.0], [2.0, 2.0]]))
     settings = TrainConfig(kl_schedule="constant", kl_max_weight=0.25)
     assert elbo_loss(output, kl_weight(0, settings)).loss.item() == pytest.approx(2.0 + 0.25 * 4.0)
 
@@ -132,7 +133,7 @@ def test_target_rate_multiplier_rises_below_the_target_and_falls_to_zero_above()
 
 def test_target_rate_term_pushes_the_kl_up_with_the_multiplier():
     kl = torch.tensor([[1.0, 1.0], [2.0, 2.0]], requires_grad=True)
-    output = TextVAEOutput(rec_nll=torch.tensor([4.0, 6.0]), kl=kl)
+    output = TextVAEOutput(rec_nll=torch.tensor([4.0, 6.0]), kl_per_dimension=kl)
     loss = elbo_loss(output, 0.5, target_rate=8.0, multiplier=2.0)
     assert loss.loss.item() == pytest.approx(5.0 + 0.5 * 3.0 + 2.0 * (8.0 - 3.0))
     loss.loss.backward()
@@ -240,7 +241,7 @@ def test_decoder_reset_gives_a_fresh_decoder_and_keeps_the_trained_encoder():
 def test_pretraining_trains_an_autoencoder_then_resets_the_decoder_in_the_loop(tmp_path, monkeypatch):
     """The encoder that starts the VAE phase is the one the autoencoder phase trained; the decoder is fresh."""
     resets, first_vae_step = [], []
-    original_reset, original_step = textvae.training.reset_decoder, textvae.training.training_step
+    original_reset, original_step = textvae.training.collapse.reset_decoder, textvae.training.trainer.training_step
 
     def reset_spy(model, optimizers, seed):
         resets.append((snapshot(model.encoder), snapshot(model.posterior)))
@@ -251,8 +252,8 @@ def test_pretraining_trains_an_autoencoder_then_resets_the_decoder_in_the_loop(t
             first_vae_step.append((snapshot(model.encoder), snapshot(model.posterior), snapshot(model.decoder)))
         return original_step(model, *args, **kwargs)
 
-    monkeypatch.setattr(textvae.training, "reset_decoder", reset_spy)
-    monkeypatch.setattr(textvae.training, "training_step", step_spy)
+    monkeypatch.setattr(textvae.training.collapse, "reset_decoder", reset_spy)
+    monkeypatch.setattr(textvae.training.trainer, "training_step", step_spy)
     run = tmp_path / "pretrain"
     train(tiny_settings("train.max_steps=8", "train.eval_every=4", "train.log_every=1", "train.pretrain_ae_steps=4",
                         "train.kl_schedule=constant"), run)
@@ -323,7 +324,8 @@ def test_aggressive_stops_once_mi_reaches_the_ceiling_from_the_second_validation
 
 def test_aggressive_inner_steps_update_the_encoder_only_then_the_decoder_alone(tmp_path, monkeypatch):
     captured, records = [], []
-    original_parameters, original_loop = textvae.training.encoder_parameters, textvae.training.aggressive_inner_loop
+    original_parameters = textvae.training.trainer.encoder_parameters
+    original_loop = textvae.training.collapse.aggressive_inner_loop
 
     def capture(model):
         captured.append(model)
@@ -336,8 +338,8 @@ def test_aggressive_inner_steps_update_the_encoder_only_then_the_decoder_alone(t
         records.append((before, (snapshot(model.encoder), snapshot(model.posterior), snapshot(model.decoder)), steps))
         return steps
 
-    monkeypatch.setattr(textvae.training, "encoder_parameters", capture)
-    monkeypatch.setattr(textvae.training, "aggressive_inner_loop", spy)
+    monkeypatch.setattr(textvae.training.trainer, "encoder_parameters", capture)
+    monkeypatch.setattr(textvae.training.collapse, "aggressive_inner_loop", spy)
     run = tmp_path / "aggressive"
     train(tiny_settings("train.max_steps=2", "train.log_every=1", "train.aggressive=true",
                         "train.aggressive_max_inner_steps=5", "train.aggressive_window=50"), run)
@@ -394,7 +396,7 @@ def test_a_one_sided_step_that_fails_leaves_every_parameter_trainable():
         next(iter(model.decoder.parameters())).fill_(float("nan"))  # the loss turns NaN: the step raises
     batch = batch_of([[5, 6, 7, 8, 9], [10, 11, 12]])
     optimizer = torch.optim.Adam(encoder_parameters(model), lr=0.01)
-    with pytest.raises(textvae.training.Diverged):
+    with pytest.raises(textvae.training.trainer.Diverged):
         training_step(model, optimizer, batch.token_ids, batch.lengths, 0, TrainConfig(), SPECIAL,
                       parameters=encoder_parameters(model))
     assert all(parameter.requires_grad for parameter in model.parameters())
@@ -416,7 +418,7 @@ def valid_aggressive(run: Path) -> list:
 
 
 def test_aggressive_mode_is_switched_off_by_validation_mi_and_the_checkpoint_keeps_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(textvae.training, "evaluate_split", fake_validations([1.0, 2.0, 1.5, 3.0, 4.0]))
+    monkeypatch.setattr(textvae.training.trainer, "evaluate_split", fake_validations([1.0, 2.0, 1.5, 3.0, 4.0]))
     run = tmp_path / "switch"
     train(tiny_settings("train.max_steps=10", "train.eval_every=2", "train.log_every=1", "train.aggressive=true",
                         "train.aggressive_max_inner_steps=2", "train.aggressive_window=10"), run)
@@ -430,10 +432,10 @@ def test_aggressive_mode_is_switched_off_by_validation_mi_and_the_checkpoint_kee
 
 def test_aggressive_switches_off_at_the_mi_ceiling_unless_that_rule_is_off(tmp_path, monkeypatch):
     saturated = [90.0, 95.0, 99.0]  # rising, and far above log N for any valid split
-    monkeypatch.setattr(textvae.training, "evaluate_split", fake_validations(saturated))
+    monkeypatch.setattr(textvae.training.trainer, "evaluate_split", fake_validations(saturated))
     train(tiny_settings("train.max_steps=6", *AGGRESSIVE), tmp_path / "ceiling")
     assert valid_aggressive(tmp_path / "ceiling") == [True, False, None]
-    monkeypatch.setattr(textvae.training, "evaluate_split", fake_validations(saturated))
+    monkeypatch.setattr(textvae.training.trainer, "evaluate_split", fake_validations(saturated))
     train(tiny_settings("train.max_steps=6", "train.aggressive_mi_ceiling=false", *AGGRESSIVE), tmp_path / "he")
     assert valid_aggressive(tmp_path / "he") == [True, True, True]
 
@@ -441,10 +443,10 @@ def test_aggressive_switches_off_at_the_mi_ceiling_unless_that_rule_is_off(tmp_p
 def test_resume_judges_the_last_validation_by_the_rule_in_force(tmp_path, monkeypatch):
     """A run validated above the ceiling with the rule off, resumed with it on, continues without inner steps."""
     run = tmp_path / "run"
-    monkeypatch.setattr(textvae.training, "evaluate_split", fake_validations([90.0, 95.0]))
+    monkeypatch.setattr(textvae.training.trainer, "evaluate_split", fake_validations([90.0, 95.0]))
     train(tiny_settings("train.max_steps=4", "train.aggressive_mi_ceiling=false", *AGGRESSIVE), run)
     assert valid_aggressive(run) == [True, True] and checkpoint(run)["state"]["aggressive_off"] is False
-    monkeypatch.setattr(textvae.training, "evaluate_split", fake_validations([96.0]))
+    monkeypatch.setattr(textvae.training.trainer, "evaluate_split", fake_validations([96.0]))
     train(resumed_config(run, ["train.max_steps=6", "train.aggressive_mi_ceiling=true"]), run, resume=True)
     inner = [line["step"] for line in read_metrics(run) if "inner_steps" in line]
     assert inner == [1, 2, 3, 4] and checkpoint(run)["state"]["aggressive_off"] is True
@@ -455,9 +457,9 @@ def test_aggressive_switch_off_survives_resume(tmp_path, monkeypatch):
         return fake_validations([1.0, 2.0, 1.5, 3.0, 4.0])  # off at the third validation (step 6)
 
     extra = AGGRESSIVE
-    monkeypatch.setattr(textvae.training, "evaluate_split", fake_evaluations())
+    monkeypatch.setattr(textvae.training.trainer, "evaluate_split", fake_evaluations())
     train(tiny_settings("train.max_steps=10", *extra), tmp_path / "straight")
-    monkeypatch.setattr(textvae.training, "evaluate_split", fake_evaluations())  # one sequence for both halves
+    monkeypatch.setattr(textvae.training.trainer, "evaluate_split", fake_evaluations())  # one sequence for both halves
     train(tiny_settings("train.max_steps=6", *extra), tmp_path / "interrupted")
     assert checkpoint(tmp_path / "interrupted")["state"]["aggressive_off"] is True
     train(resumed_config(tmp_path / "interrupted", ["train.max_steps=10"]), tmp_path / "interrupted", resume=True)

@@ -17,11 +17,13 @@ from conftest import REPO, SHARED_DATA, no_network
 
 from textvae.cli import main
 from textvae.config import AUTO, CORPUS_RECIPE, DEMO_RECIPE, DataConfig, TokenizerConfig, load_config
-from textvae.data import choose_max_length, load_corpus
+from textvae.data.splits import choose_max_length
+from textvae.data import load_corpus
 from textvae.errors import TextVAEError
-from textvae.evaluation import compare_runs, read_results, unique_labels
-from textvae.tokenization import build_tokenizer, encode_texts
-from textvae.training import load_splits
+from textvae.evaluation import compare_runs, read_results
+from textvae.evaluation.reports import unique_labels
+from textvae.data.tokenization import build_tokenizer, encode_texts
+from textvae.data.loading import load_splits
 
 TINY = ["--set", "train.progress_bar=false", "--set", "model.embedding_size=8", "--set", "model.encoder_hidden_size=8",
         "--set", "model.decoder_hidden_size=8", "--set", "model.latent_size=4", "--set", "train.max_steps=2",
@@ -259,6 +261,6 @@ def test_the_auto_value_is_checked(tmp_path):
         load_config(CORPUS_RECIPE, ["data.max_length=some"])
     with pytest.raises(TextVAEError, match=r"tokenizer.vocab_size: auto chooses a word vocabulary"):
         main_error = load_config(CORPUS_RECIPE, ["tokenizer.kind=bpe", "tokenizer.split=whitespace"])
-        from textvae.tokenization import check_tokenizer_section
+        from textvae.data.tokenization import check_tokenizer_section
         check_tokenizer_section(main_error.tokenizer)
     assert DataConfig().max_length == 64 and TokenizerConfig().vocab_size == 10000  # defaults unchanged

@@ -8,15 +8,8 @@ import pytest
 from conftest import SHARED_DATA, batch_of
 
 from textvae.config import DataConfig, TokenizerConfig
-from textvae.data import (
-    BucketBatchSampler,
-    iterate_batches,
-    load_corpus,
-    padding_share,
-    prepare_split,
-    prepare_texts,
-)
-from textvae.tokenization import build_tokenizer, decode_ids, encode_texts, special_ids
+from textvae.data import BucketBatchSampler, iterate_batches, load_corpus, padding_share, prepare_split, prepare_texts
+from textvae.data.tokenization import build_tokenizer, decode_ids, encode_texts, special_ids
 
 
 def test_bucketing_keeps_similar_lengths_together_and_covers_every_sentence():

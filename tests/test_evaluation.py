@@ -21,10 +21,10 @@ from textvae.evaluation import (
     distinct_n,
     iw_log_likelihood,
     mutual_information,
-    noise_generator,
     roc_auc,
     summarise,
 )
+from textvae.runtime import noise_generator
 from textvae.modeling.posterior import gaussian_log_density, gaussian_log_density_pairs, reparameterize
 
 SENTENCES = [[5, 6, 7], [8, 9, 10, 11, 12, 13], [14], [15, 16, 17, 18]]

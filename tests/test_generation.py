@@ -15,21 +15,21 @@ import torch
 from conftest import tiny_model
 
 import textvae
-import textvae.sampling
-from textvae.beam_search import beam_search
+import textvae.generation.sampling
+from textvae.generation.beam_search import beam_search
 from textvae.cli import main
 from textvae.errors import TextVAEError
 from textvae.generation import DecodingOptions, decode, score_sequences
-from textvae.latent_space import (
+from textvae.generation.latent_space import (
     analogy_point,
     collapse_repeats,
     latent_path,
-    nearest,
+    closest_codes,
     slerp_path,
     traversal_points,
 )
-from textvae.modeling.decoders import select_rows
-from textvae.sampling import ban, banned_ids, draw, draw_nucleus, top_k_filter, top_p_filter
+from textvae.modeling.state import select_rows
+from textvae.generation.sampling import ban, banned_ids, draw, draw_nucleus, top_k_filter, top_p_filter
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 
@@ -112,14 +112,14 @@ def test_draws_follow_the_weights_and_the_renormalised_nucleus(monkeypatch):
     assert torch.allclose(counts, weights[0] / 10, atol=0.015)
     probabilities = torch.tensor([[0.05, 0.4, 0.1, 0.3, 0.15]]).repeat(20000, 1)
     for first_look in (5, 2):  # the nucleus {1, 3, 4} fits in the first look, or needs the full sort
-        monkeypatch.setattr(textvae.sampling, "NUCLEUS_FIRST_LOOK", first_look)
+        monkeypatch.setattr(textvae.generation.sampling, "NUCLEUS_FIRST_LOOK", first_look)
         counts = torch.bincount(draw_nucleus(probabilities, 0.8, seeded(1)), minlength=5) / 20000
         assert torch.allclose(counts, torch.tensor([0.0, 0.4, 0.0, 0.3, 0.15]) / 0.85, atol=0.015)
 
 
 @pytest.mark.parametrize("first_look", [64, 2])
 def test_top_p_decoding_draws_only_from_the_nucleus(monkeypatch, first_look):
-    monkeypatch.setattr(textvae.sampling, "NUCLEUS_FIRST_LOOK", first_look)
+    monkeypatch.setattr(textvae.generation.sampling, "NUCLEUS_FIRST_LOOK", first_look)
     model, p, max_length = tiny_model(seed=4), 0.5, 8
     z = latent_codes(60, seed=4)
     sequences = decode(model, z, DecodingOptions(strategy="top-p", top_p=p, max_length=max_length),
@@ -328,9 +328,9 @@ def test_analogy_traversal_and_collapse():
 def test_nearest_by_cosine_and_by_euclidean_distance():
     corpus = torch.tensor([[1.0, 0.0], [10.0, 1.0], [0.0, 1.0], [-1.0, 0.0]])
     query = torch.tensor([[2.0, 0.0]])
-    cosine_scores, cosine_indices = nearest(query, corpus, 2, "cosine")
+    cosine_scores, cosine_indices = closest_codes(query, corpus, 2, "cosine")
     assert cosine_indices.tolist() == [[0, 1]] and cosine_scores[0, 0] == pytest.approx(1.0)
-    distances, indices = nearest(query, corpus, 3, "euclidean")
+    distances, indices = closest_codes(query, corpus, 3, "euclidean")
     assert indices.tolist() == [[0, 2, 3]]
     assert distances[0].tolist() == pytest.approx([1.0, math.sqrt(5), 3.0], abs=1e-5)
 

@@ -25,7 +25,7 @@ def test_padding_positions_never_change_the_loss(conditioning, bidirectional):
     clean = model(batch.token_ids, batch.lengths, sample_z=False)
     scrambled = model(scramble_padding(batch.token_ids, batch.lengths), batch.lengths, sample_z=False)
     assert torch.allclose(clean.rec_nll, scrambled.rec_nll, atol=1e-6)
-    assert torch.allclose(clean.kl, scrambled.kl, atol=1e-6)
+    assert torch.allclose(clean.kl_per_dimension, scrambled.kl_per_dimension, atol=1e-6)
 
 
 @pytest.mark.parametrize("sides", [dict(encoder_bidirectional=True),
@@ -95,7 +95,7 @@ def test_language_model_variant_has_no_latent():
     model = tiny_model(model_variant="lm")
     batch = batch_of(SENTENCES)
     output = model(batch.token_ids, batch.lengths)
-    assert model.encoder is None and output.kl is None and output.z is None
+    assert model.encoder is None and output.kl_per_dimension is None and output.z is None
     assert output.rec_nll.shape == (4,) and bool((output.rec_nll > 0).all())
     assert output.token_counts.tolist() == [len(s) + 1 for s in SENTENCES]
 

@@ -17,8 +17,9 @@ import torch
 from conftest import REPO, TINY_MODEL, read_metrics, tiny_model
 
 import textvae
-import textvae.data
-import textvae.training
+import textvae.data.splits
+import textvae.training.step
+import textvae.training.trainer
 from textvae.cli import main
 from textvae.config import load_config
 from textvae.data import TokenizedSplit, prepare_texts
@@ -27,16 +28,16 @@ from textvae.evaluation import (
     SentenceScores,
     compare_table,
     corpus_bleu,
-    corpus_bleu_score,
     score_split,
     self_bleu,
     summarise,
     unigram_nll,
 )
+from textvae.evaluation.text_metrics import corpus_bleu_score
 from textvae.plotting import read_curves
-from textvae.run_dir import resumed_config
-from textvae.synthetic import generate_corpus
-from textvae.tokenization import vocabulary_size
+from textvae.config import resumed_config
+from textvae.data.synthetic import generate_corpus
+from textvae.data.tokenization import vocabulary_size
 from textvae.training import train
 
 # ---- 1. BLEU of tokenized text ---------------------------------------------------------------------
@@ -65,15 +66,15 @@ def tiny_settings(*extra: str):
 def test_train_lines_log_the_window_means_of_the_neg_elbo_and_objective_and_the_unclipped_grad_norm(
         tmp_path, monkeypatch):
     steps, norms = [], []
-    real_step, real_norm = textvae.training.training_step, textvae.training.gradient_norm
+    real_step, real_norm = textvae.training.trainer.training_step, textvae.training.step.gradient_norm
 
     def recording_step(model, optimizer, token_ids, *args, **kwargs):
         loss = real_step(model, optimizer, token_ids, *args, **kwargs)
         steps.append((token_ids.size(0), float(loss.rec), float(loss.kl), loss.value))
         return loss
 
-    monkeypatch.setattr(textvae.training, "training_step", recording_step)
-    monkeypatch.setattr(textvae.training, "gradient_norm", lambda *args: norms.append(float(real_norm(*args)))
+    monkeypatch.setattr(textvae.training.trainer, "training_step", recording_step)
+    monkeypatch.setattr(textvae.training.step, "gradient_norm", lambda *args: norms.append(float(real_norm(*args)))
                         or torch.tensor(norms[-1]))
     clip = 1e-3  # every step's gradient is clipped to this norm, far below its own
     train(tiny_settings("train.max_steps=6", "train.log_every=3", "train.eval_every=6", f"train.grad_clip={clip}",
@@ -162,8 +163,8 @@ def test_evaluate_reads_the_train_split_only_for_the_figures_that_need_it(text_r
     vae, folder = text_run
     train_lines = (folder / "train.txt").read_text(encoding="utf-8").splitlines()
     encoded = []
-    real_encode = textvae.data.encode_texts
-    monkeypatch.setattr(textvae.data, "encode_texts", lambda tokenizer, texts: encoded.extend(texts)
+    real_encode = textvae.data.splits.encode_texts
+    monkeypatch.setattr(textvae.data.splits, "encode_texts", lambda tokenizer, texts: encoded.extend(texts)
                         or real_encode(tokenizer, texts))
     results = vae.evaluate("valid", iw_samples=0, samples=0, unigram=False, bleu=False)
     assert "unigram_nll" not in results and "copied_share" not in results
@@ -263,7 +264,7 @@ def test_import_textvae_leaves_the_heavy_modules_for_the_commands_that_need_them
     assert not set(HEAVY) & modules, set(HEAVY) & modules
     assert "torch" not in modules
     # what `textvae sample` and friends load: the model and the API, still without datasets or sacrebleu
-    modules = imported_modules("import textvae.api")
+    modules = imported_modules("import textvae.pipeline")
     assert "torch" in modules and not set(HEAVY) & modules, set(HEAVY) & modules
 
 

@@ -9,7 +9,7 @@ import torch
 
 from textvae.config import TrainConfig
 from textvae.modeling import TextVAEOutput
-from textvae.objectives import elbo_loss, kl_term, kl_weight, word_dropout
+from textvae.training.objectives import elbo_loss, kl_term, kl_weight, word_dropout
 
 
 def schedule(**settings) -> TrainConfig:
@@ -77,7 +77,7 @@ def test_free_bits_stops_the_kl_gradient_below_the_floor_only():
 
 
 def test_elbo_loss_is_rec_plus_weighted_kl():
-    output = TextVAEOutput(rec_nll=torch.tensor([10.0, 20.0]), kl=torch.tensor([[1.0, 1.0], [2.0, 2.0]]))
+    output = TextVAEOutput(rec_nll=torch.tensor([10.0, 20.0]), kl_per_dimension=torch.tensor([[1.0, 1.0], [2.0, 2.0]]))
     loss = elbo_loss(output, weight=0.5)
     assert loss.loss.item() == pytest.approx(15.0 + 0.5 * 3.0)
     assert loss.rec.item() == 15.0 and loss.kl.item() == 3.0

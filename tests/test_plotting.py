@@ -10,7 +10,7 @@ from conftest import read_metrics
 
 from textvae.cli import main
 from textvae.plotting import plot_run, principal_components
-from textvae.synthetic import FACTORS
+from textvae.data.synthetic import FACTORS
 
 pytest.importorskip("matplotlib")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

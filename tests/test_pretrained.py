@@ -28,22 +28,17 @@ from transformers import (
 )
 
 import textvae
-from textvae import training
+from textvae.training import setup as training
 from textvae.cli import main
-from textvae.collapse import reset_decoder
+from textvae.training.collapse import reset_decoder
 from textvae.config import load_config
 from textvae.data import collate
 from textvae.errors import TextVAEError
 from textvae.modeling import TextVAE, TextVAEConfig, check_model_section
 from textvae.modeling.pretrained import ENCODER_TOKENIZER
-from textvae.synthetic import generate_split
-from textvae.tokenization import (
-    encode_texts,
-    load_pretrained_tokenizer,
-    special_ids,
-    vocabulary_size,
-)
-from textvae.run_dir import resumed_config
+from textvae.data.synthetic import generate_split
+from textvae.data.tokenization import encode_texts, load_pretrained_tokenizer, special_ids, vocabulary_size
+from textvae.config import resumed_config
 from textvae.training import train
 
 SENTENCES = ["the brave sailor will reach the quiet bridge .", "a dog ran .",
@@ -451,9 +446,9 @@ def test_the_memory_check_counts_pretrained_models_without_reading_their_weights
 
     monkeypatch.setattr("textvae.modeling.pretrained.load_folder_model", no_weights)
     needed = parameters * training.BYTES_PER_PARAMETER
-    monkeypatch.setattr("textvae.training.free_memory", lambda device: needed)
+    monkeypatch.setattr("textvae.training.setup.free_memory", lambda device: needed)
     training.check_model_fits(config, torch.device("cpu"))  # exactly enough memory: accepted
-    monkeypatch.setattr("textvae.training.free_memory", lambda device: needed - 1)
+    monkeypatch.setattr("textvae.training.setup.free_memory", lambda device: needed - 1)
     with pytest.raises(TextVAEError, match=f"the model has {parameters:,} parameters"):
         training.check_model_fits(config, torch.device("cpu"))
     assert not config.pretrained_decoder_config  # the check leaves the config as it was: training reads the folder

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from textvae.config import TokenizerConfig
 from textvae.data import prepare_texts
-from textvae.tokenization import decode_ids, encode_texts, train_tokenizer
+from textvae.data.tokenization import decode_ids, encode_texts, train_tokenizer
 
 # any unicode text on one line: everything but line and paragraph separators (a corpus line cannot hold them)
 LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"

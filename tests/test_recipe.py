@@ -9,12 +9,13 @@ import pytest
 import torch
 from conftest import TINY_MODEL, read_metrics, tiny_model, untimed_metrics
 
-import textvae.training
-from textvae.collapse import fresh_decoder_state
+import textvae.training.limits
+import textvae.training.trainer
+from textvae.training.collapse import fresh_decoder_state
 from textvae.config import load_config
 from textvae.errors import TextVAEError
 from textvae.modeling import TextVAEConfig
-from textvae.run_dir import resumed_config
+from textvae.config import resumed_config
 from textvae.training import train
 
 
@@ -42,7 +43,7 @@ def clocked(monkeypatch):
     """Patch in scripted validations whose step is read from the trainer's own checkpoint writes."""
     def install(losses, seen=None, checkpoints=None):
         fake = scripted_validations(losses, seen)
-        real_save = textvae.training.save_checkpoint
+        real_save = textvae.training.trainer.save_checkpoint
 
         def save(out_dir, model, optimizer, scheduler, state, *args):
             real_save(out_dir, model, optimizer, scheduler, state, *args)
@@ -54,8 +55,8 @@ def clocked(monkeypatch):
             fake.step = install.step()
             return fake(model, split, batch_size, seed, dtype)
 
-        monkeypatch.setattr(textvae.training, "evaluate_split", evaluate)
-        monkeypatch.setattr(textvae.training, "save_checkpoint", save)
+        monkeypatch.setattr(textvae.training.trainer, "evaluate_split", evaluate)
+        monkeypatch.setattr(textvae.training.trainer, "save_checkpoint", save)
     return install
 
 
@@ -173,11 +174,11 @@ def test_an_autoencoder_run_is_judged_by_its_reconstruction_loss(tmp_path, monke
         rec, kl = next(scores)
         return {"neg_elbo": rec + kl, "rec": rec, "kl": kl, "ppl_bound": 10.0, "mi": 0.5, "au": 1}
 
-    monkeypatch.setattr(textvae.training, "evaluate_split", evaluate)
+    monkeypatch.setattr(textvae.training.trainer, "evaluate_split", evaluate)
     summary = train(tiny_settings("train.kl_schedule=constant", "train.kl_max_weight=0", "train.max_steps=6",
                                   "train.eval_every=2"), tmp_path / "ae")
     assert summary["best_valid"]["step"] == 6
-    judged_loss = textvae.training.judged_loss
+    judged_loss = textvae.training.limits.judged_loss
     validation = {"loss": 80.0, "rec": 30.0, "kl": 50.0}
     assert judged_loss(validation, tiny_settings("train.kl_max_weight=0").train) == 30.0
     assert judged_loss(validation, tiny_settings("train.kl_max_weight=0.5").train) == 55.0

@@ -10,11 +10,11 @@ import torch
 from conftest import tiny_model
 
 import textvae
-import textvae.evaluation as evaluation
-import textvae.score_progress as score_progress
+import textvae.evaluation.likelihood as evaluation
+import textvae.evaluation.progress as score_progress
 from textvae.data import TokenizedSplit
 from textvae.evaluation import score_split
-from textvae.score_progress import PREFIX
+from textvae.evaluation.progress import PREFIX
 
 FIELDS = ("rec", "kl", "nll", "tokens", "mean", "logvar")
 

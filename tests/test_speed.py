@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from conftest import requires_fast_bf16
 
 from textvae import runtime
+from textvae.training import threads as thread_choice
 from textvae.config import TrainConfig
 from textvae.errors import TextVAEError
 from textvae.modeling import output_loss
@@ -152,36 +153,36 @@ def test_bf16_training_follows_fp32_training_closely(tmp_path: Path) -> None:
 
 def test_thread_count_takes_the_cores_other_work_leaves_and_at_least_one() -> None:
     idle, half_busy = {0: 0.02, 1: 0.03}, {0: 0.97, 1: 0.04}
-    assert runtime.thread_count(3, [0, 1], half_busy, 9.0) == (3, "train.num_threads=3")  # asked for: as given
-    assert runtime.thread_count(0, [0, 1], idle, 0.1)[0] == 2
-    threads, reason = runtime.thread_count(0, [0, 1], half_busy, 1.0)
+    assert thread_choice.thread_count(3, [0, 1], half_busy, 9.0) == (3, "train.num_threads=3")  # asked for: as given
+    assert thread_choice.thread_count(0, [0, 1], idle, 0.1)[0] == 2
+    threads, reason = thread_choice.thread_count(0, [0, 1], half_busy, 1.0)
     assert threads == 1 and reason == "train.num_threads=0: 1 of the 2 usable cores busy with other work: 1 torch thread"
-    assert runtime.thread_count(0, [0, 1], {0: 1.0, 1: 0.99}, 2.0)[0] == 1  # all busy: still one
-    assert runtime.thread_count(0, [1], half_busy, 1.0)[0] == 1  # pinned to the free core (taskset -c 1)
-    assert runtime.thread_count(0, [0], half_busy, 1.0)[0] == 1  # pinned to the busy one: one, never zero
-    assert runtime.thread_count(0, list(range(8)), {cpu: 0.9 * (cpu < 3) for cpu in range(8)}, None)[0] == 5
-    assert runtime.thread_count(0, list(range(8)), {}, None, processes=2)[0] == 4  # shared by two processes
-    assert runtime.thread_count(0, list(range(8)), None, 2.6)[0] == 5  # no /proc/stat: the load average stands in
-    assert runtime.thread_count(0, list(range(8)), None, 30.0)[0] == 1
-    assert runtime.thread_count(0, list(range(4)), None, None)[0] == 4  # nothing known: every usable core
+    assert thread_choice.thread_count(0, [0, 1], {0: 1.0, 1: 0.99}, 2.0)[0] == 1  # all busy: still one
+    assert thread_choice.thread_count(0, [1], half_busy, 1.0)[0] == 1  # pinned to the free core (taskset -c 1)
+    assert thread_choice.thread_count(0, [0], half_busy, 1.0)[0] == 1  # pinned to the busy one: one, never zero
+    assert thread_choice.thread_count(0, list(range(8)), {cpu: 0.9 * (cpu < 3) for cpu in range(8)}, None)[0] == 5
+    assert thread_choice.thread_count(0, list(range(8)), {}, None, processes=2)[0] == 4  # shared by two processes
+    assert thread_choice.thread_count(0, list(range(8)), None, 2.6)[0] == 5  # no /proc/stat: the load average stands in
+    assert thread_choice.thread_count(0, list(range(8)), None, 30.0)[0] == 1
+    assert thread_choice.thread_count(0, list(range(4)), None, None)[0] == 4  # nothing known: every usable core
 
 
 def test_an_explicit_omp_num_threads_is_the_thread_count(monkeypatch: pytest.MonkeyPatch) -> None:
-    runtime.choose_thread_count.cache_clear()
+    thread_choice.choose_thread_count.cache_clear()
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    monkeypatch.setattr(runtime, "busy_shares", lambda: pytest.fail("no sample is needed"))
-    assert runtime.choose_thread_count(0) == (3, "train.num_threads=0: OMP_NUM_THREADS=3")
-    assert runtime.choose_thread_count(2)[0] == 2  # the config's number wins
-    runtime.choose_thread_count.cache_clear()
+    monkeypatch.setattr(thread_choice, "busy_shares", lambda: pytest.fail("no sample is needed"))
+    assert thread_choice.choose_thread_count(0) == (3, "train.num_threads=0: OMP_NUM_THREADS=3")
+    assert thread_choice.choose_thread_count(2)[0] == 2  # the config's number wins
+    thread_choice.choose_thread_count.cache_clear()
 
 
 def test_busy_shares_reads_per_cpu_shares_from_proc_stat(monkeypatch: pytest.MonkeyPatch) -> None:
     samples = iter([{0: (100, 1000), 1: (50, 1000)}, {0: (190, 1100), 1: (55, 1100)}])
-    monkeypatch.setattr(runtime, "_cpu_times", lambda: next(samples))
-    monkeypatch.setattr(runtime.time, "sleep", lambda seconds: None)
-    assert runtime.busy_shares() == pytest.approx({0: 0.9, 1: 0.05})
-    monkeypatch.setattr(runtime, "_cpu_times", lambda: (_ for _ in ()).throw(OSError("no /proc")))
-    assert runtime.busy_shares() is None
+    monkeypatch.setattr(thread_choice, "_cpu_times", lambda: next(samples))
+    monkeypatch.setattr(thread_choice.time, "sleep", lambda seconds: None)
+    assert thread_choice.busy_shares() == pytest.approx({0: 0.9, 1: 0.05})
+    monkeypatch.setattr(thread_choice, "_cpu_times", lambda: (_ for _ in ()).throw(OSError("no /proc")))
+    assert thread_choice.busy_shares() is None
 
 
 def test_single_pass_softmax_of_mixed_precision_equals_logsumexp_then_exp() -> None:

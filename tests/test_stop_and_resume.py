@@ -14,11 +14,11 @@ import pytest
 import torch
 from conftest import REPO, TINY_MODEL, read_metrics
 
-import textvae.training
+import textvae.training.trainer
 from textvae.cli import main
 from textvae.config import load_config
 from textvae.errors import TrainingInterrupted
-from textvae.run_dir import resumed_config
+from textvae.config import resumed_config
 from textvae.training import StopRequests, train
 
 SETTINGS = [value for value in TINY_MODEL if value != "--set"] + [
@@ -75,7 +75,7 @@ def test_early_stopped_and_lr_capped_runs_stay_finished_unless_their_limit_is_ra
         loss = float(next(losses))
         return {"neg_elbo": loss, "rec": loss - 1.0, "kl": 1.0, "ppl_bound": 10.0, "mi": 0.5, "au": 1}
 
-    monkeypatch.setattr(textvae.training, "evaluate_split", worse_each_time)
+    monkeypatch.setattr(textvae.training.trainer, "evaluate_split", worse_each_time)
     stopped = tmp_path / "stopped"
     assert train(settings("train.eval_every=1", "train.early_stopping_patience=2"), stopped)["steps"] == 3
     before = untouched(stopped)

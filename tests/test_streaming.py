@@ -12,9 +12,10 @@ from textvae.config import load_config
 from textvae.data import padding_share
 from textvae.errors import TextVAEError
 from textvae.modeling import TextVAE
-from textvae.synthetic import write_corpus
-from textvae.tokenization import special_ids
-from textvae.training import load_splits, train
+from textvae.data.synthetic import write_corpus
+from textvae.data.tokenization import special_ids
+from textvae.data.loading import load_splits
+from textvae.training import train
 
 SIZES = {"train": 900, "valid": 100, "test": 100}
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from textvae import synthetic
-from textvae.synthetic import (
+from textvae.data import synthetic
+from textvae.data.synthetic import (
     DEFAULT_SEED,
     DEFAULT_SPLIT_SIZES,
     FACTORS,

@@ -13,8 +13,8 @@ from conftest import TINY_MODEL
 
 from textvae.cli import main
 from textvae.config import load_config
-from textvae.logging_sinks import scalars
-from textvae.run_dir import resumed_config
+from textvae.training.logging_sinks import scalars
+from textvae.config import resumed_config
 from textvae.training import train
 
 SETTINGS = [value for value in TINY_MODEL if value != "--set"] + [

@@ -9,11 +9,12 @@ import torch
 from conftest import TINY_MODEL, read_metrics, untimed_metrics
 
 import textvae
+import textvae.training.trainer
 from textvae.cli import main
 from textvae.config import load_config
 from textvae.evaluation import corpus_bleu
 from textvae.modeling import TextVAE
-from textvae.run_dir import resumed_config
+from textvae.config import resumed_config
 from textvae.training import train
 
 
@@ -188,7 +189,7 @@ def test_a_kill_between_validations_resumes_from_the_time_based_checkpoint_exact
     extra = ["train.max_steps=12", "train.eval_every=4", "train.word_dropout=0.3", "train.checkpoint_minutes=1e-9"]
     train(tiny_settings(*extra), tmp_path / "straight")
 
-    real_save_checkpoint = textvae.training.save_checkpoint
+    real_save_checkpoint = textvae.training.trainer.save_checkpoint
 
     def save_then_die_at_step_6(out_dir, model, optimizer, scheduler, state, *rest):
         real_save_checkpoint(out_dir, model, optimizer, scheduler, state, *rest)
@@ -196,18 +197,18 @@ def test_a_kill_between_validations_resumes_from_the_time_based_checkpoint_exact
             raise Killed
 
     killed = tmp_path / "killed"
-    monkeypatch.setattr(textvae.training, "save_checkpoint", save_then_die_at_step_6)
+    monkeypatch.setattr(textvae.training.trainer, "save_checkpoint", save_then_die_at_step_6)
     with pytest.raises(Killed):
         train(tiny_settings(*extra), killed)
     saved = torch.load(killed / "checkpoint.pt", weights_only=True)["state"]
     assert saved["step"] == 6 and [record["step"] for record in saved["history"]] == [4]
 
-    monkeypatch.setattr(textvae.training, "save_checkpoint", real_save_checkpoint)
+    monkeypatch.setattr(textvae.training.trainer, "save_checkpoint", real_save_checkpoint)
     events = []
-    real_training_step, real_save_model = textvae.training.training_step, textvae.training.save_model
-    monkeypatch.setattr(textvae.training, "training_step",
+    real_training_step, real_save_model = textvae.training.trainer.training_step, textvae.training.trainer.save_model
+    monkeypatch.setattr(textvae.training.trainer, "training_step",
                         lambda *args: events.append("step") or real_training_step(*args))
-    monkeypatch.setattr(textvae.training, "save_model", lambda *args: events.append("best") or real_save_model(*args))
+    monkeypatch.setattr(textvae.training.trainer, "save_model", lambda *args: events.append("best") or real_save_model(*args))
     train(resumed_config(killed, []), killed, resume=True)
     assert events[0] == "step", "the resume saved the checkpoint's unvalidated weights as the best model"
 

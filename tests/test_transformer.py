@@ -134,7 +134,7 @@ def test_the_language_model_has_no_latent_path():
     assert model.encoder is None and model.decoder.z_to_input is None and model.decoder.z_to_memory is None
     batch = batch_of(SENTENCES)
     output = model(batch.token_ids, batch.lengths)
-    assert output.kl is None and torch.isfinite(output.rec_nll).all()
+    assert output.kl_per_dimension is None and torch.isfinite(output.rec_nll).all()
 
 
 def test_sinusoidal_positions_follow_the_formula():

@@ -15,7 +15,7 @@ import importlib
 
 from .errors import TextVAEError
 
-_LAZY = {"TextVAE": ".modeling", "TextVAEConfig": ".modeling", "TextVAEPipeline": ".api", "load": ".api"}
+_LAZY = {"TextVAE": ".modeling", "TextVAEConfig": ".modeling", "TextVAEPipeline": ".pipeline", "load": ".pipeline"}
 
 __all__ = ["TextVAE", "TextVAEConfig", "TextVAEPipeline", "TextVAEError", "load"]
 __version__ = "0.1.0"

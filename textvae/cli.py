@@ -26,6 +26,7 @@ def shown(sentence: str) -> str:
 
 
 def add_run_dir(parser: argparse.ArgumentParser, precision: bool = False) -> None:
+    """The run dir argument and --device (and --precision for the commands that score) of a subcommand."""
     parser.add_argument("run_dir", help="a run directory written by `textvae train`")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     if precision:  # only the commands that score sentences run under autocast
@@ -35,6 +36,7 @@ def add_run_dir(parser: argparse.ArgumentParser, precision: bool = False) -> Non
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `textvae` argument parser: one subcommand per use, with its options and their defaults."""
     parser = argparse.ArgumentParser(prog="textvae", description="Sentence VAEs: train, sample, interpolate, "
                                      "reconstruct, encode and evaluate.")
     parser.add_argument("--version", action="version", version=f"textvae {version()}")
@@ -165,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_decoding(parser: argparse.ArgumentParser, seed: int | None = None) -> None:
+    """The decoding options every generating subcommand shares (they become `DecodingOptions`)."""
     parser.add_argument("--strategy", default="greedy", help="greedy | sample | top-k | top-p | beam (default greedy)")
     parser.add_argument("--temperature", type=float, default=1.0,
                         help="divides the logits of sample, top-k and top-p (default 1.0; 0 = greedy)")
@@ -264,7 +267,9 @@ def chosen_recipe(args: argparse.Namespace):
 
 
 def run_train(args: argparse.Namespace) -> None:
-    from .run_dir import prepare_out_dir, resumed_config
+    """`textvae train`: a new run from its recipe, or --resume from the run dir's own config; prints the summary."""
+    from .config import resumed_config
+    from .training.checkpoint import prepare_out_dir
     from .training import train
 
     if args.resume and not args.out:
@@ -293,6 +298,7 @@ def run_train(args: argparse.Namespace) -> None:
 
 
 def run_evaluate(args: argparse.Namespace, vae) -> None:
+    """`textvae evaluate`: the pipeline's corpus scores, printed and added to the run dir's results.json."""
     from .runtime import describe_precision
 
     print(f"evaluating in {describe_precision(args.precision, vae.dtype)}", file=sys.stderr)
@@ -304,13 +310,14 @@ def run_evaluate(args: argparse.Namespace, vae) -> None:
     for key, value in rows:
         shown = f"{value:.4f}" if isinstance(value, float) else str(value)
         print(f"{key:<{width}}  {shown}")
-    from .evaluation import save_results
+    from .evaluation.reports import save_results
 
     target = save_results(Path(vae.run_dir), results)
     print(f"(written to {target}, under \"{results['split']}\")")
 
 
 def run_score(args: argparse.Namespace, vae) -> None:
+    """`textvae score`: per-sentence scores of a file, written as JSON lines or CSV by the --out extension."""
     out = output_path(args.out)  # before the scoring: a bad --out fails at once
     rows = vae.score(file=args.file, iw_samples=args.iw_samples, seed=args.seed)
 
@@ -330,7 +337,8 @@ def run_score(args: argparse.Namespace, vae) -> None:
 
 
 def run_compare(args: argparse.Namespace) -> None:
-    from .evaluation import compare_runs
+    """`textvae compare`: the Markdown table of several runs' results.json."""
+    from .evaluation.reports import compare_runs
 
     print(compare_runs(args.run_dirs, args.on))
 
@@ -356,7 +364,7 @@ def run_generation(args: argparse.Namespace, vae) -> None:
     elif args.command == "analogy":
         print(shown(vae.analogy(args.a, args.b, args.c, **options)))
     elif args.command == "traverse":
-        from .latent_space import traversal_values
+        from .generation.latent_space import traversal_values
 
         lines = vae.traverse(args.sentence, args.dim, args.span, args.steps, **options)
         for value, line in zip(traversal_values(args.span, args.steps).tolist(), lines):
@@ -370,7 +378,7 @@ def interpolation_rows(path, collapse: bool) -> list[tuple[int, str, str]]:
     """(step, sentence, note) for each printed step of an interpolation; the first and last rows' notes say how
     faithfully they reconstruct the two sentences asked for ('first: exact', 'second: differs, BLEU 41.2'),
     so the output shows at once whether the path joins those sentences or only the model's versions of them."""
-    from .latent_space import collapse_repeats
+    from .generation.latent_space import collapse_repeats
 
     rows = [[step, line, ""] for step, line in (collapse_repeats(path) if collapse else enumerate(path))]
     if path.ends is not None:
@@ -381,6 +389,7 @@ def interpolation_rows(path, collapse: bool) -> list[tuple[int, str, str]]:
 
 
 def run(args: argparse.Namespace) -> None:
+    """Dispatch a parsed command line to its subcommand (the pipeline for everything but train, compare, plot, corpus)."""
     if args.command == "train":
         return run_train(args)
     if args.command == "compare":
@@ -392,11 +401,11 @@ def run(args: argparse.Namespace) -> None:
         print("wrote " + ", ".join(str(path) for path in report["files"]))
         return
     if args.command == "corpus":
-        from .synthetic import write_corpus
+        from .data.synthetic import write_corpus
 
         print(f"wrote {write_corpus(args.out_dir, seed=args.seed)}")
         return
-    from .api import load
+    from .pipeline import load
 
     vae = load(args.run_dir, device=args.device, precision=getattr(args, "precision", "auto"))
     vae.progress = sys.stderr.isatty()  # bars with ETA for long IW-NLL runs, not in logs or pipes
@@ -405,7 +414,7 @@ def run(args: argparse.Namespace) -> None:
     elif args.command == "encode":
         import numpy as np
 
-        from .api import read_lines
+        from .pipeline import read_lines
 
         out = output_path(args.out, ".npy")  # numpy.save adds .npy: name the file it writes
         lines = read_lines(args.file, "encode")

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from .checks import is_real, is_whole
 from .errors import TextVAEError
 
 
@@ -34,7 +35,7 @@ class DataConfig:
     length_coverage: float = 0.999  # max_length auto: the shortest limit that keeps this share of the train lines whole
     length_policy: str = "drop"  # what to do with longer sentences: drop | truncate
     synthetic_seed: int = 0  # seed of the embedded corpus (used when no source is given)
-    streaming: bool = False  # read the train file as a stream (corpora bigger than memory; textvae.streaming)
+    streaming: bool = False  # read the train file as a stream (corpora bigger than memory; textvae.data.streaming)
     tokenizer_sample: int = 200_000  # streaming: train the tokenizer on this many lines from the top of the file
     shuffle_buffer: int = 10_000  # streaming: lines in the shuffle buffer
     bucket_batches: int = 50  # streaming: batches' worth of lines bucketed by length together
@@ -126,7 +127,7 @@ PROBABILITIES = {("train", "word_dropout"), ("train", "kl_cycle_rise_ratio"), ("
                  ("data", "length_coverage"), ("tokenizer", "vocab_coverage")}
 POSITIVE |= {("data", "length_coverage"), ("tokenizer", "vocab_coverage")}
 AUTO = "auto"
-CHOSEN_FROM_DATA = {("data", "max_length"), ("tokenizer", "vocab_size")}  # keys that also take `auto` (textvae.sizing)
+CHOSEN_FROM_DATA = {("data", "max_length"), ("tokenizer", "vocab_size")}  # keys that also take `auto` (textvae.data chooses)
 PATHS = {("data", "source"), ("data", "train_file"), ("data", "valid_file"), ("data", "test_file")}
 
 
@@ -154,7 +155,7 @@ SYNONYMS = {"learning_rate": "lr", "learningrate": "lr", "lr_rate": "lr", "rate"
             "emb_size": "embedding_size", "embedding_dim": "embedding_size", "dtype": "precision", "amp": "precision"}
 
 
-def nearest(word: str, candidates: list[str]) -> str:
+def did_you_mean(word: str, candidates: list[str]) -> str:
     """' (did you mean X?)' for the likeliest intended key, or a list of the valid ones. Tried in order: a known
     synonym (learning_rate → lr), a candidate that is one of the word's own parts (lr_rate → lr), then the
     closest spellings (difflib), up to three."""
@@ -192,15 +193,15 @@ def check_value(where: str, value: Any, default: Any, annotation: str) -> Any:
     if "float" in annotation or isinstance(default, float):
         if isinstance(value, str):
             value = number_from_text(value)  # YAML 1.1 reads 3e-4 (no dot) as text
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        if is_real(value) and math.isfinite(value):
             return float(value)
         raise TextVAEError(f"config key {where}: expected a number, got {value!r}")
     if "int" in annotation or isinstance(default, int):
-        if isinstance(value, int) and not isinstance(value, bool):
+        if is_whole(value):
             return value
         raise TextVAEError(f"config key {where}: expected a whole number, got {value!r}")
     if "str" in annotation or isinstance(default, str):
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        if isinstance(value, str) or is_real(value):
             return str(value)
         raise TextVAEError(f"config key {where}: expected text, got {value!r}")
     return value
@@ -213,10 +214,10 @@ def build_section(name: str, values: dict[str, Any]) -> Any:
     checked = {}
     for key, value in values.items():
         if key not in known:
-            raise TextVAEError(f"unknown config key '{name}.{key}'{nearest(key, list(known))}")
+            raise TextVAEError(f"unknown config key '{name}.{key}'{did_you_mean(key, list(known))}")
         spec = known[key]
         if (name, key) in CHOSEN_FROM_DATA and isinstance(value, str) and value.strip().lower() == AUTO:
-            checked[key] = AUTO  # chosen from the data when training starts (textvae.sizing)
+            checked[key] = AUTO  # chosen from the data when training starts (textvae.data)
             continue
         if (name, key) in CHOSEN_FROM_DATA and isinstance(value, str):
             raise TextVAEError(f"config key {name}.{key}: expected a whole number or auto (chosen from the data), "
@@ -237,7 +238,7 @@ def build_section(name: str, values: dict[str, Any]) -> Any:
             raise TextVAEError(f"config key {name}.{key}: must be > 0, got {value}")
         if (name, key) in PROBABILITIES and not 0.0 <= value <= 1.0:
             raise TextVAEError(f"config key {name}.{key}: must be between 0 and 1, got {value}")
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+        if is_real(value) and value < 0:
             raise TextVAEError(f"config key {name}.{key}: must not be negative, got {value}")
     return section
 
@@ -299,7 +300,7 @@ def config_from_dict(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]
     sections: dict[str, dict[str, Any]] = {name: {} for name in valid_sections}
     for name, values in raw.items():
         if name not in sections:
-            raise TextVAEError(f"unknown config section '{name}'{nearest(str(name), valid_sections)}")
+            raise TextVAEError(f"unknown config section '{name}'{did_you_mean(str(name), valid_sections)}")
         if values is None:
             continue
         if not isinstance(values, dict):
@@ -308,7 +309,7 @@ def config_from_dict(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]
     for text in overrides:
         (name, key), value = parse_override(text)
         if name not in sections:
-            raise TextVAEError(f"--set {text!r}: unknown section '{name}'{nearest(name, valid_sections)}")
+            raise TextVAEError(f"--set {text!r}: unknown section '{name}'{did_you_mean(name, valid_sections)}")
         sections[name][key] = value
     return RunConfig(
         data=build_section("data", sections["data"]),
@@ -334,6 +335,14 @@ def tokenizer_for_model(values: dict[str, Any], model: dict[str, Any]) -> Tokeni
                                "tokenizer.path to the folder (or model.pretrained_decoder)")
         section.path = str(model["pretrained_decoder"])
     return section
+
+
+TRAIN_CONFIG = "train_config.yaml"  # a run dir's config, as it was trained
+
+
+def resumed_config(out_dir: Path, overrides: list[str] | tuple[str, ...]) -> RunConfig:
+    """The config a run was started with (its run dir's train_config.yaml), plus any new overrides."""
+    return config_from_dict(read_yaml(Path(out_dir) / TRAIN_CONFIG), overrides)
 
 
 def save_config(config: RunConfig, path: str | Path) -> None:

@@ -165,7 +165,7 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None, split: str 
     The map is coloured by `label` (a label column of the corpus, or 'length': tokens per sentence), by
     `label_file` (one label per line of the split's text file), or by default by the corpus's first label
     column, and by sentence length for a corpus without labels."""
-    from .api import load
+    from .pipeline import load
 
     run_dir = Path(run_dir)
     target = Path(out_dir) if out_dir else run_dir

@@ -7,12 +7,13 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
-from ..config import check_value, nearest
+from ..checks import is_real, is_whole
+from ..config import check_value, did_you_mean
 from ..errors import TextVAEError
+from .registry import DECODERS, ENCODERS
 
 VARIANTS = ("vae", "lm")
-ENCODER_TYPES = ("lstm", "transformer", "pretrained")
-DECODER_TYPES = ("lstm", "transformer", "pretrained")
+ENCODER_TYPES, DECODER_TYPES = tuple(ENCODERS), tuple(DECODERS)  # what the registry can build
 # How z may reach each kind of decoder; 'both' is the decoder's two ways together.
 Z_CONDITIONING = {"lstm": ("init", "input", "both"), "transformer": ("memory", "input", "both"),
                   "pretrained": ("memory", "input", "both")}
@@ -150,7 +151,7 @@ class TextVAEConfig(PretrainedConfig):
                     "decoder_hidden_size", "decoder_layers", "latent_size", "attention_heads",
                     "feedforward_size", "max_positions"):
             value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            if not is_whole(value) or value <= 0:
                 raise TextVAEError(f"model.{key}: must be a positive whole number, got {value!r}")
         for side in ("encoder", "decoder"):
             width = getattr(self, f"{side}_hidden_size")
@@ -173,11 +174,11 @@ class TextVAEConfig(PretrainedConfig):
                 raise TextVAEError(f"model.{key}: must be in [0, 1), got {value!r}")
         for key in ("weight_init_range", "embedding_init_range"):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < float("inf"):
+            if not is_real(value) or not 0.0 <= value < float("inf"):
                 raise TextVAEError(f"model.{key}: must be a number >= 0 (0 = PyTorch's default initialisation), "
                                    f"got {value!r}")
         gamma = self.bn_vae_gamma
-        if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not 0.0 <= gamma < float("inf"):
+        if not is_real(gamma) or not 0.0 <= gamma < float("inf"):
             raise TextVAEError(f"model.bn_vae_gamma: must be a number >= 0 (0 = no BN-VAE), got {gamma!r}")
 
 
@@ -200,7 +201,7 @@ def check_model_section(values: dict[str, Any]) -> dict[str, Any]:
             raise TextVAEError("model.decoder_bidirectional: a decoder cannot be bidirectional (it would see the "
                                "words it must predict); remove the key")
         if key not in defaults:
-            raise TextVAEError(f"unknown config key 'model.{key}'{nearest(key, list(defaults))}")
+            raise TextVAEError(f"unknown config key 'model.{key}'{did_you_mean(key, list(defaults))}")
         default = defaults[key]
         annotation = "str" if isinstance(default, str) else ""
         checked[key] = check_value(f"model.{key}", value, default, annotation)

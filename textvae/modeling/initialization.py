@@ -5,10 +5,13 @@ Their SGD recipe (learning rate 1.0) trains well from these small weights; PyTor
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
-from .configuration import TextVAEConfig
+if TYPE_CHECKING:  # the registry imports this module, and configuration the registry
+    from .configuration import TextVAEConfig
 
 
 def initialize_uniformly(module: nn.Module, config: TextVAEConfig) -> nn.Module:

@@ -13,6 +13,7 @@ batch holds. Scores are laid out vocabulary-major, (vocab, rows) = W hᵀ: on CP
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 EVAL_ROWS_PER_SLICE = 512  # rows scored at a time without gradients (20 MB for a 10k vocabulary: stays in cache)
 
@@ -94,3 +95,18 @@ def projected_token_nll(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.
             rows = slice(start, start + EVAL_ROWS_PER_SLICE)
             pieces.append(_token_nll(_scores(hidden[rows], weight, bias, dtype), targets[rows])[0])
     return torch.cat(pieces) if pieces else hidden.new_zeros(0, dtype=torch.float32)
+
+
+class VocabularyOutput(nn.Module):
+    """What every decoder shares: its hidden states go through dropout and `self.output` to the vocabulary."""
+
+    output: nn.Linear
+    output_dropout: nn.Dropout
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Vocabulary scores for hidden states of any leading shape."""
+        return self.output(self.output_dropout(hidden))
+
+    def token_nll(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """−log p(target) (fp32) for each row of `hidden` (rows, hidden), without keeping the logits."""
+        return projected_token_nll(self.output_dropout(hidden), self.output.weight, self.output.bias, targets)

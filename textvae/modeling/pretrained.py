@@ -38,7 +38,6 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer
 from torch import nn
 from transformers import (
-    AutoConfig,
     AutoModel,
     AutoModelForCausalLM,
     DynamicCache,
@@ -51,31 +50,16 @@ from transformers.models.auto.modeling_auto import (
 )
 
 from ..errors import TextVAEError
-from ..tokenization import folder_tokenizer, read_tokenizer_json
+from ..data.model_folders import folder_tokenizer, read_folder_config, read_tokenizer_json
 from .configuration import TextVAEConfig
-from .decoders import select_rows
 from .output_loss import projected_token_nll
+from .state import KeyValueCacheState
 
 ENCODER_TOKENIZER = "encoder_tokenizer.json"  # the pretrained encoder's own tokenizer, in the run dir
 RUN_TOKENIZER = "tokenizer.json"  # the run's tokenizer, written beside the model by training
 
 
 # ---- reading folders --------------------------------------------------------------------------------
-
-def read_folder_config(folder: str, key: str):
-    """The Hugging Face config in `folder`, or one line naming `key` when the folder is missing or not a model."""
-    path = Path(folder)
-    if not path.is_dir():
-        raise TextVAEError(f"{key}: folder not found: {path}; put a local copy of a Hugging Face model there "
-                           "(config.json + weights)")
-    if not (path / "config.json").is_file():
-        raise TextVAEError(f"{key}: {path} has no config.json, so it is not a Hugging Face model folder; "
-                           "save a model there with save_pretrained")
-    try:
-        return AutoConfig.from_pretrained(str(path), local_files_only=True)
-    except (OSError, ValueError, KeyError) as error:
-        raise TextVAEError(f"{key}: {path}/config.json cannot be read ({str(error).splitlines()[0][:160]})") from None
-
 
 def check_encoder_kind(hf_config, folder: str) -> None:
     """An encoder must read the whole sentence: refuse left-to-right-only and encoder-decoder models."""
@@ -154,6 +138,8 @@ class PretrainedEncoder(nn.Module):
     reads it from the run dir); the encoder's own comes from its folder, or from encoder_tokenizer.json.
     """
 
+    keeps_pretrained_weights = True  # the registry leaves its weights as they were trained
+
     def __init__(self, config: TextVAEConfig):
         super().__init__()
         self.model, from_folder = pretrained_model(config, "encoder")
@@ -228,7 +214,7 @@ class PretrainedEncoder(nn.Module):
 
 # ---- the decoder ------------------------------------------------------------------------------------
 
-class PretrainedDecoder(nn.Module):
+class PretrainedDecoder(KeyValueCacheState, nn.Module):
     """A pretrained causal language model (GPT-2, ...) conditioned on z as in Optimus (Li et al. 2020).
 
     'memory' maps z through one linear layer to a key and a value for every layer and key/value head,
@@ -237,6 +223,8 @@ class PretrainedDecoder(nn.Module):
     embedding; 'both' does the two. Without a latent (the LM baseline) it is the plain pretrained language
     model. Ids past the pretrained vocabulary (the appended special tokens) read rows of `added_embeddings`.
     """
+
+    keeps_pretrained_weights = True
 
     def __init__(self, config: TextVAEConfig):
         super().__init__()
@@ -350,13 +338,6 @@ class PretrainedDecoder(nn.Module):
         return output.last_hidden_state, {"keys": tuple(layer.keys for layer in layers),
                                           "values": tuple(layer.values for layer in layers),
                                           "length": start + steps}
-
-    def reorder_state(self, state: dict | None, indices: torch.Tensor) -> dict | None:
-        """The cache of sequences `indices` (batch positions, repeats allowed)."""
-        if state is None:
-            return None
-        return {"keys": select_rows(state["keys"], indices, dim=0),
-                "values": select_rows(state["values"], indices, dim=0), "length": state["length"]}
 
 
 def check_memory_layers(text_config, conditioning: str | None) -> None:

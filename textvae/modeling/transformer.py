@@ -1,5 +1,7 @@
-"""Transformer pieces shared by the encoder and the decoder: token + position embeddings and pre-LayerNorm
-blocks whose self-attention takes a padding or causal mask, an optional latent key/value slot and a cache.
+"""The Transformer sides of a sentence VAE: a bidirectional encoder (mean or summary-token pooling) and a causal
+decoder with a key/value cache that z reaches as a memory slot and/or an input offset, built from shared
+pieces: token + position embeddings and pre-LayerNorm blocks whose self-attention takes a padding or causal
+mask, an optional latent key/value slot and a cache.
 
 Pre-LayerNorm (Xiong et al. 2020, "On Layer Normalization in the Transformer Architecture") trains without
 a learning-rate warm-up being critical; the blocks follow Vaswani et al. 2017 otherwise.
@@ -14,6 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import TextVAEError
+from .configuration import TextVAEConfig
+from .output_loss import VocabularyOutput
+from .state import KeyValueCacheState
 
 KeyValue = tuple[torch.Tensor, torch.Tensor]  # (batch, heads, keys, head_size) each
 
@@ -116,3 +121,95 @@ def causal_mask(queries: int, keys: int, device: torch.device) -> torch.Tensor:
     own tokens, and each sees every key before it (cache and latent slot included) and itself, nothing after."""
     offset = keys - queries
     return torch.arange(keys, device=device).unsqueeze(0) <= torch.arange(queries, device=device).unsqueeze(1) + offset
+
+
+# ---- the encoder and the decoder ---------------------------------------------------------------------
+
+class TransformerEncoder(nn.Module):
+    """A bidirectional pre-LayerNorm Transformer with padding masks; the summary is the mean of the top
+    layer's states over the real tokens, or the state of a learned summary token placed in front (the
+    [CLS] reading of Devlin et al. 2019). Padded positions are never attended to nor pooled."""
+
+    def __init__(self, config: TextVAEConfig):
+        super().__init__()
+        width = config.encoder_hidden_size
+        self.embedding = TokenEmbedding(config.vocab_size, config.embedding_size, width, config.max_positions,
+                                        config.position_encoding, config.pad_token_id,
+                                        config.encoder_embedding_dropout)
+        self.summary_token = nn.Parameter(torch.randn(width) * 0.02) if config.encoder_pooling == "summary_token" else None
+        self.blocks = nn.ModuleList(Block(width, config.attention_heads, config.feedforward_size,
+                                          config.transformer_dropout) for _ in range(config.encoder_layers))
+        self.final_norm = nn.LayerNorm(width)
+        self.summary_size = width
+
+    def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Summaries (batch, summary_size) of right-padded `token_ids` with true `lengths`."""
+        states = self.embedding(token_ids)
+        lengths = lengths.to(token_ids.device)
+        if self.summary_token is not None:
+            front = self.summary_token.to(states.dtype).expand(states.size(0), 1, -1)
+            states, lengths = torch.cat([front, states], dim=1), lengths + 1
+        mask = padding_mask(lengths, states.size(1), states.device)
+        for block in self.blocks:
+            states, _ = block(states, mask)
+        states = self.final_norm(states)
+        if self.summary_token is not None:
+            return states[:, 0]
+        real = mask[:, 0, 0, :].unsqueeze(-1).to(states.dtype)
+        return (states * real).sum(1) / lengths.unsqueeze(1).to(states.dtype)
+
+
+class TransformerDecoder(KeyValueCacheState, VocabularyOutput):
+    """A causal pre-LayerNorm Transformer language model conditioned on z, with a key/value cache so that
+    generating a sentence costs one new position per step instead of re-reading the prefix.
+
+    'memory' maps z to one extra key and value per layer that every position attends to (the latent
+    "memory" of Li et al. 2020, Optimus); 'input' adds a projection of z to every input embedding; 'both'
+    does the two. Without a latent (the LM baseline) it is a plain Transformer language model. The state
+    is {"keys", "values": per-layer (batch, heads, keys, head_size), "length": tokens read so far}.
+    """
+
+    def __init__(self, config: TextVAEConfig):
+        super().__init__()
+        width = config.decoder_hidden_size
+        self.width = width
+        self.embedding = TokenEmbedding(config.vocab_size, config.embedding_size, width, config.max_positions,
+                                        config.position_encoding, config.pad_token_id, config.embedding_dropout)
+        conditioning = config.z_conditioning if config.has_latent else None
+        self.z_to_input = nn.Linear(config.latent_size, width) if conditioning in ("input", "both") else None
+        self.z_to_memory = (nn.Linear(config.latent_size, 2 * config.decoder_layers * width)
+                            if conditioning in ("memory", "both") else None)
+        self.blocks = nn.ModuleList(Block(width, config.attention_heads, config.feedforward_size,
+                                          config.transformer_dropout) for _ in range(config.decoder_layers))
+        self.final_norm = nn.LayerNorm(width)
+        self.output_dropout = nn.Dropout(config.decoder_dropout)
+        self.output = nn.Linear(width, config.vocab_size)
+
+    def memory_slots(self, z: torch.Tensor | None) -> list:
+        """Per layer, the (key, value) that z contributes (batch, width) each, or None without 'memory'."""
+        if self.z_to_memory is None or z is None:
+            return [None] * len(self.blocks)
+        slots = self.z_to_memory(z).view(z.size(0), len(self.blocks), 2, self.width)
+        return [(slots[:, layer, 0], slots[:, layer, 1]) for layer in range(len(self.blocks))]
+
+    def forward(self, input_ids: torch.Tensor, z: torch.Tensor | None,
+                state: dict | None = None) -> tuple[torch.Tensor, dict]:
+        """Hidden states (batch, steps, width) for teacher-forced `input_ids`; pass `state` to continue."""
+        start = 0 if state is None else state["length"]
+        states = self.embedding(input_ids, start)
+        if self.z_to_input is not None:
+            states = states + self.z_to_input(z).to(states.dtype).unsqueeze(1)
+        if state is None:  # the latent slot enters the cache once, at the front
+            pasts, memories = [None] * len(self.blocks), self.memory_slots(z)
+            keys_before = 0 if self.z_to_memory is None or z is None else 1
+        else:
+            pasts, memories = list(zip(state["keys"], state["values"])), [None] * len(self.blocks)
+            keys_before = state["keys"][0].size(2)
+        steps = input_ids.size(1)
+        mask = None if steps == 1 else causal_mask(steps, keys_before + steps, states.device)
+        keys, values = [], []
+        for block, past, memory in zip(self.blocks, pasts, memories):
+            states, (key, value) = block(states, mask, past, memory)
+            keys.append(key)
+            values.append(value)
+        return self.final_norm(states), {"keys": keys, "values": values, "length": start + steps}

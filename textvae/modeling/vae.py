@@ -15,10 +15,9 @@ from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .configuration import TextVAEConfig
-from .decoders import build_decoder
-from .encoders import build_encoder
 from .initialization import initialize_uniformly
 from .posterior import GaussianPosterior, kl_per_dimension, reparameterize
+from .registry import build_decoder, build_encoder
 
 
 @dataclass
@@ -26,12 +25,13 @@ class TextVAEOutput(ModelOutput):
     """Per-sentence pieces of the ELBO; the objective turns them into a loss.
 
     rec_nll: (batch,) −log p(x|z) in nats, summed over predicted tokens (words and <eos>).
-    kl: (batch, latent) KL(q(z|x) || p(z)) per dimension; None for the LM baseline.
+    kl_per_dimension: (batch, latent) KL(q(z|x) || p(z)) of each latent dimension; None for the LM baseline
+    (the per-sentence KL, as `Loss.kl` and the reports give it, is its sum over the last axis).
     token_counts: (batch,) predicted tokens per sentence.
     """
 
     rec_nll: torch.Tensor | None = None
-    kl: torch.Tensor | None = None
+    kl_per_dimension: torch.Tensor | None = None
     mean: torch.Tensor | None = None
     logvar: torch.Tensor | None = None
     z: torch.Tensor | None = None
@@ -115,7 +115,7 @@ class TextVAE(PreTrainedModel):
             if z is None:
                 z = reparameterize(mean, logvar, generator=generator, noise=noise) if sample_z else mean
         rec_nll, token_counts = self.reconstruction_nll(token_ids, lengths, z, decoder_input_ids)
-        return TextVAEOutput(rec_nll=rec_nll, kl=kl, mean=mean, logvar=logvar, z=z, token_counts=token_counts)
+        return TextVAEOutput(rec_nll=rec_nll, kl_per_dimension=kl, mean=mean, logvar=logvar, z=z, token_counts=token_counts)
 
     def wrap_words(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """A tokenizer's batch (words only, padded on either side, attention_mask 1 on words) as token_ids

@@ -1,4 +1,5 @@
-"""Optional TensorBoard logging: the scalars of each metrics.jsonl record, under RUN_DIR/tensorboard/.
+"""Where a run's metrics go: metrics.jsonl (MetricsLog, the record of the run) and, optionally, TensorBoard: the
+scalars of each metrics.jsonl record, under RUN_DIR/tensorboard/.
 
 metrics.jsonl stays the record of a run (plots and tests read it); TensorBoard is a live view of the
 same numbers for people who already use it, so it is optional (`pip install tensorboard`, or the
@@ -8,10 +9,13 @@ Each record's numbers go to tags `SPLIT/KEY` (train/loss, valid/kl, valid/mi, ..
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
-from .errors import TextVAEError
+from ..checks import is_real
+from ..atomic_files import replace_atomically, write_failure
+from ..errors import TextVAEError
 
 TENSORBOARD_DIR = "tensorboard"
 NOT_SCALARS = ("step", "epoch", "split")  # placing keys, not measurements
@@ -32,7 +36,7 @@ def scalars(record: dict[str, Any]) -> dict[str, float]:
     """The tag → value pairs of a metrics record: its numbers (not flags like `pretraining`) under SPLIT/."""
     split = record.get("split", "train")
     return {f"{split}/{key}": float(value) for key, value in record.items()
-            if key not in NOT_SCALARS and isinstance(value, (int, float)) and not isinstance(value, bool)}
+            if key not in NOT_SCALARS and is_real(value)}
 
 
 class TensorBoardLog:
@@ -56,3 +60,23 @@ class TensorBoardLog:
 
     def close(self) -> None:
         self.writer.close()
+
+
+class MetricsLog:
+    """metrics.jsonl: one JSON object a line; on resume, lines after the checkpoint's step are dropped."""
+
+    def __init__(self, path: Path, resume_step: int | None = None):
+        self.path = path
+        if resume_step is not None and path.exists():
+            kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+                    if line.strip() and json.loads(line)["step"] <= resume_step]
+            text = "".join(line + "\n" for line in kept)
+            replace_atomically(lambda tmp: tmp.write_text(text, encoding="utf-8"), path)
+
+    def write(self, record: dict[str, Any]) -> None:
+        try:
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+        except OSError as error:
+            raise TextVAEError(f"could not append to {self.path} ({write_failure(error)}); free disk space, then "
+                               "--resume: the last checkpoint is kept") from None

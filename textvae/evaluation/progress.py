@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .atomic_files import replace_atomically
-from .errors import TextVAEError
+from ..atomic_files import replace_atomically
+from ..errors import TextVAEError
 
 logger = logging.getLogger(__name__)
 

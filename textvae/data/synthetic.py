@@ -21,6 +21,7 @@ import os
 import pathlib
 import random
 
+from textvae.checks import is_whole
 from textvae.errors import TextVAEError
 
 FACTORS: dict[str, tuple[str, ...]] = {
@@ -133,24 +134,24 @@ SHAPES: tuple[tuple[str, int], ...] = (
 )
 
 
+def _consonant_y(word: str) -> bool:
+    """A final y after a consonant ('carry', not 'play'), which becomes 'i' before a suffix."""
+    return word.endswith("y") and word[-2] not in "aeiou"
+
+
 def _third(verb: str) -> str:
     """Third person singular present: 'chase' -> 'chases', 'watch' -> 'watches', 'carry' -> 'carries'."""
     if verb.endswith(("s", "sh", "ch", "x", "z", "o")):
         return verb + "es"
-    if verb.endswith("y") and verb[-2] not in "aeiou":
-        return verb[:-1] + "ies"
-    return verb + "s"
+    return verb[:-1] + "ies" if _consonant_y(verb) else verb + "s"
 
 
 def _past(verb: str) -> str:
     """Simple past: irregular table first, then 'chase' -> 'chased', 'carry' -> 'carried', 'visit' -> 'visited'."""
     if verb in IRREGULAR_PAST:
         return IRREGULAR_PAST[verb]
-    if verb.endswith("e"):
-        return verb + "d"
-    if verb.endswith("y") and verb[-2] not in "aeiou":
-        return verb[:-1] + "ied"
-    return verb + "ed"
+    suffix = "d" if verb.endswith("e") else "ed"
+    return verb[:-1] + "i" + suffix if _consonant_y(verb) else verb + suffix
 
 
 def _plural(noun: str) -> str:
@@ -309,7 +310,7 @@ def generate_sentence(rng: random.Random) -> dict[str, str]:
 
 def _check_size(size: int, split: str | None = None) -> None:
     """Raise a one-line error unless `size` is a non-negative integer."""
-    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+    if not is_whole(size) or size < 0:
         where = f" for split {split!r}" if split else ""
         raise TextVAEError(f"synthetic corpus size{where} must be a non-negative integer, got {size!r}")
 

@@ -1,14 +1,13 @@
-"""The files of a run dir, and how they are written so that no kill loses work.
+"""Checkpoint I/O: the files of a run dir, and how they are written so that no kill loses work.
 
 A run dir holds what users load (config.json + model.safetensors of the best model, tokenizer files,
 train_config.yaml), metrics.jsonl, and what resuming needs: checkpoint.pt (weights, optimizers,
 scheduler, the TrainerState counters, random states). Every file is written to a temporary name and
-renamed (atomic_files.py), so a run killed at any moment leaves the previous good files in place.
+renamed (textvae/atomic_files.py), so a run killed at any moment leaves the previous good files in place.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import pickle
@@ -21,14 +20,14 @@ from typing import Any
 
 import torch
 
-from .atomic_files import replace_atomically, write_failure
-from .config import RunConfig, config_from_dict, read_yaml
-from .errors import TextVAEError
-from .modeling import TextVAE
+from ..atomic_files import replace_atomically
+from ..config import TRAIN_CONFIG, read_yaml
+from ..errors import TextVAEError
+from ..modeling import TextVAE
+from ..modeling.shapes import weights_mismatch
 
 logger = logging.getLogger("textvae")
 CHECKPOINT = "checkpoint.pt"
-TRAIN_CONFIG = "train_config.yaml"
 METRICS = "metrics.jsonl"
 
 
@@ -78,28 +77,6 @@ def save_checkpoint(out_dir: Path, model: TextVAE, optimizer, scheduler, state: 
         "draws": draws.get_state() if draws is not None else None,
     }
     replace_atomically(lambda tmp: torch.save(payload, tmp), out_dir / CHECKPOINT)
-
-
-def weights_mismatch(model: torch.nn.Module, saved: dict[str, tuple[int, ...]], where: str) -> str | None:
-    """The first way saved weights (name → shape) do not fit `model`, in words, or None when they fit.
-
-    Names missing from `saved` are fine when they share their parameter with a saved name (tied weights,
-    which save_pretrained stores once)."""
-    shapes = {name: tuple(value.shape) for name, value in model.state_dict().items()}
-    for name, shape in shapes.items():
-        if name in saved and tuple(saved[name]) != shape:
-            return (f"{name} has shape {tuple(saved[name])} in {where} but {shape} in the model its config describes")
-    tied = {}
-    for name, parameter in model.named_parameters(remove_duplicate=False):
-        tied.setdefault(id(parameter), []).append(name)
-    stored_once = {name for names in tied.values() if any(other in saved for other in names) for name in names}
-    missing = [name for name in shapes if name not in saved and name not in stored_once]
-    if missing:
-        return f"{where} lacks {missing[0]}" + (f" and {len(missing) - 1} more weights" if len(missing) > 1 else "")
-    unknown = [name for name in saved if name not in shapes]
-    if unknown:
-        return f"{where} has {unknown[0]}, which the model its config describes does not"
-    return None
 
 
 def read_checkpoint(path: Path, device: torch.device | str = "cpu", mmap: bool = False) -> dict[str, Any]:
@@ -169,26 +146,6 @@ def peek_state(out_dir: Path) -> TrainerState | None:
         return None
 
 
-class MetricsLog:
-    """metrics.jsonl: one JSON object a line; on resume, lines after the checkpoint's step are dropped."""
-
-    def __init__(self, path: Path, resume_step: int | None = None):
-        self.path = path
-        if resume_step is not None and path.exists():
-            kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-                    if line.strip() and json.loads(line)["step"] <= resume_step]
-            text = "".join(line + "\n" for line in kept)
-            replace_atomically(lambda tmp: tmp.write_text(text, encoding="utf-8"), path)
-
-    def write(self, record: dict[str, Any]) -> None:
-        try:
-            with open(self.path, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(record) + "\n")
-        except OSError as error:
-            raise TextVAEError(f"could not append to {self.path} ({write_failure(error)}); free disk space, then "
-                               "--resume: the last checkpoint is kept") from None
-
-
 def prepare_out_dir(out_dir: Path, resume: bool) -> None:
     """Check the run dir suits a new run (empty of runs) or a resumed one (has a checkpoint)."""
     if resume:
@@ -215,8 +172,3 @@ def apply_new_lr(state: TrainerState, out_dir: Path, lr: float, optimizers: list
         for group in optimizer.param_groups if optimizer is not None else []:
             group["lr"] = lr
     logger.info(f"train.lr changed on resume: {before:g} -> {lr:g}")
-
-
-def resumed_config(out_dir: Path, overrides: list[str] | tuple[str, ...]) -> RunConfig:
-    """The config a run was started with (its train_config.yaml), plus any new overrides."""
-    return config_from_dict(read_yaml(out_dir / TRAIN_CONFIG), overrides)

@@ -25,8 +25,9 @@ from tokenizers import (
 )
 from transformers import PreTrainedTokenizerFast
 
-from .config import AUTO, TokenizerConfig
-from .errors import TextVAEError
+from ..config import AUTO, TokenizerConfig
+from ..errors import TextVAEError
+from .model_folders import folder_tokenizer, read_tokenizer_json
 
 logger = logging.getLogger("textvae")
 
@@ -170,33 +171,6 @@ def load_tokenizer_file(path: str | Path) -> PreTrainedTokenizerFast:
         raise TextVAEError(f"tokenizer file not found: {path}; set tokenizer.path to a tokenizer.json "
                            "or use tokenizer.kind: word|bpe to train one")
     return with_special_tokens(read_tokenizer_json(path))
-
-
-def read_tokenizer_json(path: Path) -> Tokenizer:
-    """The `tokenizers.Tokenizer` saved in a tokenizer.json, or one clear line if it cannot be read."""
-    try:
-        return Tokenizer.from_file(str(path))
-    except Exception as error:  # tokenizers raises a bare Exception for unreadable files
-        raise TextVAEError(f"tokenizer file {path}: not a valid tokenizer.json ({str(error).splitlines()[0]})") from None
-
-
-def folder_tokenizer(folder: str | Path, key: str = "tokenizer.path") -> Tokenizer:
-    """The tokenizer of a local Hugging Face model folder: its tokenizer.json, or else the fast tokenizer
-    transformers builds from the folder's vocabulary files (vocab.txt, vocab.json + merges.txt, ...).
-    `key` names the config key that gave the folder, for the error message. Nothing is downloaded."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise TextVAEError(f"{key}: folder not found: {folder}; put a local copy of the Hugging Face model there")
-    if (folder / "tokenizer.json").is_file():
-        return read_tokenizer_json(folder / "tokenizer.json")
-    from transformers import AutoTokenizer  # only for folders that ship vocabulary files alone
-
-    try:
-        converted = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-        return Tokenizer.from_str(converted.backend_tokenizer.to_str())
-    except (OSError, ValueError, AttributeError, TypeError) as error:
-        raise TextVAEError(f"{key}: {folder} holds no tokenizer transformers can read (tokenizer.json or "
-                           f"vocabulary files): {str(error).splitlines()[0][:160]}") from None
 
 
 def load_pretrained_tokenizer(folder: str | Path, key: str = "tokenizer.path") -> PreTrainedTokenizerFast:

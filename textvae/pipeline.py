@@ -5,7 +5,6 @@ Every method takes plain sentences (a string or a list of strings); unknown word
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,53 +15,31 @@ from safetensors import SafetensorError, safe_open
 from transformers import PreTrainedTokenizerFast
 from transformers.utils import logging as hf_logging
 
-from .config import RunConfig, save_config
-from .data import (
-    NO_LIMIT,
-    TokenizedSplit,
-    check_text_file,
-    collate,
-    is_text_folder,
-    load_corpus,
-    prepare_texts,
-    split_name,
-    text_files,
-)
+from .checks import is_whole
+from .config import TRAIN_CONFIG, RunConfig, resumed_config, save_config
+from .data import NO_LIMIT, TokenizedSplit, check_text_file, collate, prepare_texts, split_name
+from .data.run_corpus import check_position_limit, corpus_lines, train_chunks
+from .data.tokenization import decode_ids, encode_texts, special_ids, vocabulary_size
 from .errors import TextVAEError
-from .evaluation import (
-    Fidelity,
-    average_precision,
-    BLEU_TOKENIZE,
-    CopiedSamples,
-    UnigramCounts,
-    corpus_bleu,
-    distinct_n,
-    exact_match_share,
-    noise_generator,
-    roc_auc,
-    score_split,
-    self_bleu,
-    sentence_fidelity,
-    summarise,
-)
-from .generation import DecodingOptions, decode, is_whole, prior_sample
-from .latent_space import (
+from .evaluation import Fidelity, score_split, sentence_fidelity, separation_report, summarise
+from .evaluation.progress import progress_folder
+from .evaluation.text_metrics import BLEU_TOKENIZE, reconstruction_figures, sample_figures
+from .evaluation.training_set import training_set_figures
+from .generation import DecodingOptions, decode, prior_sample
+from .generation.latent_space import (
     analogy_point,
     check_search,
+    closest_codes,
     collapse_repeats,
     latent_path,
-    nearest,
     neighbourhood_points,
     traversal_points,
     traversal_values,
 )
 from .modeling import TextVAE, TextVAEConfig
 from .modeling.posterior import reparameterize
-from .run_dir import CHECKPOINT, TRAIN_CONFIG, resumed_config, weights_mismatch
-from .runtime import precision_name, resolve_precision, select_device
-from .synthetic import FACTORS
-from .score_progress import progress_folder
-from .tokenization import decode_ids, encode_texts, special_ids, vocabulary_size
+from .modeling.shapes import weights_mismatch
+from .runtime import noise_generator, precision_name, resolve_precision, select_device
 
 
 def check_run_dir(run_dir: Path) -> None:
@@ -72,6 +49,8 @@ def check_run_dir(run_dir: Path) -> None:
     for name, hint in (("config.json", "model config"), ("model.safetensors", "model weights"),
                        ("tokenizer.json", "tokenizer")):
         if not (run_dir / name).is_file():
+            from .training.checkpoint import CHECKPOINT  # the training package, only when a run dir is unfinished
+
             fix = (f"is training finished? (textvae train --out {run_dir} --resume continues it)"
                    if (run_dir / CHECKPOINT).is_file() else f"train one with: textvae train --out {run_dir}")
             raise TextVAEError(f"run dir {run_dir} has no {name} ({hint}); {fix}")
@@ -139,6 +118,7 @@ class TextVAEPipeline:
 
     @property
     def device(self) -> torch.device:
+        """The device the model (and every tensor the pipeline makes) is on."""
         return self.model.device
 
     def save_pretrained(self, folder: str | Path) -> None:
@@ -155,6 +135,7 @@ class TextVAEPipeline:
             raise TextVAEError(f"could not write {folder} ({error.strerror or error}); choose another folder") from None
 
     def require_latent(self, what: str) -> None:
+        """Refuse, with one line, what only a VAE can do when this run is a language model."""
         if not self.model.config.has_latent:
             raise TextVAEError(f"{what} needs a latent space, but this run is a language model (model_variant: lm)")
 
@@ -231,6 +212,7 @@ class TextVAEPipeline:
 
     def sampled(self, n: int, options: DecodingOptions, seed: int | None) -> Iterator[str]:
         # prior draws from `seed`, decoding draws from seed + 1, each stream continued across the chunks
+        """`n` decodes of prior samples (or LM samples): prior draws from `seed`, decoding draws from seed + 1."""
         prior = noise_generator(self.device, seed) if seed is not None else None
         sampler = noise_generator(self.device, seed + 1) if seed is not None else None
         latent = self.model.config.has_latent
@@ -285,9 +267,9 @@ class TextVAEPipeline:
         """The homotopy of Bowman et al. 2016: decodes of `steps` points from `first` to `second`, ends included.
 
         Each end is a sentence (its posterior mean) or a latent vector; with neither, two prior samples
-        (drawn with `seed`). `path` is 'linear' or 'slerp' (see `latent_space.slerp_path`); each point is
+        (drawn with `seed`). `path` is 'linear' or 'slerp' (see `generation.latent_space.slerp_path`); each point is
         decoded with `strategy` and `decoding` as in `decode_latents`. `collapse=True` keeps one of each
-        run of equal consecutive sentences (`latent_space.collapse_repeats` also gives their steps).
+        run of equal consecutive sentences (`generation.latent_space.collapse_repeats` also gives their steps).
         With two sentences, the result's `ends` say how faithfully the path's first and last decodes
         reproduce them (`Fidelity`: exact or not, sentence BLEU): a path that does not start at the first
         sentence joins the model's reading of it, not the sentence.
@@ -327,7 +309,7 @@ class TextVAEPipeline:
                  span: float = 3.0, steps: int = 7, strategy: str = "greedy", seed: int | None = None,
                  **decoding) -> list[str]:
         """Decodes of one latent coordinate swept from −span to +span in `steps` even steps
-        (`latent_space.traversal_values`), the others held at the sentence's posterior mean (or a given
+        (`generation.latent_space.traversal_values`), the others held at the sentence's posterior mean (or a given
         vector; with neither, at the prior mean 0)."""
         self.require_latent("traversal")
         DecodingOptions.build(strategy=strategy, **decoding)
@@ -376,7 +358,7 @@ class TextVAEPipeline:
         corpus = [line for _, line in numbered]
         query_mean, _ = self.posterior(as_sentences(query, "query"))
         corpus_mean, _ = self.posterior(corpus)
-        scores, indices = nearest(query_mean[:1], corpus_mean, k, metric)
+        scores, indices = closest_codes(query_mean[:1], corpus_mean, k, metric)
         found = [(numbered[index], float(score)) for score, index in zip(scores[0].tolist(), indices[0].tolist())]
         if line_numbers:
             return [(number, line, score) for (number, line), score in found]
@@ -387,20 +369,7 @@ class TextVAEPipeline:
         corpus's factors; none for text files), one value per line. dev, validation and val name valid."""
         if self.run_config is None:
             raise TextVAEError(f"this run has no {TRAIN_CONFIG}, so its corpus is unknown; pass sentences= or file=")
-        data, name = self.run_config.data, split_name(split)
-        if data.train_file or is_text_folder(data.source):  # text files: read the one asked for, nothing else
-            files = text_files(data)
-            if name not in files:
-                raise TextVAEError(f"split '{split}' not in the run's corpus (splits: {', '.join(files)}); pick one "
-                                   "of those, or score a text file with file=")
-            return files[name].read_text(encoding="utf-8").splitlines(), {}
-        corpus = load_corpus(data)
-        if name not in corpus:
-            raise TextVAEError(f"split '{split}' not in the run's corpus (splits: {', '.join(corpus)}); pick one of "
-                               "those, or score a text file with file=")
-        columns = corpus[name].select_columns(
-            ["text", *[factor for factor in FACTORS if factor in corpus[name].column_names]]).to_dict()
-        return columns.pop("text"), columns
+        return corpus_lines(self.run_config.data, split)
 
     def split_lines(self, split: str) -> int:
         """How many lines (blank ones included) a split of the run's corpus has."""
@@ -419,17 +388,7 @@ class TextVAEPipeline:
         """The run's train split a chunk of sentences at a time, under the training length policy (it is the
         set the model was trained on): read straight from the file for text corpora (streamed or not), a
         chunk of rows at a time otherwise, so it is never held whole."""
-        data = self.run_config.data
-        files = text_files(data) if data.train_file or is_text_folder(data.source) else None
-        if files is not None:
-            with open(files["train"], encoding="utf-8") as handle:
-                lines = (line.rstrip("\n") for line in handle)
-                while block := list(itertools.islice(lines, chunk)):
-                    yield prepare_texts(block, self.tokenizer, data.max_length, data.length_policy)
-            return
-        train = load_corpus(data)["train"]
-        for rows in train.iter(batch_size=chunk):
-            yield prepare_texts(rows["text"], self.tokenizer, data.max_length, data.length_policy)
+        return train_chunks(self.run_config.data, self.tokenizer, chunk)
 
     def given_split(self, sentences: str | list[str] | None, file: str | Path | None) -> TokenizedSplit:
         """Sentences (or a file's non-blank lines) tokenized with no length limit."""
@@ -446,19 +405,10 @@ class TextVAEPipeline:
     def check_fits(self, encoded: TokenizedSplit | list[list[int]], where: str | None = None) -> None:
         """Refuse, naming it, a sentence longer than a Transformer of this model can read: by its line when
         `encoded` is a split read from `where` (a file or a corpus split), else by its place in the list."""
-        limit = self.model.config.position_limit
-        if limit is None:
-            return
-        token_ids = encoded.token_ids if isinstance(encoded, TokenizedSplit) else encoded
-        for index, ids in enumerate(token_ids):
-            if len(ids) + 1 > limit:
-                place = (f"{where} line {encoded.line_of(index)}" if where and isinstance(encoded, TokenizedSplit)
-                         else f"sentence {index + 1}")
-                raise TextVAEError(f"{place} has {len(ids) + 1} tokens with <eos>, more than this model's "
-                                   f"model.max_positions ({limit}); shorten it or split it in two")
+        check_position_limit(encoded, self.model.config.position_limit, where)
 
     def partial_scores_dir(self) -> Path | None:
-        """Where evaluate/score save partial scores (score_progress): the run dir, unless turned off or read-only."""
+        """Where evaluate/score save partial scores (evaluation/progress.py): the run dir, unless turned off or read-only."""
         return progress_folder(self.run_dir) if self.resumable else None
 
     def evaluate(self, split: str = "test", sentences: list[str] | None = None, file: str | Path | None = None,
@@ -489,23 +439,15 @@ class TextVAEPipeline:
             references = [decode_ids(self.tokenizer, ids) for ids in target.token_ids]
             decodes = self.decode_latents(torch.from_numpy(scores.mean).float(),
                                           max_length=reconstruction_length(target))
-            results["bleu"] = corpus_bleu(decodes, references)
-            results["exact_match"] = exact_match_share(decodes, references)
+            results.update(reconstruction_figures(decodes, references))
         generated = self.sample(samples, strategy="sample", seed=seed) if samples else []
-        if generated:
-            results["distinct_1"], results["distinct_2"] = distinct_n(generated, 1), distinct_n(generated, 2)
-            results["self_bleu"] = self_bleu(generated, limit=200)
+        results.update(sample_figures(generated))
         if "bleu" in results or "self_bleu" in results:
             results["bleu_tokenize"] = BLEU_TOKENIZE
         if from_corpus and (generated or unigram):
-            copied, counts = CopiedSamples(generated), UnigramCounts(self.special["eos_token_id"])
-            for chunk in self.train_chunks():
-                copied.add([decode_ids(self.tokenizer, ids) for ids in chunk.token_ids] if generated else [])
-                counts.add(chunk.token_ids)
-            if generated:
-                results["copied_share"] = copied.share
-            if unigram:
-                results["unigram_nll"] = counts.nll(target, vocabulary_size(self.tokenizer))
+            results.update(training_set_figures(self.train_chunks(), generated, target, self.special["eos_token_id"],
+                                                vocabulary_size(self.tokenizer), unigram,
+                                                lambda ids: decode_ids(self.tokenizer, ids)))
         return results
 
     def score(self, sentences: str | list[str] | None = None, file: str | Path | None = None,
@@ -524,18 +466,12 @@ class TextVAEPipeline:
                iw_samples: int = 100, seed: int = 0) -> dict[str, dict[str, float]]:
         """How well each score separates outliers from inliers: ROC-AUC and average precision per score."""
         def rows(group):
+            """The per-sentence scores of a group given as sentences or as a file."""
             if isinstance(group, (str, Path)):
                 return self.score(file=group, iw_samples=iw_samples, seed=seed)
             return self.score(group, iw_samples=iw_samples, seed=seed)
 
-        inlier_rows, outlier_rows = rows(inliers), rows(outliers)
-        report = {}
-        for key in ("neg_elbo", "iw_nll", "nll_per_token"):
-            inlier_scores = np.array([row[key] for row in inlier_rows])
-            outlier_scores = np.array([row[key] for row in outlier_rows])
-            report[key] = {"roc_auc": roc_auc(inlier_scores, outlier_scores),
-                           "average_precision": average_precision(inlier_scores, outlier_scores)}
-        return report
+        return separation_report(rows(inliers), rows(outliers))
 
 
 def check_weights_fit(run_dir: Path) -> None:

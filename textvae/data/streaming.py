@@ -15,18 +15,11 @@ import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
-from .config import DataConfig, TokenizerConfig
-from .data import (
-    Batch,
-    BucketBatchSampler,
-    TokenizedSplit,
-    collate,
-    prepare_split,
-    prepare_texts,
-    resolve_max_length,
-    text_files,
-)
-from .errors import TextVAEError
+from ..config import DataConfig, TokenizerConfig
+from ..errors import TextVAEError
+from .batching import Batch, BucketBatchSampler, collate
+from .sources import text_files
+from .splits import TokenizedSplit, prepare_split, prepare_texts, resolve_max_length
 from .tokenization import build_tokenizer
 
 

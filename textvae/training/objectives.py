@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import TrainConfig
-from .modeling import TextVAEOutput
+from ..config import TrainConfig
+from ..modeling import TextVAEOutput
 
 
 def kl_weight(step: int, settings: TrainConfig) -> float:
@@ -21,7 +21,7 @@ def kl_weight(step: int, settings: TrainConfig) -> float:
     cyclical: kl_cycles cycles over kl_anneal_steps; each rises linearly from 0 to kl_max_weight over the
       first kl_cycle_rise_ratio of the cycle and then holds (Fu et al. 2019); flat after the last cycle.
     With pretrain_ae_steps = N the first N steps train an autoencoder (beta = 0) and the schedule's clock
-    starts at step N, when the decoder is reset (Li et al. 2019; textvae.collapse).
+    starts at step N, when the decoder is reset (Li et al. 2019; training/collapse.py).
     """
     if step < settings.pretrain_ae_steps:
         return 0.0
@@ -117,11 +117,11 @@ def elbo_loss(output: TextVAEOutput, weight: float, free_bits: float = 0.0, scal
     `updated_multiplier`). `scale` multiplies the loss to minimise (not the logged parts): distributed
     training uses it so that averaging the processes' gradients gives the whole batch's."""
     rec = output.rec_nll.mean()
-    if output.kl is None:  # LM baseline: no latent, the loss is the NLL
+    if output.kl_per_dimension is None:  # LM baseline: no latent, the loss is the NLL
         zero = torch.zeros((), device=rec.device)
         return Loss(scale * rec, rec.detach(), zero, 0.0, scale)
-    kl = output.kl.sum(-1).mean()
-    objective = rec + weight * kl_term(output.kl, free_bits, free_bits_mode)
+    kl = output.kl_per_dimension.sum(-1).mean()
+    objective = rec + weight * kl_term(output.kl_per_dimension, free_bits, free_bits_mode)
     if target_rate > 0.0 and multiplier > 0.0:
         objective = objective + multiplier * (target_rate - kl)
     return Loss(scale * objective, rec.detach(), kl.detach(), weight, scale)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from .errors import TextVAEError
+from ..checks import is_real, is_whole
+from ..errors import TextVAEError
 
 PATHS = ("linear", "slerp")
 MAX_STEPS = 100_000  # points on a path or sweep: far past where neighbouring points decode alike
@@ -16,7 +17,7 @@ MAX_STEPS = 100_000  # points on a path or sweep: far past where neighbouring po
 
 def check_steps(steps, what: str = "steps") -> None:
     """Fail with one line unless `steps` is a whole number from 2 to MAX_STEPS."""
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 2:
+    if not is_whole(steps) or steps < 2:
         raise TextVAEError(f"{what}: must be a whole number >= 2 (the two ends included), got {steps!r}")
     if steps > MAX_STEPS:
         raise TextVAEError(f"{what}: at most {MAX_STEPS:,} points, got {steps:,}; neighbouring points that close "
@@ -70,7 +71,7 @@ def analogy_point(z_a: torch.Tensor, z_b: torch.Tensor, z_c: torch.Tensor) -> to
 
 def traversal_values(span: float, steps: int) -> torch.Tensor:
     """`steps` evenly spaced values from −span to +span (prior standard deviations)."""
-    if not isinstance(span, (int, float)) or isinstance(span, bool) or not span > 0:
+    if not is_real(span) or not span > 0:
         raise TextVAEError(f"span: must be a number > 0 (how far from 0 to go, in prior standard deviations), "
                            f"got {span!r}")
     check_steps(steps)
@@ -80,7 +81,7 @@ def traversal_values(span: float, steps: int) -> torch.Tensor:
 def traversal_points(origin: torch.Tensor, dimension: int, values: torch.Tensor) -> torch.Tensor:
     """Copies of `origin`, one per value, with coordinate `dimension` set to that value and the rest kept."""
     size = origin.numel()
-    if not isinstance(dimension, int) or isinstance(dimension, bool) or not 0 <= dimension < size:
+    if not is_whole(dimension) or not 0 <= dimension < size:
         raise TextVAEError(f"dimension: must be a whole number in 0..{size - 1} (the latent size is {size}), "
                            f"got {dimension!r}")
     points = origin.unsqueeze(0).repeat(len(values), 1)
@@ -91,14 +92,14 @@ def traversal_points(origin: torch.Tensor, dimension: int, values: torch.Tensor)
 def neighbourhood_points(center: torch.Tensor, count: int, radius: float,
                          generator: torch.Generator | None = None) -> torch.Tensor:
     """`count` codes center + radius·ε with ε ~ N(0, I): the sentences the model places around one."""
-    if not isinstance(radius, (int, float)) or isinstance(radius, bool) or not radius >= 0:
+    if not is_real(radius) or not radius >= 0:
         raise TextVAEError(f"radius: must be a number >= 0 (the standard deviation of the noise), got {radius!r}")
     noise = torch.randn((count, center.numel()), generator=generator, device=center.device, dtype=center.dtype)
     return center.unsqueeze(0) + radius * noise
 
 
-def nearest(query: torch.Tensor, corpus: torch.Tensor, k: int,
-            metric: str = "cosine") -> tuple[torch.Tensor, torch.Tensor]:
+def closest_codes(query: torch.Tensor, corpus: torch.Tensor, k: int,
+                  metric: str = "cosine") -> tuple[torch.Tensor, torch.Tensor]:
     """The k corpus rows closest to each query row: (scores, indices), each (queries, k), best first.
 
     Scores are cosine similarities (higher is closer) or Euclidean distances (lower is closer).
@@ -117,7 +118,7 @@ def check_search(k: int, metric: str) -> None:
     """Fail with one line on a bad neighbour count or metric, before any encoding is spent."""
     if metric not in METRICS:
         raise TextVAEError(f"metric: '{metric}' is not one of {', '.join(METRICS)}")
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+    if not is_whole(k) or k < 1:
         raise TextVAEError(f"k: must be a whole number >= 1, got {k!r}")
 
 

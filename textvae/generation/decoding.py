@@ -10,8 +10,9 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
+from ..checks import is_number, is_whole
+from ..errors import TextVAEError
 from .beam_search import beam_search
-from .errors import TextVAEError
 from .sampling import ban, banned_ids, next_tokens
 
 STRATEGIES = ("greedy", "sample", "top-k", "top-p", "beam")
@@ -78,14 +79,6 @@ class DecodingOptions:
 APPLIES_TO = {"temperature": ("sample", "top-k", "top-p"), "top_k": ("top-k",), "top_p": ("top-p",),
               "beam_size": ("beam",), "length_penalty": ("beam",)}
 DEFAULTS = {field.name: field.default for field in fields(DecodingOptions)}
-
-
-def is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
-
-
-def is_whole(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @torch.no_grad()

@@ -1,0 +1,89 @@
+"""Setting up a training run: the optimizer, the seeds, the thread share of this process, a model checked to fit
+in memory before it is built, and weights started from another run (init_from) or reloaded from the best."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from pathlib import Path
+
+import torch
+
+from ..config import TrainConfig
+from ..errors import TextVAEError
+from ..modeling import TextVAE
+from ..modeling.shapes import parameter_count, weights_mismatch
+from ..runtime import free_memory
+from .collapse import reset_decoder
+from .distributed import Workers
+
+logger = logging.getLogger("textvae")
+
+BYTES_PER_PARAMETER = 16  # fp32 weight, gradient and Adam's two moments: the least training needs
+
+
+def check_model_fits(model_config, device: torch.device) -> None:
+    """Refuse a model whose weights, gradients and optimizer state alone exceed the free memory, with the
+    sizes to lower, instead of an allocation error or the kernel killing the process."""
+    try:
+        parameters = parameter_count(model_config)  # on the meta device: nothing is allocated
+    except Exception:  # a model that cannot be built on the meta device: building it for real will tell
+        return
+    needed, free = parameters * BYTES_PER_PARAMETER, free_memory(device)
+    if free is not None and needed > free:
+        raise TextVAEError(f"the model has {parameters:,} parameters: training needs at least {needed / 2**30:.1f} GiB "
+                           f"but {free / 2**30:.1f} GiB of {device.type} memory is free; lower model.embedding_size, "
+                           "the hidden sizes, model.latent_size or tokenizer.vocab_size")
+
+
+def reload_best_weights(model: TextVAE, out_dir: Path, optimizers: list[torch.optim.Optimizer | None]) -> None:
+    """Put the run dir's best weights (model.safetensors, written at the best validation) back into `model`
+    and empty the optimizers' state (momentum, Adam moments), as a newly built optimizer would have it."""
+    best = TextVAE.from_pretrained(str(out_dir)).to(model.device)
+    model.load_state_dict(best.state_dict())
+    for optimizer in optimizers:
+        if optimizer is not None:
+            optimizer.state.clear()
+
+
+def start_from_run(model: TextVAE, source: Path, settings: TrainConfig) -> None:
+    """Load the best weights of the run dir `source` into `model` and, with train.reset_decoder, draw the decoder
+    afresh: Li et al. 2019 start the VAE from a pretrained autoencoder's encoder with a new decoder."""
+    if not (source / "model.safetensors").is_file():
+        raise TextVAEError(f"train.init_from: {source} has no model.safetensors; train that run first (its best "
+                           "weights are what this run starts from)")
+    weights = TextVAE.from_pretrained(str(source)).state_dict()
+    mismatch = weights_mismatch(model, {name: tuple(value.shape) for name, value in weights.items()}, str(source))
+    if mismatch:
+        raise TextVAEError(f"train.init_from: the weights of {source} do not fit this run's model ({mismatch}); give "
+                           "both runs the same model settings")
+    model.load_state_dict(weights)
+    if settings.reset_decoder:
+        reset_decoder(model, [], settings.seed + 2)
+    logger.info(f"started from the weights of {source}" + (", decoder re-initialised" if settings.reset_decoder else ""))
+
+
+def local_processes(workers: Workers) -> int:
+    """Training processes on this machine (torchrun's LOCAL_WORLD_SIZE; else all of them)."""
+    try:
+        return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", workers.world_size)))
+    except ValueError:
+        return max(1, workers.world_size)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's and torch's global random streams (weight initialisation, shuffling)."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_optimizer(model: torch.nn.Module | list[torch.nn.Parameter], settings: TrainConfig) -> torch.optim.Optimizer:
+    """The configured optimizer over a model's (or a list of) parameters; Adam/AdamW use PyTorch's fused
+    kernel (one pass over all parameters)."""
+    params = model.parameters() if isinstance(model, torch.nn.Module) else model
+    if settings.optimizer == "adam":
+        return torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay, fused=True)
+    if settings.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay, fused=True)
+    return torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
