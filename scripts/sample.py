@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Thin wrapper for people who run scripts: the same as `textvae sample ...` (see README)."""
+"""Thin wrapper for people who run scripts: the same as `textvae sample ...` (see docs/cli.md)."""
 
 import sys
 from pathlib import Path

@@ -415,7 +415,7 @@ class TextVAEPipeline:
                  iw_samples: int = 500, batch_size: int = 128, seed: int = 0, bleu: bool = True,
                  samples: int = 500, au_threshold: float = 0.01, mi_draws: int = 1,
                  unigram: bool = True) -> dict[str, Any]:
-        """Corpus scores (README "Metrics") on a split of the run's corpus, given sentences, or a text file:
+        """Corpus scores (docs/metrics.md) on a split of the run's corpus, given sentences, or a text file:
         IW-NLL with `iw_samples` samples and its PPL (per word and per token), −ELBO, rec, KL, MI (the mean of
         `mi_draws` draws of z, with mi_sd), AU, reconstruction BLEU, the quality of `samples` prior samples
         (distinct-1/2, self-BLEU, share copied from the training set) and, with `unigram`, a unigram model's

@@ -1,6 +1,6 @@
 """Scores researchers can compare: importance-weighted NLL and PPL, ELBO parts, MI, active units, BLEU.
 
-Conventions (README "Metrics"): NLL, rec and KL are per sentence in nats; perplexity `ppl` is
+Conventions (docs/metrics.md): NLL, rec and KL are per sentence in nats; perplexity `ppl` is
 exp(total NLL / total words), where words are the whitespace-separated words of each sentence plus one
 <eos> (the papers' convention, whatever the tokenizer); `ppl_per_token` divides by the predicted tokens
 instead (tokens plus one <eos> per sentence; <bos> is never predicted), which differs from `ppl` only for
