@@ -13,6 +13,7 @@ learning-rate and early-stopping decisions.
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 from dataclasses import dataclass
 
@@ -92,5 +93,8 @@ def setup(device: torch.device) -> tuple[Workers, torch.device]:
 
 
 def teardown(workers: Workers) -> None:
+    """Leave the process group once nothing uses it: DDP models still waiting in reference cycles are collected
+    first, since a DDP reducer freed after its process group was destroyed can hang at exit."""
     if workers.distributed and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()

@@ -90,15 +90,20 @@ def train(config: RunConfig, out_dir: str | Path, resume: bool = False) -> dict[
     with contextlib.ExitStack() as cleanup:  # closes what the run opens (the TensorBoard writer), even on errors
         cleanup.callback(teardown, workers)
         try:
-            trainer = Trainer(config, out_dir, resume, workers, device, cleanup)
-            finished = trainer.setup()
-            return finished if finished is not None else trainer.fit()
+            return run_trainer(Trainer(config, out_dir, resume, workers, device, cleanup))
         except Diverged as error:
             raise TextVAEError(diverged_advice(error, out_dir)) from None
         except BaseException:
             if created and workers.is_main:
                 remove_unused_run_dir(out_dir)
             raise
+
+
+def run_trainer(trainer: Trainer) -> dict[str, Any]:
+    """Set up and fit `trainer`; its model (under DDP, holding the process group) is freed when this returns, so
+    that the process group is destroyed after it (the other order can hang gloo's worker thread at exit)."""
+    finished = trainer.setup()
+    return finished if finished is not None else trainer.fit()
 
 
 def remove_unused_run_dir(out_dir: Path) -> None:
