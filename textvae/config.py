@@ -34,6 +34,7 @@ class DataConfig:
     length_coverage: float = 0.999  # max_length auto: the shortest limit that keeps this share of the train lines whole
     length_policy: str = "drop"  # what to do with longer sentences: drop | truncate
     synthetic_seed: int = 0  # seed of the embedded corpus (used when no source is given)
+    synthetic_train_size: int = 6000  # sentences in the embedded corpus's train split (valid and test: the same 2,000 each at any size)
     streaming: bool = False  # read the train file as a stream (corpora bigger than memory; textvae.streaming)
     tokenizer_sample: int = 200_000  # streaming: train the tokenizer on this many lines from the top of the file
     shuffle_buffer: int = 10_000  # streaming: lines in the shuffle buffer
@@ -118,7 +119,7 @@ CHOICES = {
     ("train", "precision"): ("auto", "fp32", "bf16", "fp16"),
     ("train", "free_bits_mode"): FREE_BITS_MODES,
 }
-POSITIVE = {("data", "max_length"), ("data", "tokenizer_sample"), ("data", "shuffle_buffer"), ("data", "bucket_batches"), ("tokenizer", "vocab_size"), ("tokenizer", "min_frequency"),
+POSITIVE = {("data", "max_length"), ("data", "synthetic_train_size"), ("data", "tokenizer_sample"), ("data", "shuffle_buffer"), ("data", "bucket_batches"), ("tokenizer", "vocab_size"), ("tokenizer", "min_frequency"),
             ("train", "batch_size"), ("train", "eval_batch_size"), ("train", "max_epochs"), ("train", "lr"), ("train", "log_every"),
             ("train", "kl_cycles"), ("train", "kl_anneal_steps"), ("train", "target_rate_lr"),
             ("train", "aggressive_max_inner_steps"), ("train", "aggressive_window")}
