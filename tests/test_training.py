@@ -165,6 +165,14 @@ def test_warmup_raises_the_learning_rate_linearly_then_holds_it(tmp_path):
     assert rates == pytest.approx([0.0005, 0.001, 0.0015, 0.002, 0.002, 0.002])
 
 
+def test_cooldown_lowers_the_lr_linearly_to_zero_over_the_last_share_of_the_steps(tmp_path):
+    out = tmp_path / "cool"
+    train(tiny_settings("train.max_steps=8", "train.log_every=1", "train.lr=0.002", "train.lr_cooldown=0.5",
+                        "train.eval_every=100"), out)
+    rates = [record["lr"] for record in read_metrics(out) if record["split"] == "train"]
+    assert rates == pytest.approx([0.002] * 5 + [0.0015, 0.001, 0.0005])
+
+
 def test_max_minutes_stops_training_and_its_clock_survives_resume(tmp_path):
     out = tmp_path / "timed"
     summary = train(tiny_settings("train.max_steps=100000", "train.max_minutes=0.002", "train.eval_every=100000"),

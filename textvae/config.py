@@ -69,6 +69,7 @@ class TrainConfig:
     optimizer: str = "adam"  # adam | adamw | sgd
     lr: float = 1e-3
     warmup_steps: int = 0  # raise the LR linearly from lr / warmup_steps to lr over the first steps (Transformers); 0 = off
+    lr_cooldown: float = 0.0  # share of the run's steps (max_steps, else max_epochs) at its end over which the LR falls linearly to 0; 0 = off
     weight_decay: float = 0.0
     momentum: float = 0.0  # for sgd
     grad_clip: float = 5.0  # max global gradient norm; 0 = off
@@ -123,7 +124,7 @@ POSITIVE = {("data", "max_length"), ("data", "synthetic_train_size"), ("data", "
             ("train", "batch_size"), ("train", "eval_batch_size"), ("train", "max_epochs"), ("train", "lr"), ("train", "log_every"),
             ("train", "kl_cycles"), ("train", "kl_anneal_steps"), ("train", "target_rate_lr"),
             ("train", "aggressive_max_inner_steps"), ("train", "aggressive_window")}
-PROBABILITIES = {("train", "word_dropout"), ("train", "kl_cycle_rise_ratio"), ("train", "lr_decay_factor"),
+PROBABILITIES = {("train", "word_dropout"), ("train", "lr_cooldown"), ("train", "kl_cycle_rise_ratio"), ("train", "lr_decay_factor"),
                  ("data", "length_coverage"), ("tokenizer", "vocab_coverage")}
 POSITIVE |= {("data", "length_coverage"), ("tokenizer", "vocab_coverage")}
 AUTO = "auto"

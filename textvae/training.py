@@ -751,6 +751,9 @@ def train_loop(config: RunConfig, out_dir: Path, resume: bool, workers: Workers,
                 if state.step < settings.warmup_steps:  # linear warm-up
                     for group in optimizer.param_groups:
                         group["lr"] = settings.lr * (state.step + 1) / settings.warmup_steps
+                if settings.lr_cooldown and state.step >= (1 - settings.lr_cooldown) * total_steps:  # linear cool-down
+                    for group in optimizer.param_groups:
+                        group["lr"] = settings.lr * (total_steps - state.step) / (settings.lr_cooldown * total_steps)
                 if aggressive_now():  # the encoder catches up first; then the joint step updates the decoder alone
                     for group in encoder_optimizer.param_groups:  # the encoder's LR follows the decayed one
                         group["lr"] = optimizer.param_groups[0]["lr"]
