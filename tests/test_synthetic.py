@@ -1,4 +1,4 @@
-"""Tests for textvae.synthetic: the embedded synthetic corpus and its latent factors."""
+"""Tests for textvae.data.synthetic: the embedded synthetic corpus and its latent factors."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def test_same_seed_same_output_different_seed_different() -> None:
 
 
 def test_output_does_not_depend_on_the_process_or_its_hash_seed() -> None:
-    script = "from textvae.synthetic import generate_split; print(repr(generate_split(200, 0)))"
+    script = "from textvae.data.synthetic import generate_split; print(repr(generate_split(200, 0)))"
     outputs = {
         subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
                        env={**os.environ, "PYTHONHASHSEED": hash_seed}).stdout
