@@ -249,7 +249,12 @@ def train_claimed_row(name: str, run_dir: Path, args: argparse.Namespace, overri
     else:
         config = load_config(args.config, [*overrides, *shared_overrides(args)])
         logger.info(f"{name}: training into {run_dir}")
-    summary = train(config, run_dir, resume=resume)
+    try:
+        summary = train(config, run_dir, resume=resume)
+    except TrainingInterrupted as stop:  # Ctrl-C or SIGTERM: the step in flight is checkpointed; one line, no traceback
+        print(f"{Path(sys.argv[0]).stem}: {name}: {stop.signal_name} after step {stop.step}; its checkpoint is kept "
+              f"in {run_dir}: rerun the same command to resume it", file=sys.stderr)
+        raise SystemExit(stop.exit_code) from None
     device = select_device(config.train.device)
     described = f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
     # the trainer's own clock: checkpointed with the weights, so a killed session's finished epochs still count
@@ -614,13 +619,7 @@ def main(argv: list[str] | None = None) -> int:
         adopt_table(Path(args.adopt_table), records_dir)
     note_rows(args.notes, records_dir)
     for name in args.rows:
-        try:
-            trained_here = train_row(name, args)  # False: another process holds it, so the queue goes on
-        except TrainingInterrupted as stop:  # Ctrl-C or SIGTERM: the row's step is checkpointed
-            print(f"ptb_table: {name}: {stop.signal_name} after step {stop.step}; its checkpoint is kept in "
-                  f"{Path(args.runs_dir) / name}: rerun the same command to resume it", file=sys.stderr)
-            return stop.exit_code
-        if trained_here:
+        if train_row(name, args):  # False: another process holds it, so this queue goes on to its next row
             record_row(name, args, records_dir)  # now, so the record is kept before the next row's hours of training
     trained = [name for name in ROWS if (Path(args.runs_dir) / name / TRAINED).is_file()]
     evaluating = [name for name in trained if not record_row(name, args, records_dir)]
