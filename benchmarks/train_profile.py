@@ -38,6 +38,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's textvae, not another install
 
 from textvae import training
+from textvae.training import step as training_steps
 from textvae.data import load_splits
 from textvae.runtime import select_device
 from textvae.config import load_config
@@ -98,7 +99,7 @@ def labelled_functions():
     patch(VocabularyOutput, "token_nll", "output")
     patch(vae, "reparameterize", "KL/loss")
     patch(vae, "kl_per_dimension", "KL/loss")
-    patch(training, "elbo_loss", "KL/loss")
+    patch(training_steps, "elbo_loss", "KL/loss")  # looked up in step.py's namespace at call time
     patch(torch.nn.utils, "clip_grad_norm_", "clip")
     patch(TextVAE, "zero_grad", "optimizer")
     try:
@@ -161,7 +162,7 @@ def breakdown(events) -> dict[str, float]:
     return totals
 
 
-def run(config, precision: str, steps: int, warmup: int) -> tuple[float, float, dict[str, float]] | str:
+def run(config, precision: str, steps: int, warmup: int, top_operators: int = 0) -> tuple[float, float, dict[str, float]] | str:
     """(unprofiled ms/step, profiled ms/step, µs per part) for one precision, or why it could not run."""
     settings = config.train
     device = select_device(settings.device)
@@ -193,11 +194,13 @@ def run(config, precision: str, steps: int, warmup: int) -> tuple[float, float, 
         step()
     plain = (time.perf_counter() - start) / steps * 1000
     label_modules(model)
-    with labelled_functions(), profile(activities=[ProfilerActivity.CPU]) as profiler:
+    with labelled_functions(), profile(activities=[ProfilerActivity.CPU], record_shapes=bool(top_operators)) as profiler:
         start = time.perf_counter()
         for _ in range(steps):
             step()
         profiled = (time.perf_counter() - start) / steps * 1000
+    if top_operators:
+        print(profiler.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=top_operators))
     return plain, profiled, breakdown(profiler.events())
 
 
@@ -207,6 +210,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="profiled steps (and as many unprofiled ones before)")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--precisions", default="fp32,bf16", help="comma-separated (default fp32,bf16)")
+    parser.add_argument("--operators", type=int, default=0, metavar="N",
+                        help="also print the N operators with the most self CPU time, per precision")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
     args = parser.parse_args()
     datasets.disable_progress_bars()
@@ -218,7 +223,7 @@ def main() -> None:
     print(f"config {args.config}, {torch.get_num_threads()} torch threads, {args.steps} profiled steps after "
           f"{args.warmup} + {args.steps} unprofiled ones")
     for precision in args.precisions.split(","):
-        outcome = run(config, precision, args.steps, args.warmup)
+        outcome = run(config, precision, args.steps, args.warmup, args.operators)
         if isinstance(outcome, str):
             print(f"{precision}: skipped: {outcome}")
             continue
