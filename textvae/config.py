@@ -35,6 +35,7 @@ class DataConfig:
     length_coverage: float = 0.999  # max_length auto: the shortest limit that keeps this share of the train lines whole
     length_policy: str = "drop"  # what to do with longer sentences: drop | truncate
     synthetic_seed: int = 0  # seed of the embedded corpus (used when no source is given)
+    synthetic_train_size: int = 6000  # sentences in the embedded corpus's train split (valid and test: the same 2,000 each at any size)
     streaming: bool = False  # read the train file as a stream (corpora bigger than memory; textvae.data.streaming)
     tokenizer_sample: int = 200_000  # streaming: train the tokenizer on this many lines from the top of the file
     shuffle_buffer: int = 10_000  # streaming: lines in the shuffle buffer
@@ -69,6 +70,7 @@ class TrainConfig:
     optimizer: str = "adam"  # adam | adamw | sgd
     lr: float = 1e-3
     warmup_steps: int = 0  # raise the LR linearly from lr / warmup_steps to lr over the first steps (Transformers); 0 = off
+    lr_cooldown: float = 0.0  # share of the run's steps (max_steps, else max_epochs) at its end over which the LR falls linearly to 0; 0 = off
     weight_decay: float = 0.0
     momentum: float = 0.0  # for sgd
     grad_clip: float = 5.0  # max global gradient norm; 0 = off
@@ -119,11 +121,11 @@ CHOICES = {
     ("train", "precision"): ("auto", "fp32", "bf16", "fp16"),
     ("train", "free_bits_mode"): FREE_BITS_MODES,
 }
-POSITIVE = {("data", "max_length"), ("data", "tokenizer_sample"), ("data", "shuffle_buffer"), ("data", "bucket_batches"), ("tokenizer", "vocab_size"), ("tokenizer", "min_frequency"),
+POSITIVE = {("data", "max_length"), ("data", "synthetic_train_size"), ("data", "tokenizer_sample"), ("data", "shuffle_buffer"), ("data", "bucket_batches"), ("tokenizer", "vocab_size"), ("tokenizer", "min_frequency"),
             ("train", "batch_size"), ("train", "eval_batch_size"), ("train", "max_epochs"), ("train", "lr"), ("train", "log_every"),
             ("train", "kl_cycles"), ("train", "kl_anneal_steps"), ("train", "target_rate_lr"),
             ("train", "aggressive_max_inner_steps"), ("train", "aggressive_window")}
-PROBABILITIES = {("train", "word_dropout"), ("train", "kl_cycle_rise_ratio"), ("train", "lr_decay_factor"),
+PROBABILITIES = {("train", "word_dropout"), ("train", "lr_cooldown"), ("train", "kl_cycle_rise_ratio"), ("train", "lr_decay_factor"),
                  ("data", "length_coverage"), ("tokenizer", "vocab_coverage")}
 POSITIVE |= {("data", "length_coverage"), ("tokenizer", "vocab_coverage")}
 AUTO = "auto"

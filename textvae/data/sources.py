@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..config import DataConfig
 from ..errors import TextVAEError
-from .synthetic import generate_corpus
+from .synthetic import DEFAULT_SPLIT_SIZES, generate_corpus
 
 SPLITS = ("train", "valid", "test")
 SPLIT_ALIASES = {"validation": "valid", "dev": "valid", "val": "valid"}
@@ -87,11 +87,12 @@ def is_saved_dataset(folder: Path) -> bool:
 
 # ---- loading corpora ------------------------------------------------------------------------------
 
-def synthetic_corpus(seed: int) -> datasets.DatasetDict:
-    """The embedded corpus as a DatasetDict with a `text` column and one column per latent factor."""
+def synthetic_corpus(seed: int, train_size: int = DEFAULT_SPLIT_SIZES["train"]) -> datasets.DatasetDict:
+    """The embedded corpus as a DatasetDict with a `text` column and one column per latent factor; `train_size`
+    sentences in its train split (each split has a seed of its own: valid and test do not depend on it)."""
     import datasets
 
-    corpus = generate_corpus(seed=seed)
+    corpus = generate_corpus(seed=seed, sizes={**DEFAULT_SPLIT_SIZES, "train": train_size})
     return datasets.DatasetDict({split: datasets.Dataset.from_list(rows) for split, rows in corpus.items()})
 
 
@@ -192,7 +193,7 @@ def load_corpus(settings: DataConfig) -> datasets.DatasetDict:
     import datasets
 
     if settings.source is None and not settings.train_file:
-        return synthetic_corpus(settings.synthetic_seed)
+        return synthetic_corpus(settings.synthetic_seed, settings.synthetic_train_size)
     source = Path(settings.source) if settings.source else None
     if source is not None and source.is_dir() and is_saved_dataset(source):
         corpus = load_saved(source)

@@ -59,7 +59,7 @@ from .distributed import setup as setup_workers
 from .limits import StopRequests, diverged_advice, finished_without_loading, judged_loss, limit_reached, run_summary
 from .logging_sinks import TENSORBOARD_DIR, MetricsLog, TensorBoardLog, require_tensorboard
 from .objectives import Loss, kl_weight
-from .parts import LinearWarmup, StepPlan, TrainingPart
+from .parts import LinearCooldown, LinearWarmup, StepPlan, TrainingPart
 from .setup import (
     build_optimizer,
     check_model_fits,
@@ -240,6 +240,7 @@ class Trainer:
         total_steps = settings.max_steps or settings.max_epochs * batches_per_epoch
         if settings.max_steps:
             total_steps = min(total_steps, settings.max_epochs * batches_per_epoch)
+        self.total_steps = total_steps  # the run's length in steps (the LR cool-down counts back from it)
         self.bar = tqdm(total=total_steps, initial=state.step, disable=not (settings.progress_bar and main),
                         desc="train", dynamic_ncols=True)
         self.checkpointed_at = state.train_seconds  # the training time when the last checkpoint was written
@@ -251,6 +252,8 @@ class Trainer:
             parts.append(AutoencoderPretraining())
         if settings.warmup_steps:
             parts.append(LinearWarmup())
+        if settings.lr_cooldown:
+            parts.append(LinearCooldown())
         if settings.target_rate:
             parts.append(TargetRate())
         if settings.aggressive:
