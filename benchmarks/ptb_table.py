@@ -36,7 +36,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from ptb_table_records import (  # benchmarks/ is the script's own folder on sys.path
+from ptb_table_carry import encoder_run, save_encoder  # benchmarks/ is the script's own folder on sys.path
+from ptb_table_records import (
     load_records,
     provenance,
     read_metrics,
@@ -68,7 +69,10 @@ LM_SCHEDULE = ["train.lr_decay_patience=1", "train.lr_decay_from_epoch=0"]
 # Li et al. 2019 train an autoencoder first (β = 0, the same SGD recipe, judged by its reconstruction loss), then
 # start the VAE from its weights with a new decoder, KL weight from 0 over 10 epochs, free bits per dimension and
 # sentence (their fb = 2 with target_kl 8: λ = 8 / 32 = 0.25). {runs_dir} is --runs-dir.
-FROM_AUTOENCODER = ["train.init_from={runs_dir}/ae", "train.reset_decoder=true", "train.kl_start_weight=0"]
+# The encoder comes from {runs_dir}/ae_encoder: the `ae` row's run dir copied, or, in a later session without it, rebuilt
+# from the encoder kept in the records (ptb_table_carry.py).
+FROM_AUTOENCODER = ["train.init_from={runs_dir}/ae_encoder", "train.reset_decoder=true", "train.kl_start_weight=0"]
+KEPT_ENCODERS = {"ae": "ae_encoder"}  # row: the run dir, under --runs-dir, that rows starting from it read
 
 # name: (label, overrides of the recipe, configs/ptb.yaml). The recipe's own KL schedule is linear from 0.1 to 1
 # over 10 epochs (He et al. 2019); rows change only what their remedy needs. A row with init_from trains after
@@ -108,8 +112,37 @@ def starts_from(name: str) -> str | None:
     """The row whose trained run this row starts from (train.init_from), or None."""
     for override in ROWS[name][1]:
         if override.startswith("train.init_from={runs_dir}/"):
-            return override.rsplit("/", 1)[1]
+            folder = override.rsplit("/", 1)[1]
+            return next((row for row, kept in KEPT_ENCODERS.items() if kept == folder), folder)
     return None
+
+
+def kept_encoder_file(row: str, args: argparse.Namespace) -> Path:
+    """Where the records keep the trained encoder of `row` (a row of KEPT_ENCODERS)."""
+    return Path(args.records) / f"{row}.encoder.safetensors"
+
+
+def source_ready(source: str, args: argparse.Namespace) -> bool:
+    """Whether the run dir that rows starting from `source` read exists or can be made: from the trained row's run
+    dir, or from its encoder kept in the records (a session after the one that trained it)."""
+    runs_dir = Path(args.runs_dir)
+    if source not in KEPT_ENCODERS:
+        return (runs_dir / source / TRAINED).is_file()
+    trained_here = runs_dir / source if (runs_dir / source / TRAINED).is_file() else runs_dir / "(not here)"
+    config = load_config(args.config, [*row_overrides(source, args.runs_dir), *shared_overrides(args)])
+    return encoder_run(trained_here, kept_encoder_file(source, args), runs_dir / KEPT_ENCODERS[source],
+                       config) is not None
+
+
+def keep_encoder(name: str, args: argparse.Namespace) -> None:
+    """After a row of KEPT_ENCODERS is trained: keep its encoder in the records (once per trained model)."""
+    run_dir, kept = Path(args.runs_dir) / name, kept_encoder_file(name, args)
+    if name not in KEPT_ENCODERS or not (run_dir / TRAINED).is_file():
+        return
+    if kept.is_file() and kept.stat().st_mtime >= (run_dir / "model.safetensors").stat().st_mtime:
+        return
+    save_encoder(run_dir, kept, {"row": name, **read_json(run_dir / TRAINED)})
+    logger.info(f"{name}: its encoder is kept in {kept} for the rows that start from it")
 
 
 def record_recipe(record: dict) -> tuple[str, list[str]]:
@@ -225,7 +258,7 @@ def train_row(name: str, args: argparse.Namespace, overrides: list[str] | None =
         logger.info(f"{name}: already trained, skipped")
         return True
     source = starts_from(name) if overrides is None else None
-    if source and not (run_dir / CHECKPOINT).is_file() and not (Path(args.runs_dir) / source / TRAINED).is_file():
+    if source and not (run_dir / CHECKPOINT).is_file() and not source_ready(source, args):
         logger.info(f"{name}: starts from the trained `{source}` row, which is not trained yet; skipped (train "
                     f"`{source}` first: --rows {source},{name})")
         return False
@@ -621,6 +654,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.rows:
         if train_row(name, args):  # False: another process holds it, so this queue goes on to its next row
             record_row(name, args, records_dir)  # now, so the record is kept before the next row's hours of training
+            keep_encoder(name, args)
     trained = [name for name in ROWS if (Path(args.runs_dir) / name / TRAINED).is_file()]
     evaluating = [name for name in trained if not record_row(name, args, records_dir)]
     recorded = load_records(records_dir, [name for name in ROWS if name not in evaluating])

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+import textvae
 from conftest import load_benchmark, read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -393,9 +395,32 @@ def test_a_row_that_starts_from_the_autoencoder_waits_for_it_then_starts_from_it
     assert script.main(["--rows", "ae,pretrain_free_bits", "--max-steps", "3", *options]) == 0
     from textvae.config import load_config
     row = load_config(tmp_path / "runs" / "pretrain_free_bits" / "train_config.yaml")
-    assert row.train.init_from == str(tmp_path / "runs" / "ae") and row.train.reset_decoder
+    assert row.train.init_from == str(tmp_path / "runs" / "ae_encoder") and row.train.reset_decoder
     trained = json.loads((tmp_path / "runs" / "pretrain_free_bits" / script.TRAINED).read_text())
-    assert trained["recipe"] == str(tmp / "tiny.yaml") and f"train.init_from={tmp_path / 'runs'}/ae" in trained["overrides"]
+    assert trained["recipe"] == str(tmp / "tiny.yaml")
+    assert f"train.init_from={tmp_path / 'runs'}/ae_encoder" in trained["overrides"]
+
+
+def test_the_autoencoders_encoder_is_kept_in_the_records_and_a_later_session_starts_from_it(table_run, tmp_path):
+    """Run dirs do not outlive a session: the trained `ae` row's encoder is kept beside the records, and with the
+    run dirs gone (a new session) the rows that start from it rebuild their init_from dir from it, with exactly
+    the trained encoder and the same vocabulary."""
+    script, tmp, common = table_run
+    first, later = tmp_path / "session1", tmp_path / "session2"
+    records = tmp_path / "records"
+    options = with_option(with_option(with_option(common, "--runs-dir", first), "--records", records),
+                          "--table", tmp_path / "table.md")
+    assert script.main(["--rows", "ae", "--max-steps", "3", *options]) == 0
+    kept = records / "ae.encoder.safetensors"
+    assert kept.is_file() and not kept.with_name(kept.name + ".partial").exists()
+    carry = load_benchmark("ptb_table_carry")
+    assert carry.same_encoder(first / "ae", kept)
+    options = with_option(options, "--runs-dir", later)  # the next session: none of the first one's run dirs
+    assert script.main(["--rows", "textvae", "--max-steps", "3", *options]) == 0
+    assert (later / "textvae" / script.TRAINED).is_file() and not (later / "ae").exists()
+    assert carry.same_encoder(later / "ae_encoder", kept)
+    assert carry.vocabulary_fingerprint(textvae.load(later / "ae_encoder").tokenizer) == \
+        carry.vocabulary_fingerprint(textvae.load(first / "ae").tokenizer)
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGTERM") or sys.platform == "win32", reason="needs POSIX signals")

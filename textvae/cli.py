@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample = commands.add_parser("sample", help="decode sentences from the prior")
     add_run_dir(sample)
     sample.add_argument("-n", type=int, default=10, help="how many sentences (default 10)")
+    sample.add_argument("--prior", choices=("auto", "standard", "fitted"), default="auto",
+                        help="where z comes from: N(0, I) (standard), the Gaussian fitted to the training codes "
+                             "(fitted: runs trained with train.fit_sampling_prior), or auto (fitted when the run has it)")
     add_decoding(sample)
 
     reconstruct = commands.add_parser("reconstruct", help="encode sentences and decode them back")
@@ -350,7 +353,7 @@ def run_generation(args: argparse.Namespace, vae) -> None:
     """The commands that decode latent codes, each printing one sentence a line (with its step or value)."""
     options = decoding(args)
     if args.command == "sample":
-        for line in vae.iter_sample(args.n, **options):  # printed as decoded: any -n in bounded memory
+        for line in vae.iter_sample(args.n, prior=args.prior, **options):  # printed as decoded: any -n in bounded memory
             print(shown(line))
     elif args.command == "reconstruct":
         for fidelity in vae.fidelity(args.sentences, **options):

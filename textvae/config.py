@@ -107,6 +107,7 @@ class TrainConfig:
     tensorboard: bool = False  # also log metrics.jsonl's scalars to RUN_DIR/tensorboard/ (needs the tensorboard package)
     num_threads: int = 0  # torch CPU threads; 0 = torch's default
     precision: str = "auto"  # auto | fp32 | bf16 | fp16: matrix products under autocast; auto = bf16 where fast
+    fit_sampling_prior: bool = False  # after training, fit a Gaussian to training codes for `sample` to draw from (modeling/sampling_prior.py)
     compile: bool = False  # torch.compile the model (measured: no gain for the LSTM models on CPU; docs/speed.md)
 
 

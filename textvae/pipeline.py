@@ -38,6 +38,7 @@ from .generation.latent_space import (
 )
 from .modeling import TextVAE, TextVAEConfig
 from .modeling.posterior import reparameterize
+from .modeling.sampling_prior import SAMPLING_PRIOR_FILE, SAMPLING_PRIORS, FittedGaussian
 from .modeling.shapes import weights_mismatch
 from .runtime import noise_generator, precision_name, resolve_precision, select_device
 
@@ -115,6 +116,8 @@ class TextVAEPipeline:
         self.run_config = run_config
         self.run_dir = run_dir
         self.special = special_ids(tokenizer)
+        # where `sample` draws z from besides N(0, I): the run's fitted Gaussian (train.fit_sampling_prior), if any
+        self.sampling_prior = FittedGaussian.load(run_dir) if run_dir is not None else None
 
     @property
     def device(self) -> torch.device:
@@ -131,6 +134,8 @@ class TextVAEPipeline:
             self.tokenizer.save_pretrained(str(folder))
             if self.run_config is not None:
                 save_config(self.run_config, folder / TRAIN_CONFIG)
+            if self.sampling_prior is not None:
+                self.sampling_prior.save(folder)
         except OSError as error:
             raise TextVAEError(f"could not write {folder} ({error.strerror or error}); choose another folder") from None
 
@@ -195,29 +200,47 @@ class TextVAEPipeline:
                 yield decode_ids(self.tokenizer, ids)
 
     def sample(self, n: int = 5, strategy: str = "greedy", temperature: float = 1.0, max_length: int = 50,
-               seed: int | None = None, **decoding) -> list[str]:
-        """`n` sentences from the prior (z ~ N(0, I)), or from the LM for a language-model run.
+               seed: int | None = None, prior: str = "auto", **decoding) -> list[str]:
+        """`n` sentences from the prior, or from the LM for a language-model run.
 
-        Any strategy of `decode_latents`, e.g. `vae.sample(5, strategy="top-p", top_p=0.9, seed=0)`.
+        Any strategy of `decode_latents`, e.g. `vae.sample(5, strategy="top-p", top_p=0.9, seed=0)`. `prior`:
+        'standard' draws z from N(0, I); 'fitted' from the Gaussian fitted to the training codes
+        (`train.fit_sampling_prior`); 'auto' (the default) the fitted one when the run has it.
         """
-        return list(self.iter_sample(n, strategy, temperature, max_length, seed, **decoding))
+        return list(self.iter_sample(n, strategy, temperature, max_length, seed, prior, **decoding))
 
     def iter_sample(self, n: int = 5, strategy: str = "greedy", temperature: float = 1.0, max_length: int = 50,
-                    seed: int | None = None, **decoding) -> Iterator[str]:
+                    seed: int | None = None, prior: str = "auto", **decoding) -> Iterator[str]:
         """`sample`'s sentences one at a time, drawn and decoded DECODE_CHUNK at a time: any n in bounded memory
         (`textvae sample` prints them as they come). The options are checked before the first is drawn."""
         check_count(n, "n")
         options = DecodingOptions.build(strategy=strategy, temperature=temperature, max_length=max_length, **decoding)
-        return self.sampled(n, options, seed)
+        return self.sampled(n, options, seed, self.prior_to_draw_from(prior))
 
-    def sampled(self, n: int, options: DecodingOptions, seed: int | None) -> Iterator[str]:
-        # prior draws from `seed`, decoding draws from seed + 1, each stream continued across the chunks
-        """`n` decodes of prior samples (or LM samples): prior draws from `seed`, decoding draws from seed + 1."""
+    def prior_to_draw_from(self, prior: str = "auto") -> FittedGaussian | None:
+        """The fitted Gaussian `prior` names ('fitted', or 'auto' when the run has one), or None for N(0, I)."""
+        if prior not in SAMPLING_PRIORS:
+            raise TextVAEError(f"prior {prior!r}: choose one of {', '.join(SAMPLING_PRIORS)}")
+        if prior == "fitted" and self.sampling_prior is None:
+            raise TextVAEError(f"prior 'fitted': this run has no {SAMPLING_PRIOR_FILE} (it was trained without "
+                               "train.fit_sampling_prior: true); use prior 'standard' or retrain with it")
+        return None if prior == "standard" else self.sampling_prior
+
+    def sampled(self, n: int, options: DecodingOptions, seed: int | None,
+                fitted: FittedGaussian | None = None) -> Iterator[str]:
+        """`n` decodes of prior samples (or LM samples): z from N(0, I), or from `fitted` when given; prior draws
+        from `seed`, decoding draws from seed + 1, each stream continued across the chunks."""
         prior = noise_generator(self.device, seed) if seed is not None else None
         sampler = noise_generator(self.device, seed + 1) if seed is not None else None
         latent = self.model.config.has_latent
-        return self.drawn_and_decoded(n, lambda rows: prior_sample(self.model, rows, prior) if latent else None,
+        return self.drawn_and_decoded(n, lambda rows: self.prior_codes(rows, prior, fitted) if latent else None,
                                       options, sampler)
+
+    def prior_codes(self, rows: int, generator: torch.Generator | None, fitted: FittedGaussian | None) -> torch.Tensor:
+        """`rows` latent codes from N(0, I), or from `fitted` when given."""
+        if fitted is None:
+            return prior_sample(self.model, rows, generator)
+        return fitted.sample(rows, generator, self.device)
 
     def drawn_and_decoded(self, n: int, draw: Callable[[int], torch.Tensor | None], options: DecodingOptions,
                           sampler: torch.Generator | None) -> Iterator[str]:
@@ -280,7 +303,8 @@ class TextVAEPipeline:
             raise TextVAEError("interpolate: give both ends (sentences or latent vectors), or neither for two "
                                "prior samples")
         if first is None:
-            ends = prior_sample(self.model, 2, noise_generator(self.device, 0 if seed is None else seed))
+            ends = self.prior_codes(2, noise_generator(self.device, 0 if seed is None else seed),
+                                    self.prior_to_draw_from("auto"))
             start, end = ends[0], ends[1]
         elif isinstance(first, str) and isinstance(second, str):
             mean, _ = self.posterior(as_sentences([first, second], "interpolate"))
@@ -442,6 +466,8 @@ class TextVAEPipeline:
             results.update(reconstruction_figures(decodes, references))
         generated = self.sample(samples, strategy="sample", seed=seed) if samples else []
         results.update(sample_figures(generated))
+        if generated and latent:  # which prior the samples came from (sample's 'auto')
+            results["sampling_prior"] = "fitted" if self.sampling_prior is not None else "standard"
         if "bleu" in results or "self_bleu" in results:
             results["bleu_tokenize"] = BLEU_TOKENIZE
         if from_corpus and (generated or unigram):

@@ -36,6 +36,7 @@ from ..data.tokenization import check_tokenizer_section, special_ids, vocabulary
 from ..errors import TextVAEError, TrainingInterrupted
 from ..evaluation import evaluate_split
 from ..modeling import TextVAE, build_model_config, check_model_section
+from ..modeling.sampling_prior import FIT_SENTENCES, SAMPLING_PRIOR_FILE, FittedGaussian
 from ..runtime import describe_precision, keep_freed_memory, precision_name, resolve_precision, select_device
 from .checkpoint import (
     CHECKPOINT,
@@ -274,7 +275,30 @@ class Trainer:
             self.bar.close()
             if not state.history or state.history[-1]["step"] != state.step:
                 self.validate_and_checkpoint()
+        if self.settings.fit_sampling_prior and self.workers.is_main and self.model.config.has_latent:
+            self.fit_sampling_prior()
         return run_summary(state, self.settings, self.already_finished)
+
+    def fit_sampling_prior(self) -> None:
+        """Fit a Gaussian to the best model's posterior means of up to FIT_SENTENCES training sentences and write it
+        beside the model (modeling/sampling_prior.py: where `sample` draws z from when the aggregate posterior is
+        far from N(0, I))."""
+        best = TextVAE.from_pretrained(str(self.out_dir)).to(self.device).eval()  # in fp32, on any CPU the same
+        best.attach_tokenizer(self.tokenizer)
+        means, count = [], 0
+        with torch.no_grad():
+            for batch in train_batches(self.splits["train"], self.settings.eval_batch_size, self.special,
+                                       self.settings.seed, 0, 0):
+                means.append(best.encode(batch.token_ids.to(self.device), batch.lengths)[0].float())
+                count += len(batch.indices)
+                if count >= FIT_SENTENCES:
+                    break
+        if count < 2:
+            return
+        fitted = FittedGaussian.fit(torch.cat(means)[:FIT_SENTENCES])
+        fitted.save(self.out_dir)
+        logger.info(f"sampling prior: a Gaussian fitted to the posterior means of {fitted.sentences:,} training "
+                    f"sentences ({SAMPLING_PRIOR_FILE}); `sample` draws from it")
 
     def run_epoch(self) -> None:
         """The rest of the current epoch (a resumed run skips the batches it trained on), then its end."""

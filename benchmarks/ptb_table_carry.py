@@ -1,0 +1,95 @@
+"""The `ae` row's encoder, kept in the repository so that the rows starting from it can train in a later session.
+
+Run dirs are not kept from one session to the next (a new machine, the work tree laid anew), and a row of the
+published recipe takes most of a session on one core, so `ae` (the autoencoder of Li et al. 2019) and a row
+that starts from it (`pretrain_free_bits`, `textvae`) cannot both train in one. Those rows keep only the
+encoder (train.reset_decoder draws the decoder afresh), so the table keeps the trained encoder's weights,
+fp32, beside the row records (~12 MB: embeddings, LSTM, posterior layer; no text and no vocabulary), with a
+fingerprint of the vocabulary they index. A later session rebuilds from it a run dir for train.init_from: the
+tokenizer made again from the corpus as the recipe makes it (refused if its fingerprint differs), the encoder
+loaded exactly, and a fresh decoder, which the rows replace anyway.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from textvae.data import load_splits
+from textvae.data.tokenization import special_ids, vocabulary_size
+from textvae.errors import TextVAEError
+from textvae.modeling import TextVAE, build_model_config
+
+ENCODER_SIDE = ("encoder.", "posterior.")  # state-dict prefixes of the inference network
+RUN_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+
+
+def vocabulary_fingerprint(tokenizer) -> str:
+    """sha256 of the tokenizer's (token, id) pairs: two tokenizers with equal fingerprints index words alike."""
+    pairs = sorted(tokenizer.get_vocab().items(), key=lambda pair: pair[1])
+    return hashlib.sha256(json.dumps(pairs).encode("utf-8")).hexdigest()
+
+
+def save_encoder(run_dir: Path, path: Path, facts: dict) -> None:
+    """Write the encoder side of `run_dir`'s best model to `path` (atomically), with the vocabulary's fingerprint
+    and `facts` (what trained it) as metadata."""
+    from transformers import PreTrainedTokenizerFast
+
+    model = TextVAE.from_pretrained(str(run_dir))
+    weights = {name: tensor.detach().float().contiguous() for name, tensor in model.state_dict().items()
+               if name.startswith(ENCODER_SIDE) and tensor.is_floating_point()}
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(run_dir))
+    metadata = {"vocabulary_sha256": vocabulary_fingerprint(tokenizer), "facts": json.dumps(facts)}
+    scratch = path.with_name(path.name + ".partial")
+    save_file(weights, str(scratch), metadata=metadata)
+    scratch.replace(path)
+
+
+def encoder_run(source_run: Path, kept: Path, out_dir: Path, config) -> Path | None:
+    """A run dir at `out_dir` whose model holds the trained encoder, for train.init_from: copied from the trained
+    row's run dir `source_run` when it is here, else rebuilt from the kept encoder file `kept` with the
+    tokenizer made again under `config` (the source row's config); None when neither exists."""
+    if (out_dir / "model.safetensors").is_file():
+        return out_dir
+    if (source_run / "model.safetensors").is_file():
+        scratch = out_dir.with_name(out_dir.name + ".partial")
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True)
+        for name in RUN_FILES:
+            shutil.copy2(source_run / name, scratch / name)
+        scratch.replace(out_dir)
+        return out_dir
+    if not kept.is_file():
+        return None
+    with safe_open(str(kept), framework="pt") as handle:
+        fingerprint = (handle.metadata() or {}).get("vocabulary_sha256")
+        weights = {name: handle.get_tensor(name) for name in handle.keys()}
+    tokenizer, _ = load_splits(config, None)
+    if vocabulary_fingerprint(tokenizer) != fingerprint:
+        raise TextVAEError(f"{kept}: the tokenizer made from {config.data.source} indexes words differently from "
+                           "the one the kept encoder was trained with; train the `ae` row again")
+    model = TextVAE(build_model_config(config.model, vocabulary_size(tokenizer), special_ids(tokenizer)))
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    encoder_missing = [name for name in missing if name.startswith(ENCODER_SIDE)]
+    if unexpected or encoder_missing:
+        raise TextVAEError(f"{kept}: its weights do not fit the recipe's model (missing {encoder_missing[:3]}, "
+                           f"unexpected {unexpected[:3]}); train the `ae` row again")
+    scratch = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(scratch, ignore_errors=True)
+    model.save_pretrained(str(scratch))
+    tokenizer.save_pretrained(str(scratch))
+    scratch.replace(out_dir)
+    return out_dir
+
+
+def same_encoder(run_dir: Path, kept: Path) -> bool:
+    """Whether `run_dir`'s model holds exactly the encoder weights kept in `kept` (tests, checks)."""
+    state = TextVAE.from_pretrained(str(run_dir)).state_dict()
+    with safe_open(str(kept), framework="pt") as handle:
+        return all(torch.equal(state[name].float(), handle.get_tensor(name)) for name in handle.keys())
