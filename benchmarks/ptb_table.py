@@ -653,8 +653,8 @@ def main(argv: list[str] | None = None) -> int:
     note_rows(args.notes, records_dir)
     for name in args.rows:
         if train_row(name, args):  # False: another process holds it, so this queue goes on to its next row
+            keep_encoder(name, args)  # first: the test evaluation may take longer than the session has left
             record_row(name, args, records_dir)  # now, so the record is kept before the next row's hours of training
-            keep_encoder(name, args)
     trained = [name for name in ROWS if (Path(args.runs_dir) / name / TRAINED).is_file()]
     evaluating = [name for name in trained if not record_row(name, args, records_dir)]
     recorded = load_records(records_dir, [name for name in ROWS if name not in evaluating])
