@@ -258,3 +258,20 @@ def test_unknown_split_name(tmp_path: Path) -> None:
     with pytest.raises(ValueError) as info:
         generate_corpus(0, {"validation": 1})
     assert "\n" not in str(info.value)
+
+
+def test_the_corpus_command_writes_the_train_split_a_recipe_trains_on(tmp_path: Path, capsys) -> None:
+    """`textvae corpus --train-size N` writes the same train sentences as data.synthetic_train_size N (the demo
+    recipe's fresh sentences, as files), and the usual valid and test splits; a size below 1 is one line."""
+    from textvae.cli import main
+    from textvae.data.sources import synthetic_corpus
+
+    assert main(["corpus", str(tmp_path / "big"), "--train-size", "700"]) == 0
+    in_memory = synthetic_corpus(0, 700)
+    assert (tmp_path / "big" / "train.txt").read_text(encoding="utf-8").splitlines() == in_memory["train"]["text"]
+    assert main(["corpus", str(tmp_path / "default")]) == 0
+    for split in ("valid", "test"):
+        assert (tmp_path / "big" / f"{split}.txt").read_bytes() == (tmp_path / "default" / f"{split}.txt").read_bytes()
+    capsys.readouterr()
+    assert main(["corpus", str(tmp_path / "none"), "--train-size", "0"]) != 0
+    assert capsys.readouterr().err.strip() == "textvae: error: --train-size 0: give a positive number of sentences"

@@ -165,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     corpus = commands.add_parser("corpus", help="write the embedded synthetic corpus to a folder")
     corpus.add_argument("out_dir")
     corpus.add_argument("--seed", type=int, default=0)
+    corpus.add_argument("--train-size", type=int, default=None,
+                        help="sentences in train.txt (default 6,000; the demo recipe trains on 160,000: "
+                             "data.synthetic_train_size)")
     parser.set_defaults(commands=commands.choices)  # each subcommand's parser, by name (scripts/ rename theirs)
     return parser
 
@@ -404,9 +407,12 @@ def run(args: argparse.Namespace) -> None:
         print("wrote " + ", ".join(str(path) for path in report["files"]))
         return
     if args.command == "corpus":
-        from .data.synthetic import write_corpus
+        from .data.synthetic import DEFAULT_SPLIT_SIZES, write_corpus
 
-        print(f"wrote {write_corpus(args.out_dir, seed=args.seed)}")
+        if args.train_size is not None and args.train_size < 1:
+            raise TextVAEError(f"--train-size {args.train_size}: give a positive number of sentences")
+        sizes = None if args.train_size is None else {**DEFAULT_SPLIT_SIZES, "train": args.train_size}
+        print(f"wrote {write_corpus(args.out_dir, seed=args.seed, sizes=sizes)}")
         return
     from .pipeline import load
 
