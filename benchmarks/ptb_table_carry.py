@@ -46,6 +46,7 @@ def save_encoder(run_dir: Path, path: Path, facts: dict) -> None:
                if name.startswith(ENCODER_SIDE) and tensor.is_floating_point()}
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(run_dir))
     metadata = {"vocabulary_sha256": vocabulary_fingerprint(tokenizer), "facts": json.dumps(facts)}
+    path.parent.mkdir(parents=True, exist_ok=True)
     scratch = path.with_name(path.name + ".partial")
     save_file(weights, str(scratch), metadata=metadata)
     scratch.replace(path)
