@@ -50,10 +50,10 @@ def trailing_blank_lines(segment: list[str]) -> int:
 
 
 def run(command: str, folder: Path, timeout: float) -> tuple[int, list[str]]:
-    """The command's exit code and its output lines (stdout and stderr as they came), run by bash in `folder`."""
-    done = subprocess.run(["bash", "-c", command], cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=timeout)
-    return done.returncode, done.stdout.splitlines()
+    """The command's exit code and its output lines, run by bash in `folder`: its standard output (what the pages
+    show; log lines on standard error are left out), or, when it fails, its standard error."""
+    done = subprocess.run(["bash", "-c", command], cwd=folder, capture_output=True, text=True, timeout=timeout)
+    return done.returncode, (done.stdout if done.returncode == 0 else done.stderr).splitlines()
 
 
 def main() -> int:
