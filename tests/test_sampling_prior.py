@@ -64,6 +64,12 @@ def test_the_file_round_trips_and_is_absent_from_runs_without_it(tmp_path):
     assert loaded.sentences == 200
 
 
+def test_a_damaged_file_is_one_clear_error(tmp_path):
+    (tmp_path / SAMPLING_PRIOR_FILE).write_bytes(b"not a safetensors file")
+    with pytest.raises(TextVAEError, match="cannot be read .*delete it to sample from N\\(0, I\\)"):
+        FittedGaussian.load(tmp_path)
+
+
 def test_training_fits_it_from_the_best_models_codes_and_sample_draws_from_it(tiny_run):
     """The default recipe (demo) fits the prior; `sample` draws z from it ('auto' and 'fitted'), 'standard' from
     N(0, I), each with the same seed giving the same sentences."""

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
+
+from ..errors import TextVAEError
 
 SAMPLING_PRIORS = ("auto", "standard", "fitted")  # what `sample --prior` accepts (auto: fitted when the run has it)
 SAMPLING_PRIOR_FILE = "sampling_prior.safetensors"  # in the run dir, beside model.safetensors
@@ -63,6 +65,10 @@ class FittedGaussian:
         path = Path(folder) / SAMPLING_PRIOR_FILE
         if not path.is_file():
             return None
-        with safe_open(str(path), framework="pt") as handle:
-            sentences = int((handle.metadata() or {}).get("sentences", 0))
-            return cls(handle.get_tensor("mean"), handle.get_tensor("scale_tril"), sentences)
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                sentences = int((handle.metadata() or {}).get("sentences", 0))
+                return cls(handle.get_tensor("mean"), handle.get_tensor("scale_tril"), sentences)
+        except (SafetensorError, OSError, KeyError, ValueError) as error:
+            raise TextVAEError(f"{path} cannot be read ({str(error).splitlines()[0][:120]}); delete it to sample from "
+                               "N(0, I), or train the run again") from None
