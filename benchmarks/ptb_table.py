@@ -92,6 +92,11 @@ ROWS: dict[str, tuple[str, list[str]]] = {
     "bn_vae": ("BN-VAE γ = 0.7 (Zhu et al. 2020)", ["model.bn_vae_gamma=0.7"]),
     "textvae": ("textvae's own recipe (its overrides below)",
                 [*FROM_AUTOENCODER, "train.free_bits=0.3", "train.free_bits_mode=dimension"]),
+    # Ablations of the published recipe on its cheapest row, the LM (issue 24: what each ingredient is worth)
+    "lm_no_reload": ("LSTM-LM, SGD, halving without going back to the best weights (ablation)",
+                     ["model.model_variant=lm", *LM_SCHEDULE, "train.lr_decay_reload_best=false"]),
+    "lm_adam": ("LSTM-LM, Adam 1e-3 on the published schedule (ablation)",
+                ["model.model_variant=lm", *LM_SCHEDULE, "train.optimizer=adam", "train.lr=0.001"]),
 }
 # The rows as the earlier recipe (configs/ptb_adam.yaml, then named configs/ptb.yaml) trained them, for the records
 # written before the recipe changed, which do not name their overrides.
