@@ -22,7 +22,7 @@ from ..errors import TextVAEError
 
 SAMPLING_PRIORS = ("auto", "standard", "fitted")  # what `sample --prior` accepts (auto: fitted when the run has it)
 SAMPLING_PRIOR_FILE = "sampling_prior.safetensors"  # in the run dir, beside model.safetensors
-FIT_SENTENCES = 10_000  # training sentences whose posterior means are fitted (64 dims: ~150 per covariance entry)
+FIT_SENTENCES = 10_000  # training sentences whose posterior means are fitted (156 a dimension for the demo's 64)
 JITTER = 1e-6  # added to the covariance's diagonal so its Cholesky factor exists even for a dimension z ignores
 
 
