@@ -139,6 +139,25 @@ def source_ready(source: str, args: argparse.Namespace) -> bool:
                        config) is not None
 
 
+def keep_unfinished_encoder(name: str, args: argparse.Namespace) -> None:
+    """Keep the encoder of a row of KEPT_ENCODERS whose training has not ended (its best weights so far), with where
+    it stopped in the file's facts: the rows that start from it can then train in a later session."""
+    run_dir = Path(args.runs_dir) / name
+    valid = [line for line in read_metrics(run_dir) if line["split"] == "valid"]
+    if not (run_dir / "model.safetensors").is_file() or not valid:
+        raise SystemExit(f"ptb_table: {name}: nothing trained in {run_dir} to keep")
+    best = min(valid, key=lambda line: line["rec"] if name == "ae" else line["loss"])
+    learning_rates = [line["lr"] for line in read_metrics(run_dir) if line["split"] == "train"]
+    facts = {"row": name, "unfinished": True, "stopped_after_epoch": valid[-1]["epoch"],
+             "stopped_after_step": valid[-1]["step"], "best_epoch": best["epoch"], "best_step": best["step"],
+             "best_valid_rec": best["rec"], "lr_at_stop": learning_rates[-1] if learning_rates else None,
+             "command": args.command}
+    save_encoder(run_dir, kept_encoder_file(name, args), facts)
+    print(f"ptb_table: {name}: the encoder of its best weights so far (epoch {best['epoch']}, valid rec "
+          f"{best['rec']:.2f}) is kept in {kept_encoder_file(name, args)}; training stopped after epoch "
+          f"{valid[-1]['epoch']}")
+
+
 def keep_encoder(name: str, args: argparse.Namespace) -> None:
     """After a row of KEPT_ENCODERS is trained: keep its encoder in the records (once per trained model)."""
     run_dir, kept = Path(args.runs_dir) / name, kept_encoder_file(name, args)
@@ -203,6 +222,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="keep TEXT in ROW's record and print it with the row (what the numbers cannot say, "
                              "e.g. that its training was paused); ROW= removes the note; new results for the row (its "
                              "record rewritten) drop it; repeatable")
+    parser.add_argument("--keep-unfinished-encoder", metavar="ROW", choices=list(KEPT_ENCODERS),
+                        help="keep ROW's encoder (its best weights so far) in the records although its training has "
+                             "not ended, saying so in the file, for when a session ends before the row does; "
+                             "trains nothing")
     parser.add_argument("--status", action="store_true",
                         help="only print where each row stands (training, evaluation) and exit; trains nothing")
     add_shared_arguments(parser, "row")
@@ -649,6 +672,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.status:
         print("\n".join(row_status(name, args) for name in ROWS))
+        return 0
+    if args.keep_unfinished_encoder:
+        keep_unfinished_encoder(args.keep_unfinished_encoder, args)
         return 0
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("textvae").setLevel(logging.WARNING if args.quiet else logging.INFO)

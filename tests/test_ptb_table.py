@@ -465,3 +465,30 @@ def test_a_row_is_evaluated_in_the_precision_it_trained_in(table_run, tmp_path, 
     options = with_option(with_option(common, "--runs-dir", runs), "--records", tmp_path / "records")
     assert script.main([*options, "--rows", ""]) == 0
     assert json.loads((runs / "lm" / script.RESULTS).read_text())["precision"] == "fp32"
+
+
+def test_an_unfinished_autoencoders_encoder_can_be_kept_when_the_session_ends_first(table_run, tmp_path, capsys):
+    """--keep-unfinished-encoder ae keeps the best weights so far of an `ae` run that has not finished, says so in
+    the file's facts, and the rows that start from it use it in a later session."""
+    script, tmp, common = table_run
+    first, later, records = tmp_path / "session1", tmp_path / "session2", tmp_path / "records"
+    options = with_option(with_option(with_option(common, "--runs-dir", first), "--records", records),
+                          "--table", tmp_path / "table.md")
+    assert script.main(["--rows", "ae", "--max-steps", "3", *options]) == 0
+    kept = records / "ae.encoder.safetensors"
+    kept.unlink()
+    (first / "ae" / script.TRAINED).unlink()  # as if the session had ended while `ae` trained
+    capsys.readouterr()
+    assert script.main(["--keep-unfinished-encoder", "ae", *options]) == 0
+    assert "is kept in" in capsys.readouterr().out
+    from safetensors import safe_open
+
+    with safe_open(str(kept), framework="pt") as handle:
+        facts = json.loads(handle.metadata()["facts"])
+    assert facts["unfinished"] is True and facts["row"] == "ae" and facts["best_step"] <= facts["stopped_after_step"]
+    carry = load_benchmark("ptb_table_carry")
+    assert carry.same_encoder(first / "ae", kept)
+    options = with_option(options, "--runs-dir", later)
+    assert script.main(["--rows", "pretrain_free_bits", "--max-steps", "3", *options]) == 0
+    assert (later / "pretrain_free_bits" / script.TRAINED).is_file()
+    assert carry.same_encoder(later / "ae_encoder", kept)
