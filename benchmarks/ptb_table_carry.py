@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -58,14 +59,12 @@ def encoder_run(source_run: Path, kept: Path, out_dir: Path, config) -> Path | N
     tokenizer made again under `config` (the source row's config); None when neither exists."""
     if (out_dir / "model.safetensors").is_file():
         return out_dir
+    scratch = out_dir.with_name(f"{out_dir.name}.partial-{os.getpid()}")  # rows started side by side each make one
     if (source_run / "model.safetensors").is_file():
-        scratch = out_dir.with_name(out_dir.name + ".partial")
-        shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(parents=True)
         for name in RUN_FILES:
             shutil.copy2(source_run / name, scratch / name)
-        scratch.replace(out_dir)
-        return out_dir
+        return moved_into_place(scratch, out_dir)
     if not kept.is_file():
         return None
     with safe_open(str(kept), framework="pt") as handle:
@@ -81,11 +80,20 @@ def encoder_run(source_run: Path, kept: Path, out_dir: Path, config) -> Path | N
     if unexpected or encoder_missing:
         raise TextVAEError(f"{kept}: its weights do not fit the recipe's model (missing {encoder_missing[:3]}, "
                            f"unexpected {unexpected[:3]}); train the `ae` row again")
-    scratch = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(scratch, ignore_errors=True)
     model.save_pretrained(str(scratch))
     tokenizer.save_pretrained(str(scratch))
-    scratch.replace(out_dir)
+    return moved_into_place(scratch, out_dir)
+
+
+def moved_into_place(scratch: Path, out_dir: Path) -> Path:
+    """Rename the finished folder `scratch` to `out_dir`; when another process got there first (two rows starting
+    side by side), keep its folder and drop this one."""
+    try:
+        scratch.replace(out_dir)
+    except OSError:
+        if not (out_dir / "model.safetensors").is_file():
+            raise
+        shutil.rmtree(scratch, ignore_errors=True)
     return out_dir
 
 
