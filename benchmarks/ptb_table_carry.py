@@ -22,6 +22,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from textvae.atomic_files import replace_atomically
 from textvae.data import load_splits
 from textvae.data.tokenization import special_ids, vocabulary_size
 from textvae.errors import TextVAEError
@@ -48,9 +49,7 @@ def save_encoder(run_dir: Path, path: Path, facts: dict) -> None:
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(run_dir))
     metadata = {"vocabulary_sha256": vocabulary_fingerprint(tokenizer), "facts": json.dumps(facts)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_name(path.name + ".partial")
-    save_file(weights, str(scratch), metadata=metadata)
-    scratch.replace(path)
+    replace_atomically(lambda tmp: save_file(weights, str(tmp), metadata=metadata), path)
 
 
 def encoder_run(source_run: Path, kept: Path, out_dir: Path, config) -> Path | None:

@@ -18,6 +18,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from ..atomic_files import replace_atomically
 from ..errors import TextVAEError
 
 SAMPLING_PRIORS = ("auto", "standard", "fitted")  # what `sample --prior` accepts (auto: fitted when the run has it)
@@ -52,12 +53,10 @@ class FittedGaussian:
         return self.mean.to(device) + noise @ self.scale_tril.to(device).T
 
     def save(self, folder: str | Path) -> None:
-        """Write the fit to folder/sampling_prior.safetensors, atomically (a scratch file renamed over it)."""
-        target = Path(folder) / SAMPLING_PRIOR_FILE
-        scratch = target.with_name(target.name + ".partial")
-        save_file({"mean": self.mean.contiguous(), "scale_tril": self.scale_tril.contiguous()}, str(scratch),
-                  metadata={"sentences": str(self.sentences)})
-        scratch.replace(target)
+        """Write the fit to folder/sampling_prior.safetensors, atomically (atomic_files.replace_atomically)."""
+        tensors = {"mean": self.mean.contiguous(), "scale_tril": self.scale_tril.contiguous()}
+        replace_atomically(lambda tmp: save_file(tensors, str(tmp), metadata={"sentences": str(self.sentences)}),
+                           Path(folder) / SAMPLING_PRIOR_FILE)
 
     @classmethod
     def load(cls, folder: str | Path) -> FittedGaussian | None:
