@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from ptb_table_carry import encoder_run, save_encoder  # benchmarks/ is the script's own folder on sys.path
+from ptb_table_carry import encoder_facts, encoder_run, save_encoder  # benchmarks/ is the script's own folder on sys.path
 from ptb_table_records import (
     load_records,
     provenance,
@@ -319,10 +319,13 @@ def train_claimed_row(name: str, run_dir: Path, args: argparse.Namespace, overri
     device = select_device(config.train.device)
     described = f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
     # the trainer's own clock: checkpointed with the weights, so a killed session's finished epochs still count
-    write_json(run_dir / TRAINED, {"seconds": summary["train_seconds"], "steps": summary["steps"],
-                                   "epochs": summary["epochs"], "device": described, "command": args.command,
-                                   "recipe": args.config, "overrides": overrides,
-                                   "precision": config.train.precision})
+    facts = {"seconds": summary["train_seconds"], "steps": summary["steps"], "epochs": summary["epochs"],
+             "device": described, "command": args.command, "recipe": args.config, "overrides": overrides,
+             "precision": config.train.precision}
+    source = starts_from(name) if name in ROWS else None
+    if source in KEPT_ENCODERS:  # which encoder it started from: the finished row's, or one kept before it ended
+        facts["started_from"] = encoder_facts(Path(args.runs_dir) / KEPT_ENCODERS[source])
+    write_json(run_dir / TRAINED, facts)
 
 
 def evaluate_row(name: str, args: argparse.Namespace) -> dict | None:
@@ -538,6 +541,10 @@ def row_origin(name: str, record: dict) -> str:
     line += f"; training finished by `{command}`" if command else ""
     if "recovered_from" in record:
         line += f"; recovered from {record['recovered_from']} (its run dir was lost: numbers as printed, no curves)"
+    started = record["trained"].get("started_from") or {}
+    if started.get("unfinished"):
+        line += (f"; started from the encoder of an unfinished `{started['row']}` run (its best weights, epoch "
+                 f"{started['best_epoch']}, of a run stopped after epoch {started['stopped_after_epoch']})")
     return line + (f". Note: {record['note']}" if record.get("note") else "")
 
 

@@ -30,6 +30,8 @@ from textvae.modeling import TextVAE, build_model_config
 
 ENCODER_SIDE = ("encoder.", "posterior.")  # state-dict prefixes of the inference network
 RUN_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+ENCODER_FACTS = "encoder_facts.json"  # in the init_from run dir: what trained its encoder (finished or not)
+SOURCE_FACTS = "ptb_table_train.json"  # the trained row's facts in its run dir (ptb_table.TRAINED)
 
 
 def vocabulary_fingerprint(tokenizer) -> str:
@@ -63,12 +65,15 @@ def encoder_run(source_run: Path, kept: Path, out_dir: Path, config) -> Path | N
         scratch.mkdir(parents=True)
         for name in RUN_FILES:
             shutil.copy2(source_run / name, scratch / name)
+        trained = json.loads((source_run / SOURCE_FACTS).read_text(encoding="utf-8"))
+        write_facts(scratch, {"row": source_run.name, **trained})
         return moved_into_place(scratch, out_dir)
     if not kept.is_file():
         return None
     with safe_open(str(kept), framework="pt") as handle:
-        fingerprint = (handle.metadata() or {}).get("vocabulary_sha256")
+        metadata = handle.metadata() or {}
         weights = {name: handle.get_tensor(name) for name in handle.keys()}
+    fingerprint = metadata.get("vocabulary_sha256")
     tokenizer, _ = load_splits(config, None)
     if vocabulary_fingerprint(tokenizer) != fingerprint:
         raise TextVAEError(f"{kept}: the tokenizer made from {config.data.source} indexes words differently from "
@@ -81,7 +86,19 @@ def encoder_run(source_run: Path, kept: Path, out_dir: Path, config) -> Path | N
                            f"unexpected {unexpected[:3]}); train the `ae` row again")
     model.save_pretrained(str(scratch))
     tokenizer.save_pretrained(str(scratch))
+    write_facts(scratch, {**json.loads(metadata.get("facts", "{}")), "kept_in": str(kept)})
     return moved_into_place(scratch, out_dir)
+
+
+def write_facts(run_dir: Path, facts: dict) -> None:
+    """Say in the init_from run dir what trained its encoder, for the records of the rows that start from it."""
+    (run_dir / ENCODER_FACTS).write_text(json.dumps(facts, indent=1) + "\n", encoding="utf-8")
+
+
+def encoder_facts(run_dir: Path) -> dict | None:
+    """What trained the encoder of an init_from run dir that encoder_run made (None for one made otherwise)."""
+    path = run_dir / ENCODER_FACTS
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def moved_into_place(scratch: Path, out_dir: Path) -> Path:

@@ -399,6 +399,8 @@ def test_a_row_that_starts_from_the_autoencoder_waits_for_it_then_starts_from_it
     trained = json.loads((tmp_path / "runs" / "pretrain_free_bits" / script.TRAINED).read_text())
     assert trained["recipe"] == str(tmp / "tiny.yaml")
     assert f"train.init_from={tmp_path / 'runs'}/ae_encoder" in trained["overrides"]
+    ae = json.loads((tmp_path / "runs" / "ae" / script.TRAINED).read_text())
+    assert trained["started_from"] == {"row": "ae", **ae}  # the encoder of the finished `ae` run, copied
 
 
 def test_the_autoencoders_encoder_is_kept_in_the_records_and_a_later_session_starts_from_it(table_run, tmp_path):
@@ -418,6 +420,8 @@ def test_the_autoencoders_encoder_is_kept_in_the_records_and_a_later_session_sta
     options = with_option(options, "--runs-dir", later)  # the next session: none of the first one's run dirs
     assert script.main(["--rows", "textvae", "--max-steps", "3", *options]) == 0
     assert (later / "textvae" / script.TRAINED).is_file() and not (later / "ae").exists()
+    started = json.loads((later / "textvae" / script.TRAINED).read_text())["started_from"]
+    assert started["row"] == "ae" and "unfinished" not in started and started["kept_in"] == str(kept)
     assert carry.same_encoder(later / "ae_encoder", kept)
     assert carry.vocabulary_fingerprint(textvae.load(later / "ae_encoder").tokenizer) == \
         carry.vocabulary_fingerprint(textvae.load(first / "ae").tokenizer)
@@ -490,5 +494,9 @@ def test_an_unfinished_autoencoders_encoder_can_be_kept_when_the_session_ends_fi
     assert carry.same_encoder(first / "ae", kept)
     options = with_option(options, "--runs-dir", later)
     assert script.main(["--rows", "pretrain_free_bits", "--max-steps", "3", *options]) == 0
-    assert (later / "pretrain_free_bits" / script.TRAINED).is_file()
+    started = json.loads((later / "pretrain_free_bits" / script.TRAINED).read_text())["started_from"]
+    assert started["unfinished"] is True and started["best_epoch"] == facts["best_epoch"]
     assert carry.same_encoder(later / "ae_encoder", kept)
+    row = next(line for line in (tmp_path / "table.md").read_text().splitlines()
+               if line.startswith("- `pretrain_free_bits`"))
+    assert f"started from the encoder of an unfinished `ae` run (its best weights, epoch {facts['best_epoch']}" in row
