@@ -194,11 +194,12 @@ CURVES = (("kl", "KL, nats/sentence (train batches; log scale above 1)"), ("mi",
           ("au", "active units (valid)"),
           ("nll", "−ELBO, nats/sentence (valid; LM: NLL)"))
 LOG_SCALED = ("kl",)  # curves plotted on a logarithmic y axis
-INFLATED_BLEU = "*"  # marks a BLEU scored with sacrebleu's 13a tokenizer (results without bleu_tokenize)
-INFLATED_BLEU_NOTE = (f"BLEU marked {INFLATED_BLEU} was scored with sacrebleu's default 13a tokenizer, which splits "
-                      "`<unk>` into three tokens that every sentence pair sharing an `<unk>` matches, so it is "
-                      "inflated; those rows' run dirs are gone, so it cannot be scored again. Unmarked BLEU uses "
-                      "`tokenize=\"none\"` (the results' `bleu_tokenize`).")
+INFLATED_BLEU = "–*"  # stands for a BLEU scored with sacrebleu's 13a tokenizer (results without bleu_tokenize)
+INFLATED_BLEU_NOTE = (f"BLEU {INFLATED_BLEU}: scored with sacrebleu's default 13a tokenizer, which splits `<unk>` into "
+                      "three tokens that every sentence pair sharing an `<unk>` matches, so the number was inflated "
+                      "and is left out; those rows' run dirs are gone, so it cannot be scored again (training the "
+                      "row again scores it). Every BLEU shown uses `tokenize=\"none\"` (the results' "
+                      "`bleu_tokenize`).")
 
 logger = logging.getLogger("ptb_table")
 
@@ -481,7 +482,7 @@ def bleu_is_inflated(results: dict) -> bool:
 
 def table_rows(records: dict[str, dict]) -> list[str]:
     """Markdown rows for the measured rows (from their records), then the published ones; a BLEU scored with
-    the 13a tokenizer carries INFLATED_BLEU."""
+    the 13a tokenizer is left out (INFLATED_BLEU)."""
     lines = []
     for name, record in records.items():
         results = record["results"]
@@ -490,7 +491,7 @@ def table_rows(records: dict[str, dict]) -> list[str]:
             values.update(mi=None, au=None, bleu=None)
         cells = [cell(values[key], digits) for _, key, digits in COLUMNS]
         if values["bleu"] is not None and bleu_is_inflated(results):
-            cells[[key for _, key, _ in COLUMNS].index("bleu")] += INFLATED_BLEU
+            cells[[key for _, key, _ in COLUMNS].index("bleu")] = INFLATED_BLEU
         lines.append(f"| {ROWS[name][0]} (`{name}`) | `{record_recipe(record)[0]}` | " + " | ".join(cells)
                      + f" | {duration(record['trained']['seconds'])} | {cell(record['tokens_per_s'], 0)} |")
     for label, values in PUBLISHED:

@@ -286,6 +286,18 @@ def test_recorded_rows_stay_in_the_table_after_their_run_dirs_are_gone(table_run
     assert "Recorded with another k, so not in this table: `lm`, `free_bits`" in text
 
 
+def test_a_bleu_scored_with_the_13a_tokenizer_is_left_out_of_the_table():
+    """Issue 26: results without bleu_tokenize were scored with 13a, which splits <unk> into three matching
+    tokens; the table must not print such a number as a BLEU, only say that it is left out and why."""
+    script = load_script()
+    trained = {"seconds": 60.0, "recipe": "configs/ptb.yaml", "overrides": []}
+    old = {"trained": trained, "tokens_per_s": 1000.0, "results": {"nll": 100.0, "kl": 5.0, "bleu": 9.8765}}
+    new = {**old, "results": {**old["results"], "bleu": 4.321, "bleu_tokenize": "none"}}
+    old_row, new_row = script.table_rows({"bowman": old, "free_bits": new})[:2]
+    assert "9.88" not in old_row and f"| {script.INFLATED_BLEU} |" in old_row
+    assert "| 4.32 |" in new_row and script.INFLATED_BLEU not in new_row
+
+
 def test_a_note_on_a_recorded_row_is_kept_in_its_record_and_printed_with_it(table_run, tmp_path):
     script, tmp, common = table_run
     records, table = tmp_path / "records", tmp_path / "table.md"
