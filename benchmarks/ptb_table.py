@@ -207,7 +207,7 @@ logger = logging.getLogger("ptb_table")
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", default=",".join(ROWS), help=f"rows to train, comma-separated ({', '.join(ROWS)})")
-    parser.add_argument("--max-epochs", type=int, default=None, help="train.max_epochs of every row (recipe: 30)")
+    parser.add_argument("--max-epochs", type=int, default=None, help="train.max_epochs of every row (recipe: 100)")
     parser.add_argument("--max-steps", type=int, default=None, help="train.max_steps of every row (quick checks)")
     parser.add_argument("--iw-samples", type=int, default=500, help="importance samples per test sentence (k)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda | cuda:N")
