@@ -1,0 +1,29 @@
+#!/bin/bash
+# Short probes for a PTB homotopy model (docs/homotopy.md, "Homotopies on PTB"): each trains
+# configs/ptb_homotopy.yaml with Adam (lr 0.001) for STEPS steps (default 3,945 = 3 epochs) with some model
+# overrides, on one thread pinned to CORE, then scores greedy reconstructions of the whole test split
+# (`textvae evaluate --iw-samples 0 --samples 0`: rec, KL, MI, AU, BLEU with tokenize="none", exact matches).
+# One line per probe goes to runs/probes/log.txt. Run from the repository root:
+#   bash benchmarks/ptb_homotopy_probes.sh [CORE] [STEPS] [PROBE ...]     (default: core 0, all probes)
+set -euo pipefail
+CORE=${1:-0}; STEPS=${2:-3945}; shift $(( $# > 2 ? 2 : $# ))
+OUT=runs/probes
+COMMON="train.optimizer=adam train.lr=0.001 train.max_steps=$STEPS train.num_threads=1 train.precision=bf16
+        train.fit_sampling_prior=false train.progress_bar=false"
+declare -A PROBES=(
+  [p1_adam]=""
+  [p2_nodrop]="model.decoder_dropout=0.0 model.embedding_dropout=0.0"
+  [p3_lat64_bi]="model.decoder_dropout=0.0 model.embedding_dropout=0.0 model.latent_size=64 model.encoder_bidirectional=true"
+  [p4_lat64_bi_drop]="model.decoder_dropout=0.3 model.embedding_dropout=0.3 model.latent_size=64 model.encoder_bidirectional=true"
+)
+NAMES=("$@"); [ ${#NAMES[@]} -gt 0 ] || NAMES=(p1_adam p2_nodrop p3_lat64_bi p4_lat64_bi_drop)
+mkdir -p "$OUT"
+for name in "${NAMES[@]}"; do
+  sets=(); for kv in $COMMON ${PROBES[$name]}; do sets+=(--set "$kv"); done
+  echo "== $name: ${PROBES[$name]}" >> "$OUT/log.txt"
+  OMP_NUM_THREADS=1 taskset -c "$CORE" textvae train --config configs/ptb_homotopy.yaml --out "$OUT/$name" --quiet \
+    "${sets[@]}" >> "$OUT/$name.train.txt" 2>&1
+  OMP_NUM_THREADS=1 taskset -c "$CORE" textvae evaluate "$OUT/$name" --split test --iw-samples 0 --samples 0 2>&1 \
+    | grep -E "^(rec|kl|bleu|exact_match|mi|au|neg_elbo) " | tr '\n' ' ' >> "$OUT/log.txt"
+  echo >> "$OUT/log.txt"
+done
