@@ -133,9 +133,9 @@ def source_ready(source: str, args: argparse.Namespace) -> bool:
     runs_dir = Path(args.runs_dir)
     if source not in KEPT_ENCODERS:
         return (runs_dir / source / TRAINED).is_file()
-    trained_here = runs_dir / source if (runs_dir / source / TRAINED).is_file() else runs_dir / "(not here)"
+    trained = read_json(runs_dir / source / TRAINED)  # None: not trained here (a later session)
     config = load_config(args.config, [*row_overrides(source, args.runs_dir), *shared_overrides(args)])
-    return encoder_run(trained_here, kept_encoder_file(source, args), runs_dir / KEPT_ENCODERS[source],
+    return encoder_run(runs_dir / source, trained, kept_encoder_file(source, args), runs_dir / KEPT_ENCODERS[source],
                        config) is not None
 
 
@@ -143,11 +143,12 @@ def keep_unfinished_encoder(name: str, args: argparse.Namespace) -> None:
     """Keep the encoder of a row of KEPT_ENCODERS whose training has not ended (its best weights so far), with where
     it stopped in the file's facts: the rows that start from it can then train in a later session."""
     run_dir = Path(args.runs_dir) / name
-    valid = [line for line in read_metrics(run_dir) if line["split"] == "valid"]
+    lines = read_metrics(run_dir)
+    valid = [line for line in lines if line["split"] == "valid"]
     if not (run_dir / "model.safetensors").is_file() or not valid:
         raise SystemExit(f"ptb_table: {name}: nothing trained in {run_dir} to keep")
     best = min(valid, key=lambda line: line["rec"] if name == "ae" else line["loss"])
-    learning_rates = [line["lr"] for line in read_metrics(run_dir) if line["split"] == "train"]
+    learning_rates = [line["lr"] for line in lines if line["split"] == "train"]
     facts = {"row": name, "unfinished": True, "stopped_after_epoch": valid[-1]["epoch"],
              "stopped_after_step": valid[-1]["step"], "best_epoch": best["epoch"], "best_step": best["step"],
              "best_valid_rec": best["rec"], "lr_at_stop": learning_rates[-1] if learning_rates else None,

@@ -31,7 +31,6 @@ from textvae.modeling import TextVAE, build_model_config
 ENCODER_SIDE = ("encoder.", "posterior.")  # state-dict prefixes of the inference network
 RUN_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 ENCODER_FACTS = "encoder_facts.json"  # in the init_from run dir: what trained its encoder (finished or not)
-SOURCE_FACTS = "ptb_table_train.json"  # the trained row's facts in its run dir (ptb_table.TRAINED)
 
 
 def vocabulary_fingerprint(tokenizer) -> str:
@@ -54,19 +53,19 @@ def save_encoder(run_dir: Path, path: Path, facts: dict) -> None:
     replace_atomically(lambda tmp: save_file(weights, str(tmp), metadata=metadata), path)
 
 
-def encoder_run(source_run: Path, kept: Path, out_dir: Path, config) -> Path | None:
+def encoder_run(source_run: Path, source_facts: dict | None, kept: Path, out_dir: Path, config) -> Path | None:
     """A run dir at `out_dir` whose model holds the trained encoder, for train.init_from: copied from the trained
-    row's run dir `source_run` when it is here, else rebuilt from the kept encoder file `kept` with the
-    tokenizer made again under `config` (the source row's config); None when neither exists."""
+    row's run dir `source_run` when that row finished here (`source_facts`: its training facts; None when not), else
+    rebuilt from the kept encoder file `kept` with the tokenizer made again under `config` (the source row's
+    config); None when neither exists."""
     if (out_dir / "model.safetensors").is_file():
         return out_dir
     scratch = out_dir.with_name(f"{out_dir.name}.partial-{os.getpid()}")  # rows started side by side each make one
-    if (source_run / "model.safetensors").is_file():
+    if source_facts is not None and (source_run / "model.safetensors").is_file():
         scratch.mkdir(parents=True)
         for name in RUN_FILES:
             shutil.copy2(source_run / name, scratch / name)
-        trained = json.loads((source_run / SOURCE_FACTS).read_text(encoding="utf-8"))
-        write_facts(scratch, {"row": source_run.name, **trained})
+        write_facts(scratch, {"row": source_run.name, **source_facts})
         return moved_into_place(scratch, out_dir)
     if not kept.is_file():
         return None
