@@ -21,6 +21,12 @@ thread count:
     untimed warm-up), exactly as `textvae.training.train` trains: length-bucketed batches, TextVAE with
     its fused output loss, the configured optimizer, the allocator setting of textvae.runtime,
     `training_step` (word dropout, ELBO loss with the KL schedule, gradient clipping, autocast).
+  * with --processes N, textvae also as `torchrun --nproc_per_node N` trains it (`textvae fp32 ×N processes`):
+    DistributedDataParallel over gloo, each process on its share of every global batch with the machine's
+    threads split among them (one each on 2 cores), the update the same as one process's on the whole batch
+    (textvae.training.distributed); tokens/s counts the global batches. Pass --processes-reference too to run
+    the reference the same way (plain DDP, each process on its share of the rows of every batch), so the gain of parallelising
+    is not credited to textvae alone.
 A precision this hardware cannot run is reported as skipped, with the reason: refused by the capability
 check, or failing at run time (an exception, or the child process dying, e.g. inside oneDNN's LSTM).
 Each variant runs in a fresh child process (with --rounds R, R times, the variants taking turns, and the
@@ -37,6 +43,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import random
 import resource
 import subprocess
@@ -49,6 +56,7 @@ import datasets
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's textvae, not another install
 
@@ -60,6 +68,7 @@ from textvae.training.objectives import kl_weight
 from textvae.runtime import PRECISIONS, autocast, keep_freed_memory, precision_name, resolve_precision
 from textvae.data.tokenization import special_ids, vocabulary_size
 from textvae.training import build_optimizer, seed_everything, training_step
+from textvae.training.distributed import Workers, setup as setup_workers, teardown
 from textvae.data.loading import load_splits
 from textvae.runtime import select_device
 
@@ -82,14 +91,19 @@ def measure(step: Callable[[Batch], None], batches: Iterator[Batch], warmup: int
 
 # ---- textvae ---------------------------------------------------------------------------------------
 
-def textvae_step(model: TextVAE, optimizer, settings, special, device, dtype) -> Callable[[Batch], None]:
-    """train()'s own update (textvae.training.training_step), minus logging and evaluation."""
+def textvae_step(model: TextVAE, optimizer, settings, special, device, dtype,
+                 workers: Workers | None = None) -> Callable[[Batch], None]:
+    """train()'s own update (textvae.training.training_step), minus logging and evaluation; with several
+    `workers` (DDP), this process's rows of each global batch, with the draws all processes share."""
     counter = itertools.count()
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+    workers = workers or Workers()
+    draws = torch.Generator(device=device)
+    draws.manual_seed(settings.seed + 1)
 
     def step(batch: Batch) -> None:
         training_step(model, optimizer, batch.token_ids.to(device), batch.lengths, next(counter), settings, special,
-                      dtype, scaler)
+                      dtype, scaler, draws, workers.rows(len(batch.indices)), workers.world_size)
 
     return step
 
@@ -222,12 +236,17 @@ def equal_length_batches(token_ids: list[list[int]], batch_size: int, special, s
         yield from tensors
 
 
-def research_step(model: ResearchVAE, optimizer, settings, device, dtype) -> Callable[[Batch], None]:
+def research_step(model: ResearchVAE, optimizer, settings, device, dtype,
+                  workers: Workers | None = None) -> Callable[[Batch], None]:
+    """The published update; with several `workers` (DDP), each process's loss is its rows' mean (DDP averages)."""
     counter = itertools.count()
+    workers = workers or Workers()
 
     def step(batch: Batch) -> None:
+        rows = workers.rows(len(batch.indices))
+        token_ids = batch.token_ids if rows is None else batch.token_ids[rows]
         with autocast(device, dtype):
-            loss = model(batch.token_ids.to(device), kl_weight(next(counter), settings))
+            loss = model(token_ids.to(device), kl_weight(next(counter), settings))
         optimizer.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), PUBLISHED_CLIP)
@@ -248,7 +267,11 @@ def measure_variant(args: argparse.Namespace) -> dict:
     if settings.num_threads:
         torch.set_num_threads(settings.num_threads)
     device = select_device(settings.device)
-    report = {"variant": args.variant, "device": str(device), "threads": torch.get_num_threads()}
+    workers, device = setup_workers(device)  # under torch.distributed.run (--processes): DDP across them
+    if workers.distributed:
+        torch.set_num_threads(args.threads_per_process)
+    report = {"variant": args.variant, "device": str(device), "threads": torch.get_num_threads(),
+              "processes": workers.world_size}
     kind, _, precision = args.variant.rpartition("-") if "-" in args.variant else ("", "", args.variant)
     dtype = torch.float32
     if args.variant != "plain":
@@ -269,22 +292,29 @@ def measure_variant(args: argparse.Namespace) -> dict:
         batches = plain_batches(splits["train"].token_ids, settings.batch_size, special, settings.seed)
     elif kind == "reference":
         model = ResearchVAE(vocabulary_size(tokenizer), model_config).to(device)
-        step = research_step(model, torch.optim.SGD(model.parameters(), lr=PUBLISHED_LR), settings, device, dtype)
+        trained = DistributedDataParallel(model) if workers.distributed else model
+        step = research_step(trained, torch.optim.SGD(model.parameters(), lr=PUBLISHED_LR), settings, device, dtype,
+                             workers)
         batches = equal_length_batches(splits["train"].token_ids, settings.batch_size, special, settings.seed)
     else:
         model = TextVAE(model_config).to(device)
         runner = torch.compile(model) if settings.compile else model  # as train() does with train.compile
-        step = textvae_step(runner, build_optimizer(model, settings), settings, special, device, dtype)
+        runner = DistributedDataParallel(runner) if workers.distributed else runner  # as train() does under torchrun
+        step = textvae_step(runner, build_optimizer(model, settings), settings, special, device, dtype, workers)
         batches = itertools.chain.from_iterable(  # train()'s bucketed, shuffled batches, epoch after epoch
             iterate_batches(splits["train"], settings.batch_size, special, shuffle=True, seed=settings.seed,
                             epoch=epoch) for epoch in itertools.count())
+    if workers.distributed:  # as train() does: a batch too small to give every process a sentence is skipped
+        batches = (batch for batch in batches if len(batch.indices) >= workers.world_size)
     model.train()
     outcome = guarded(lambda: measure(step, batches, args.warmup, args.steps, device), args.variant != "plain"
                       and dtype != torch.float32)
     if "skipped" in outcome:
         return {**report, **outcome}
     speed, used = outcome["result"]
-    return {**report, "tokens_per_s": speed, "padding_share": padding_share(used), "peak_mb": peak_memory_mb(device),
+    peak = workers.all_sum(peak_memory_mb(device), device)  # all processes' peaks together
+    teardown(workers)
+    return {**report, "tokens_per_s": speed, "padding_share": padding_share(used), "peak_mb": peak,
             "parameters": sum(p.numel() for p in model.parameters()), "train_sentences": len(splits["train"]),
             "vocab": len(tokenizer), "batch_size": settings.batch_size}
 
@@ -311,18 +341,23 @@ def guarded(run: Callable[[], object], may_skip: bool) -> dict:
 def run_child(args: argparse.Namespace, variant: str) -> dict:
     """measure_variant in a fresh Python process. A lower-precision variant whose process dies (a crash
     inside a kernel) is reported as skipped; any other failure ends the benchmark."""
-    command = [sys.executable, __file__, "--config", args.config, "--steps", str(args.steps), "--warmup",
-               str(args.warmup), "--variant", variant]
+    base, _, processes = variant.partition("*")
+    launcher = [sys.executable]
+    if processes:  # "fp32*2": the textvae variant (or reference) as torchrun starts it, in 2 processes
+        launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+    command = [*launcher, __file__, "--config", args.config, "--steps", str(args.steps), "--warmup",
+               str(args.warmup), "--variant", base, "--threads-per-process",
+               str(max(1, torch.get_num_threads() // int(processes or 1)))]
     for override in args.overrides:
         command += ["--set", override]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
-        if variant != "plain" and not variant.endswith("fp32"):
+        if variant != "plain" and not base.endswith("fp32"):
             lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
             return {"variant": variant, "skipped": f"failed at run time (exit status {result.returncode}): "
                                                    f"{(lines or ['no message'])[-1][:300]}"}
         sys.exit(f"train_speed: the {variant} run failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return {**json.loads(result.stdout.strip().splitlines()[-1]), "variant": variant}
 
 
 def median_runs(args: argparse.Namespace, variants: list[str]) -> dict[str, dict]:
@@ -358,12 +393,19 @@ def main() -> None:
                         help="measure every variant this many times, taking turns; report the median (default 1)")
     parser.add_argument("--precision", help="measure textvae in this precision only (fp32 | bf16 | fp16 | auto)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="also measure textvae trained by this many DDP processes, as torchrun runs it (default 1: not)")
+    parser.add_argument("--processes-reference", action="store_true",
+                        help="with --processes, measure the reference in as many DDP processes too")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # internal: run one variant, print JSON
+    parser.add_argument("--threads-per-process", type=int, default=1, help=argparse.SUPPRESS)  # internal
     args = parser.parse_args()
-    if args.steps < 1 or args.warmup < 0 or args.rounds < 1:
-        parser.error("--steps and --rounds must be >= 1 and --warmup >= 0")
+    if args.steps < 1 or args.warmup < 0 or args.rounds < 1 or args.processes < 1:
+        parser.error("--steps, --rounds and --processes must be >= 1 and --warmup >= 0")
     if args.variant:
-        print(json.dumps(measure_variant(args)))
+        report = measure_variant(args)
+        if int(os.environ.get("RANK", "0")) == 0:  # one JSON line per variant, whatever the process count
+            print(json.dumps(report))
         return
 
     device = select_device(load_config(args.config, args.overrides).train.device)
@@ -371,7 +413,9 @@ def main() -> None:
     names = precisions_to_measure(args.precision, auto, device)
     chosen_name = names[0] if args.precision else auto
     variants = ["plain", "reference-fp32", *names] + ([f"reference-{chosen_name}"] if chosen_name != "fp32" else [])
-    measured = median_runs(args, variants)
+    parallel = [f"{name}*{args.processes}" for name in names] if args.processes > 1 else []
+    parallel += [f"reference-fp32*{args.processes}"] if parallel and args.processes_reference else []
+    measured = median_runs(args, variants + parallel)
     plain, reference = measured["plain"], measured["reference-fp32"]
     runs = {name: measured[name] for name in names}
     same_precision = ({chosen_name: measured[f"reference-{chosen_name}"]}
@@ -383,16 +427,17 @@ def main() -> None:
     rows = ({"reference fp32": reference}
             | {f"reference {name}": run for name, run in same_precision.items()}
             | {"plain loop fp32": plain}
-            | {f"textvae {name}" + (" (auto)" if name == auto else ""): run for name, run in runs.items()})
+            | {f"textvae {name}" + (" (auto)" if name == auto else ""): run for name, run in runs.items()}
+            | {describe_parallel(name): measured[name] for name in parallel})
     for name, run in rows.items():
         if "skipped" in run:
-            print(f"{name:22} skipped: {run['skipped']}")
+            print(f"{name:24} skipped: {run['skipped']}")
             continue
         ratio = run["tokens_per_s"] / reference["tokens_per_s"]
-        print(f"{name:22}{run['tokens_per_s']:9.0f} target tokens/s  x{ratio:.2f} of reference  "
+        print(f"{name:24}{run['tokens_per_s']:9.0f} target tokens/s  x{ratio:.2f} of reference  "
               f"padding {run['padding_share']:6.1%}  peak RSS {run['peak_mb']:6.0f} MB  {run['parameters']:,} parameters")
     if not args.precision and "fp16" not in runs:
-        print(f"{'textvae fp16':22} skipped: not run on a CPU by default (ask with --precision fp16)")
+        print(f"{'textvae fp16':24} skipped: not run on a CPU by default (ask with --precision fp16)")
     chosen = runs[chosen_name]
     if "skipped" in chosen:
         if args.precision not in (None, "auto"):
@@ -408,7 +453,18 @@ def main() -> None:
         summary["same_precision_ratio"] = f"{speed / same['tokens_per_s']:.2f}"
     if args.precision:
         summary |= {"precision": chosen["precision"], "padding_share": f"{chosen['padding_share']:.4f}"}
+    for name in parallel:  # e.g. ratio_fp32_2_processes=X: against the single-process fp32 reference
+        run = measured[name]
+        if "skipped" not in run:
+            summary[f"ratio_{name.replace('*', '_').replace('-', '_')}_processes"] = \
+                f"{run['tokens_per_s'] / reference['tokens_per_s']:.2f}"
     print(" ".join(f"{key}={value}" for key, value in summary.items()))
+
+
+def describe_parallel(variant: str) -> str:
+    """The table's name of a DDP variant: 'fp32*2' -> 'textvae fp32 ×2 procs'."""
+    base, _, processes = variant.partition("*")
+    return f"{'reference fp32' if base.startswith('reference') else 'textvae ' + base} ×{processes} procs"
 
 
 if __name__ == "__main__":

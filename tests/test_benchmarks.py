@@ -48,6 +48,27 @@ def test_train_speed_prints_summary_line(tmp_path: Path) -> None:
     assert any(line.startswith("plain loop fp32") for line in lines)
 
 
+def test_train_speed_measures_textvae_and_the_reference_in_ddp_processes(tmp_path: Path) -> None:
+    """--processes 2 runs textvae (and, asked, the reference) as torchrun would, and puts their ratios against
+    the single-process reference in the summary line."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_CONFIG, encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "train_speed.py"), "--config", str(config), "--steps", "3",
+         "--warmup", "1", "--precision", "fp32", "--processes", "2", "--processes-reference"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    tokens = {match.group(1): float(match.group(2)) for match in
+              (re.match(r"(.+?)\s+(\d+) target tokens/s", line) for line in lines) if match}
+    assert {"textvae fp32 ×2 procs", "reference fp32 ×2 procs", "reference fp32"} <= set(tokens), lines
+    summary = dict(item.split("=") for item in lines[-1].split())
+    assert abs(float(summary["ratio_fp32_2_processes"])
+               - tokens["textvae fp32 ×2 procs"] / tokens["reference fp32"]) < 0.02
+    assert abs(float(summary["ratio_reference_fp32_2_processes"])
+               - tokens["reference fp32 ×2 procs"] / tokens["reference fp32"]) < 0.02
+
+
 def load_train_speed():
     spec = importlib.util.spec_from_file_location("train_speed", ROOT / "benchmarks" / "train_speed.py")
     module = importlib.util.module_from_spec(spec)
