@@ -218,3 +218,46 @@ def test_init_from_mistakes_are_one_line_errors(tmp_path):
     train(tiny_settings("train.max_steps=1"), source)
     with pytest.raises(TextVAEError, match="train.init_from: the weights of .* do not fit"):
         train(tiny_settings(f"train.init_from={source}", "model.latent_size=5", "train.max_steps=1"), tmp_path / "c")
+
+
+def test_a_vae_decoder_starts_from_a_language_models_decoder(tmp_path):
+    """train.decoder_from copies an LM's decoder into the VAE's: shared weights equal, the LSTM's embedding
+    columns equal and its z columns fresh, the encoder untouched by it."""
+    from textvae.modeling import TextVAE
+
+    lm_dir = tmp_path / "lm"
+    train(tiny_settings("model.model_variant=lm", "train.max_steps=3"), lm_dir)
+    lm = TextVAE.from_pretrained(lm_dir).state_dict()
+    vae_dir = tmp_path / "vae"
+    train(tiny_settings(f"train.decoder_from={lm_dir}", "train.max_steps=1", "train.optimizer=sgd", "train.lr=1e-9"),
+          vae_dir)
+    start = TextVAE.from_pretrained(vae_dir).state_dict()  # one step at a negligible LR: the weights it started from
+    shared = [name for name in lm if start[name].shape == lm[name].shape]
+    assert {"decoder.embedding.weight", "decoder.output.weight", "decoder.lstm.weight_hh_l0"} <= set(shared)
+    assert all(torch.allclose(start[name], lm[name], atol=1e-6) for name in shared)
+    name = "decoder.lstm.weight_ih_l0"
+    words = lm[name].shape[1]
+    assert start[name].shape[1] > words  # the VAE's inputs: the word embedding, then z
+    assert torch.allclose(start[name][:, :words], lm[name], atol=1e-6)
+    assert start[name][:, words:].abs().max() > 0  # z's columns: freshly drawn, not zeros, not the LM's
+    fresh = tmp_path / "fresh"
+    train(tiny_settings("train.max_steps=1", "train.optimizer=sgd", "train.lr=1e-9"), fresh)
+    assert not torch.allclose(TextVAE.from_pretrained(fresh).state_dict()["decoder.output.weight"],
+                              lm["decoder.output.weight"], atol=1e-3)
+
+
+def test_decoder_from_mistakes_are_one_line_errors(tmp_path):
+    vae_dir = tmp_path / "vae"
+    train(tiny_settings("train.max_steps=1"), vae_dir)
+    with pytest.raises(TextVAEError, match="train.decoder_from: .* is a VAE, not a language model"):
+        train(tiny_settings(f"train.decoder_from={vae_dir}", "train.max_steps=1"), tmp_path / "a")
+    with pytest.raises(TextVAEError, match="train.decoder_from: .*train.pretrain_ae_steps"):
+        train(tiny_settings(f"train.decoder_from={vae_dir}", "train.pretrain_ae_steps=2", "train.max_steps=1"),
+              tmp_path / "b")
+    lm_dir = tmp_path / "lm"
+    train(tiny_settings("model.model_variant=lm", "train.max_steps=1"), lm_dir)
+    with pytest.raises(TextVAEError, match="train.decoder_from: the decoder of .* does not fit"):
+        train(tiny_settings(f"train.decoder_from={lm_dir}", "model.decoder_hidden_size=20", "train.max_steps=1"),
+              tmp_path / "c")
+    with pytest.raises(TextVAEError, match="train.decoder_from: .* has no model.safetensors"):
+        train(tiny_settings(f"train.decoder_from={tmp_path / 'nothing'}", "train.max_steps=1"), tmp_path / "d")

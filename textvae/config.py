@@ -98,6 +98,7 @@ class TrainConfig:
     pretrain_ae_steps: int = 0  # train as an autoencoder (beta = 0) this many steps, then reset the decoder (Li et al. 2019)
     init_from: str | None = None  # a run dir whose best weights and tokenizer start this run (e.g. a pretrained autoencoder)
     reset_decoder: bool = False  # with init_from: re-initialise the decoder and keep the encoder (Li et al. 2019's --reset_dec)
+    decoder_from: str | None = None  # a language-model run dir (model_variant lm) whose decoder starts this VAE's; z's inputs start fresh
     aggressive: bool = False  # aggressive inference-network training until validation MI stops rising (He et al. 2019)
     aggressive_max_inner_steps: int = 100  # most encoder-only updates before each joint update
     aggressive_window: int = 10  # inner updates compared: stop once a window's mean loss is not below the previous one's

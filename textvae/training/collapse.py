@@ -34,7 +34,8 @@ logger = logging.getLogger("textvae")
 def check_remedies(config: RunConfig) -> None:
     """Refuse combinations that cannot work, with one line naming the key."""
     settings = config.train
-    if check_model_section(config.model).get("model_variant", "vae") == "lm":
+    model_variant = check_model_section(config.model).get("model_variant", "vae")
+    if model_variant == "lm":
         for key, value in (("pretrain_ae_steps", settings.pretrain_ae_steps), ("aggressive", settings.aggressive),
                            ("target_rate", settings.target_rate)):
             if value:
@@ -43,6 +44,10 @@ def check_remedies(config: RunConfig) -> None:
     if settings.reset_decoder and not settings.init_from:
         raise TextVAEError("config key train.reset_decoder: re-initialises the decoder of the run named by "
                            "train.init_from, which is not set; set train.init_from to a run dir or remove the key")
+    if settings.decoder_from and (settings.pretrain_ae_steps or model_variant == "lm"):
+        raise TextVAEError("config key train.decoder_from: starts a VAE's decoder from a language model, but "
+                           + ("train.pretrain_ae_steps draws the decoder afresh after pretraining; remove one of them"
+                              if settings.pretrain_ae_steps else "model.model_variant is lm; use model_variant vae"))
     if settings.aggressive and config.data.streaming:
         raise TextVAEError("config key train.aggressive: the inner encoder updates draw random train batches, which "
                            "needs the train split in memory; set data.streaming=false")

@@ -1,5 +1,6 @@
 """Setting up a training run: the optimizer, the seeds, the thread share of this process, a model checked to fit
-in memory before it is built, and weights started from another run (init_from) or reloaded from the best."""
+in memory before it is built, and weights started from another run (init_from, decoder_from) or reloaded from the
+best."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ..errors import TextVAEError
 from ..modeling import TextVAE
 from ..modeling.shapes import parameter_count, weights_mismatch
 from ..runtime import free_memory
+from ..data.loading import run_tokenizer
 from .collapse import reset_decoder
 from .distributed import Workers
 
@@ -62,6 +64,36 @@ def start_from_run(model: TextVAE, source: Path, settings: TrainConfig) -> None:
     if settings.reset_decoder:
         reset_decoder(model, [], settings.seed + 2)
     logger.info(f"started from the weights of {source}" + (", decoder re-initialised" if settings.reset_decoder else ""))
+
+
+def start_decoder_from_lm(model: TextVAE, source: Path, tokenizer) -> None:
+    """Copy the decoder of the trained language model in run dir `source` into `model`'s decoder: every weight
+    the two share (embedding, LSTM, vocabulary layer). What only a VAE's decoder has keeps its fresh
+    initialisation: the LSTM's input columns that read z, and z's map to the initial state, so the VAE starts
+    as that LM with z's pathway nearly closed and learns to open it (as Li et al. 2020's Optimus starts from a
+    pretrained GPT-2, here from an LM trained on the same corpus)."""
+    if not (source / "model.safetensors").is_file():
+        raise TextVAEError(f"train.decoder_from: {source} has no model.safetensors; train that language model first")
+    lm = TextVAE.from_pretrained(str(source))
+    if lm.config.has_latent:
+        raise TextVAEError(f"train.decoder_from: {source} is a VAE, not a language model; give the run dir of a "
+                           "run trained with model.model_variant=lm")
+    if run_tokenizer(source, "train.decoder_from").get_vocab() != tokenizer.get_vocab():
+        raise TextVAEError(f"train.decoder_from: {source} indexes another vocabulary than this run's tokenizer; "
+                           "train both on the same corpus and tokenizer settings")
+    own = model.decoder.state_dict()
+    for name, value in lm.decoder.state_dict().items():
+        target = own.get(name)
+        if target is not None and target.shape == value.shape:
+            target.copy_(value)
+        elif (target is not None and name.startswith("lstm.weight_ih_l0") and target.dim() == 2
+              and target.shape[0] == value.shape[0] and target.shape[1] > value.shape[1]):
+            target[:, : value.shape[1]].copy_(value)  # the word embedding's columns; z's columns come after them
+        else:
+            raise TextVAEError(f"train.decoder_from: the decoder of {source} does not fit this run's ({name}: "
+                               f"{tuple(value.shape)}); give both runs the same decoder settings")
+    model.decoder.load_state_dict(own)
+    logger.info(f"decoder started from the language model of {source}")
 
 
 def local_processes(workers: Workers) -> int:

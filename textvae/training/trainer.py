@@ -67,6 +67,7 @@ from .setup import (
     local_processes,
     reload_best_weights,
     seed_everything,
+    start_decoder_from_lm,
     start_from_run,
 )
 from .step import Diverged, add_to_window, training_step, window_figures
@@ -215,10 +216,12 @@ class Trainer:
         self.state = state
 
     def start(self) -> None:
-        """A new run: weights from train.init_from when set, a fresh state, the model config written, and the
+        """A new run: weights from train.init_from and train.decoder_from when set, a fresh state, the model config written, and the
         metrics of a run that died before its first checkpoint removed."""
         if self.settings.init_from:
             start_from_run(self.model, Path(self.settings.init_from), self.settings)
+        if self.settings.decoder_from:
+            start_decoder_from_lm(self.model, Path(self.settings.decoder_from), self.tokenizer)
         self.state = TrainerState(train_lr=self.settings.lr)
         if self.workers.is_main:
             self.model.config.save_pretrained(str(self.out_dir))
