@@ -21,12 +21,12 @@ thread count:
     untimed warm-up), exactly as `textvae.training.train` trains: length-bucketed batches, TextVAE with
     its fused output loss, the configured optimizer, the allocator setting of textvae.runtime,
     `training_step` (word dropout, ELBO loss with the KL schedule, gradient clipping, autocast).
-  * with --processes N, textvae also as `torchrun --nproc_per_node N` trains it (`textvae fp32 ×N processes`):
+  * with --processes N, textvae also as `torchrun --nproc_per_node N` trains it (`textvae fp32 ×N procs`):
     DistributedDataParallel over gloo, each process on its share of every global batch with the machine's
     threads split among them (one each on 2 cores), the update the same as one process's on the whole batch
     (textvae.training.distributed); tokens/s counts the global batches. Pass --processes-reference too to run
-    the reference the same way (plain DDP, each process on its share of the rows of every batch), so the gain of parallelising
-    is not credited to textvae alone.
+    the reference the same way (plain DDP, each process on its share of the rows of every batch), so the gain
+    of parallelising is not credited to textvae alone.
 A precision this hardware cannot run is reported as skipped, with the reason: refused by the capability
 check, or failing at run time (an exception, or the child process dying, e.g. inside oneDNN's LSTM).
 Each variant runs in a fresh child process (with --rounds R, R times, the variants taking turns, and the
