@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from ptb_table_carry import encoder_facts, encoder_run, save_encoder  # benchmarks/ is the script's own folder on sys.path
+from ptb_table_carry import copied_run, encoder_facts, encoder_run, save_encoder  # benchmarks/ is the script's own folder on sys.path
 from ptb_table_records import (
     load_records,
     provenance,
@@ -73,10 +73,15 @@ LM_SCHEDULE = ["train.lr_decay_patience=1", "train.lr_decay_from_epoch=0"]
 # from the encoder kept in the records (ptb_table_carry.py).
 FROM_AUTOENCODER = ["train.init_from={runs_dir}/ae_encoder", "train.reset_decoder=true", "train.kl_start_weight=0"]
 KEPT_ENCODERS = {"ae": "ae_encoder"}  # row: the run dir, under --runs-dir, that rows starting from it read
+# textvae's own addition: the decoder starts from the trained `lm` row's (its LSTM, embeddings and output layer; the
+# inputs from z start fresh), so the VAE begins where the language model ended instead of relearning it; a copy of
+# the `lm` run dir, made when the row starts (ptb_table_carry.copied_run).
+FROM_LANGUAGE_MODEL = ["train.decoder_from={runs_dir}/lm_decoder"]
+SOURCE_RUNS = {**KEPT_ENCODERS, "lm": "lm_decoder"}  # every row that others start from: the copy they read
 
 # name: (label, overrides of the recipe, configs/ptb.yaml). The recipe's own KL schedule is linear from 0.1 to 1
-# over 10 epochs (He et al. 2019); rows change only what their remedy needs. A row with init_from trains after
-# the row it starts from (`ae`).
+# over 10 epochs (He et al. 2019); rows change only what their remedy needs. A row with init_from or decoder_from
+# trains after the rows it starts from (`ae`, `lm`).
 ROWS: dict[str, tuple[str, list[str]]] = {
     "lm": ("LSTM-LM", ["model.model_variant=lm", *LM_SCHEDULE]),
     "ae": ("autoencoder (β = 0): the pretraining of Li et al. 2019", ["train.kl_schedule=constant",
@@ -90,8 +95,11 @@ ROWS: dict[str, tuple[str, list[str]]] = {
                            [*FROM_AUTOENCODER, "train.free_bits=0.25", "train.free_bits_mode=dimension"]),
     "aggressive": ("aggressive inference network (He et al. 2019)", ["train.aggressive=true"]),
     "bn_vae": ("BN-VAE γ = 0.7 (Zhu et al. 2020)", ["model.bn_vae_gamma=0.7"]),
+    # the encoder of Li et al. 2019's pretraining, the decoder of the trained LM; LR 0.25, as the LM's weights are
+    # already near a minimum (runs/probes/dec_from_lm, issue 24's note)
     "textvae": ("textvae's own recipe (its overrides below)",
-                [*FROM_AUTOENCODER, "train.free_bits=0.3", "train.free_bits_mode=dimension"]),
+                [*FROM_AUTOENCODER, *FROM_LANGUAGE_MODEL, "train.free_bits=0.3", "train.free_bits_mode=dimension",
+                 "train.lr=0.25"]),
     # Ablations of the published recipe on its cheapest row, the LM (issue 24: what each ingredient is worth)
     "lm_no_reload": ("LSTM-LM, SGD, halving without going back to the best weights (ablation)",
                      ["model.model_variant=lm", *LM_SCHEDULE, "train.lr_decay_reload_best=false"]),
@@ -113,13 +121,11 @@ def row_overrides(name: str, runs_dir: str) -> list[str]:
     return [override.format(runs_dir=runs_dir) for override in ROWS[name][1]]
 
 
-def starts_from(name: str) -> str | None:
-    """The row whose trained run this row starts from (train.init_from), or None."""
-    for override in ROWS[name][1]:
-        if override.startswith("train.init_from={runs_dir}/"):
-            folder = override.rsplit("/", 1)[1]
-            return next((row for row, kept in KEPT_ENCODERS.items() if kept == folder), folder)
-    return None
+def starts_from(name: str) -> list[str]:
+    """The rows whose trained runs this row starts from (train.init_from, train.decoder_from); empty for none."""
+    folders = [override.rsplit("/", 1)[1] for override in ROWS[name][1]
+               if override.startswith(("train.init_from={runs_dir}/", "train.decoder_from={runs_dir}/"))]
+    return [next((row for row, copy in SOURCE_RUNS.items() if copy == folder), folder) for folder in folders]
 
 
 def kept_encoder_file(row: str, args: argparse.Namespace) -> Path:
@@ -131,9 +137,11 @@ def source_ready(source: str, args: argparse.Namespace) -> bool:
     """Whether the run dir that rows starting from `source` read exists or can be made: from the trained row's run
     dir, or from its encoder kept in the records (a session after the one that trained it)."""
     runs_dir = Path(args.runs_dir)
-    if source not in KEPT_ENCODERS:
-        return (runs_dir / source / TRAINED).is_file()
     trained = read_json(runs_dir / source / TRAINED)  # None: not trained here (a later session)
+    if source not in KEPT_ENCODERS:
+        if source not in SOURCE_RUNS:
+            return trained is not None
+        return copied_run(runs_dir / source, trained, runs_dir / SOURCE_RUNS[source]) is not None
     config = load_config(args.config, [*row_overrides(source, args.runs_dir), *shared_overrides(args)])
     return encoder_run(runs_dir / source, trained, kept_encoder_file(source, args), runs_dir / KEPT_ENCODERS[source],
                        config) is not None
@@ -287,10 +295,12 @@ def train_row(name: str, args: argparse.Namespace, overrides: list[str] | None =
     if (run_dir / TRAINED).is_file():
         logger.info(f"{name}: already trained, skipped")
         return True
-    source = starts_from(name) if overrides is None else None
-    if source and not (run_dir / CHECKPOINT).is_file() and not source_ready(source, args):
-        logger.info(f"{name}: starts from the trained `{source}` row, which is not trained yet; skipped (train "
-                    f"`{source}` first: --rows {source},{name})")
+    sources = starts_from(name) if overrides is None and not (run_dir / CHECKPOINT).is_file() else []
+    untrained = [source for source in sources if not source_ready(source, args)]
+    if untrained:
+        logger.info(f"{name}: starts from the trained {' and '.join(f'`{row}`' for row in untrained)} row"
+                    f"{'s' if len(untrained) > 1 else ''}, not trained yet; skipped (train "
+                    f"{'them' if len(untrained) > 1 else 'it'} first: --rows {','.join([*untrained, name])})")
         return False
     run_dir.mkdir(parents=True, exist_ok=True)
     with claim(run_dir / TRAINING) as claimed:
@@ -324,9 +334,10 @@ def train_claimed_row(name: str, run_dir: Path, args: argparse.Namespace, overri
     facts = {"seconds": summary["train_seconds"], "steps": summary["steps"], "epochs": summary["epochs"],
              "device": described, "command": args.command, "recipe": args.config, "overrides": overrides,
              "precision": config.train.precision}
-    source = starts_from(name) if name in ROWS else None
-    if source in KEPT_ENCODERS:  # which encoder it started from: the finished row's, or one kept before it ended
-        facts["started_from"] = encoder_facts(Path(args.runs_dir) / KEPT_ENCODERS[source])
+    for source in starts_from(name) if name in ROWS else []:
+        # which weights it started from: the encoder of the finished row or of one kept before it ended, the LM's decoder
+        key = "started_from" if source in KEPT_ENCODERS else "decoder_started_from"
+        facts[key] = encoder_facts(Path(args.runs_dir) / SOURCE_RUNS.get(source, source))
     write_json(run_dir / TRAINED, facts)
 
 

@@ -8,6 +8,10 @@ fp32, beside the row records (~12 MB: embeddings, LSTM, posterior layer; no text
 fingerprint of the vocabulary they index. A later session rebuilds from it a run dir for train.init_from: the
 tokenizer made again from the corpus as the recipe makes it (refused if its fingerprint differs), the encoder
 loaded exactly, and a fresh decoder, which the rows replace anyway.
+
+A row that starts its decoder from the `lm` row's (train.decoder_from: `textvae`) reads a copy of that row's run
+(copied_run); the language model is not kept here (its decoder is twice the encoder's size), so that row needs the
+`lm` row trained in the same runs dir.
 """
 
 from __future__ import annotations
@@ -58,15 +62,9 @@ def encoder_run(source_run: Path, source_facts: dict | None, kept: Path, out_dir
     row's run dir `source_run` when that row finished here (`source_facts`: its training facts; None when not), else
     rebuilt from the kept encoder file `kept` with the tokenizer made again under `config` (the source row's
     config); None when neither exists."""
-    if (out_dir / "model.safetensors").is_file():
-        return out_dir
-    scratch = out_dir.with_name(f"{out_dir.name}.partial-{os.getpid()}")  # rows started side by side each make one
-    if source_facts is not None and (source_run / "model.safetensors").is_file():
-        scratch.mkdir(parents=True)
-        for name in RUN_FILES:
-            shutil.copy2(source_run / name, scratch / name)
-        write_facts(scratch, {"row": source_run.name, **source_facts})
-        return moved_into_place(scratch, out_dir)
+    copied = copied_run(source_run, source_facts, out_dir)
+    if copied is not None:
+        return copied
     if not kept.is_file():
         return None
     with safe_open(str(kept), framework="pt") as handle:
@@ -77,6 +75,7 @@ def encoder_run(source_run: Path, source_facts: dict | None, kept: Path, out_dir
     if vocabulary_fingerprint(tokenizer) != fingerprint:
         raise TextVAEError(f"{kept}: the tokenizer made from {config.data.source} indexes words differently from "
                            "the one the kept encoder was trained with; train the `ae` row again")
+    scratch = out_dir.with_name(f"{out_dir.name}.partial-{os.getpid()}")  # rows started side by side each make one
     model = TextVAE(build_model_config(config.model, vocabulary_size(tokenizer), special_ids(tokenizer)))
     missing, unexpected = model.load_state_dict(weights, strict=False)
     encoder_missing = [name for name in missing if name.startswith(ENCODER_SIDE)]
@@ -89,13 +88,29 @@ def encoder_run(source_run: Path, source_facts: dict | None, kept: Path, out_dir
     return moved_into_place(scratch, out_dir)
 
 
+def copied_run(source_run: Path, source_facts: dict | None, out_dir: Path) -> Path | None:
+    """A copy at `out_dir` of the trained run `source_run` (its model, config and tokenizer, and `source_facts`: what
+    trained it), for a row that starts from its weights; `out_dir` as it is when it already holds a model; None when
+    the source has not finished training (`source_facts` None) or has no model."""
+    if (out_dir / "model.safetensors").is_file():
+        return out_dir
+    if source_facts is None or not (source_run / "model.safetensors").is_file():
+        return None
+    scratch = out_dir.with_name(f"{out_dir.name}.partial-{os.getpid()}")  # rows started side by side each make one
+    scratch.mkdir(parents=True)
+    for name in RUN_FILES:
+        shutil.copy2(source_run / name, scratch / name)
+    write_facts(scratch, {"row": source_run.name, **source_facts})
+    return moved_into_place(scratch, out_dir)
+
+
 def write_facts(run_dir: Path, facts: dict) -> None:
-    """Say in the init_from run dir what trained its encoder, for the records of the rows that start from it."""
+    """Say in a run dir that rows start from (init_from, decoder_from) what trained it, for those rows' records."""
     (run_dir / ENCODER_FACTS).write_text(json.dumps(facts, indent=1) + "\n", encoding="utf-8")
 
 
 def encoder_facts(run_dir: Path) -> dict | None:
-    """What trained the encoder of an init_from run dir that encoder_run made (None for one made otherwise)."""
+    """What trained the weights of a run dir that encoder_run or copied_run made (None for one made otherwise)."""
     path = run_dir / ENCODER_FACTS
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 

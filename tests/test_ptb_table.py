@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import random
 import shutil
@@ -401,7 +402,7 @@ def test_a_row_that_starts_from_the_autoencoder_waits_for_it_then_starts_from_it
     script, tmp, common = table_run
     options = with_option(with_option(with_option(common, "--runs-dir", tmp_path / "runs"), "--records",
                                       tmp_path / "records"), "--table", tmp_path / "table.md")
-    assert script.starts_from("pretrain_free_bits") == "ae" and script.starts_from("free_bits") is None
+    assert script.starts_from("pretrain_free_bits") == ["ae"] and script.starts_from("free_bits") == []
     assert script.main(["--rows", "pretrain_free_bits", "--max-steps", "3", *options]) == 0
     assert not (tmp_path / "runs" / "pretrain_free_bits" / "checkpoint.pt").exists()  # skipped: no `ae` yet
     assert script.main(["--rows", "ae,pretrain_free_bits", "--max-steps", "3", *options]) == 0
@@ -413,6 +414,31 @@ def test_a_row_that_starts_from_the_autoencoder_waits_for_it_then_starts_from_it
     assert f"train.init_from={tmp_path / 'runs'}/ae_encoder" in trained["overrides"]
     ae = json.loads((tmp_path / "runs" / "ae" / script.TRAINED).read_text())
     assert trained["started_from"] == {"row": "ae", **ae}  # the encoder of the finished `ae` run, copied
+
+
+def test_the_textvae_row_starts_its_encoder_from_the_autoencoder_and_its_decoder_from_the_language_model(
+        table_run, tmp_path, caplog):
+    """textvae's own row waits for both rows it starts from, then reads a copy of each, and its record says which
+    runs trained them."""
+    script, tmp, common = table_run
+    runs = tmp_path / "runs"
+    options = with_option(with_option(with_option(common, "--runs-dir", runs), "--records", tmp_path / "records"),
+                          "--table", tmp_path / "table.md")
+    assert script.starts_from("textvae") == ["ae", "lm"]
+    caplog.set_level(logging.INFO, logger="ptb_table")
+    assert script.main(["--rows", "ae,textvae", "--max-steps", "3", *options]) == 0
+    assert not (runs / "textvae" / "checkpoint.pt").exists()  # skipped: no `lm` yet
+    assert "textvae: starts from the trained `lm` row, not trained yet; skipped (train it first: --rows lm,textvae)" \
+        in caplog.text
+    assert script.main(["--rows", "lm,textvae", "--max-steps", "3", *options]) == 0
+    from textvae.config import load_config
+    row = load_config(runs / "textvae" / "train_config.yaml")
+    assert row.train.decoder_from == str(runs / "lm_decoder") and row.train.init_from == str(runs / "ae_encoder")
+    trained = json.loads((runs / "textvae" / script.TRAINED).read_text())
+    lm = json.loads((runs / "lm" / script.TRAINED).read_text())
+    assert trained["decoder_started_from"] == {"row": "lm", **lm} and trained["started_from"]["row"] == "ae"
+    copy, source = textvae.load(runs / "lm_decoder").model.state_dict(), textvae.load(runs / "lm").model.state_dict()
+    assert copy.keys() == source.keys() and all(torch.equal(copy[name], source[name]) for name in copy)
 
 
 def test_the_autoencoders_encoder_is_kept_in_the_records_and_a_later_session_starts_from_it(table_run, tmp_path):
@@ -430,9 +456,9 @@ def test_the_autoencoders_encoder_is_kept_in_the_records_and_a_later_session_sta
     carry = load_benchmark("ptb_table_carry")
     assert carry.same_encoder(first / "ae", kept)
     options = with_option(options, "--runs-dir", later)  # the next session: none of the first one's run dirs
-    assert script.main(["--rows", "textvae", "--max-steps", "3", *options]) == 0
-    assert (later / "textvae" / script.TRAINED).is_file() and not (later / "ae").exists()
-    started = json.loads((later / "textvae" / script.TRAINED).read_text())["started_from"]
+    assert script.main(["--rows", "pretrain_free_bits", "--max-steps", "3", *options]) == 0
+    assert (later / "pretrain_free_bits" / script.TRAINED).is_file() and not (later / "ae").exists()
+    started = json.loads((later / "pretrain_free_bits" / script.TRAINED).read_text())["started_from"]
     assert started["row"] == "ae" and "unfinished" not in started and started["kept_in"] == str(kept)
     assert carry.same_encoder(later / "ae_encoder", kept)
     assert carry.vocabulary_fingerprint(textvae.load(later / "ae_encoder").tokenizer) == \
