@@ -78,6 +78,8 @@ KEPT_ENCODERS = {"ae": "ae_encoder"}  # row: the run dir, under --runs-dir, that
 # the `lm` run dir, made when the row starts (ptb_table_carry.copied_run).
 FROM_LANGUAGE_MODEL = ["train.decoder_from={runs_dir}/lm_decoder"]
 SOURCE_RUNS = {**KEPT_ENCODERS, "lm": "lm_decoder"}  # every row that others start from: the copy they read
+# both starts together, at LR 0.25: the LM's weights are already near a minimum (runs/probes/dec_from_lm, issue 24)
+WARM_START = [*FROM_AUTOENCODER, *FROM_LANGUAGE_MODEL, "train.lr=0.25"]
 
 # name: (label, overrides of the recipe, configs/ptb.yaml). The recipe's own KL schedule is linear from 0.1 to 1
 # over 10 epochs (He et al. 2019); rows change only what their remedy needs. A row with init_from or decoder_from
@@ -95,11 +97,9 @@ ROWS: dict[str, tuple[str, list[str]]] = {
                            [*FROM_AUTOENCODER, "train.free_bits=0.25", "train.free_bits_mode=dimension"]),
     "aggressive": ("aggressive inference network (He et al. 2019)", ["train.aggressive=true"]),
     "bn_vae": ("BN-VAE γ = 0.7 (Zhu et al. 2020)", ["model.bn_vae_gamma=0.7"]),
-    # the encoder of Li et al. 2019's pretraining, the decoder of the trained LM; LR 0.25, as the LM's weights are
-    # already near a minimum (runs/probes/dec_from_lm, issue 24's note)
+    # the encoder of Li et al. 2019's pretraining, the decoder of the trained LM
     "textvae": ("textvae's own recipe (its overrides below)",
-                [*FROM_AUTOENCODER, *FROM_LANGUAGE_MODEL, "train.free_bits=0.3", "train.free_bits_mode=dimension",
-                 "train.lr=0.25"]),
+                [*WARM_START, "train.free_bits=0.3", "train.free_bits_mode=dimension"]),
     # Ablations of the published recipe on its cheapest row, the LM (issue 24: what each ingredient is worth)
     "lm_no_reload": ("LSTM-LM, SGD, halving without going back to the best weights (ablation)",
                      ["model.model_variant=lm", *LM_SCHEDULE, "train.lr_decay_reload_best=false"]),

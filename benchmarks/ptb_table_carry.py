@@ -33,7 +33,7 @@ from textvae.errors import TextVAEError
 from textvae.modeling import TextVAE, build_model_config
 
 ENCODER_SIDE = ("encoder.", "posterior.")  # state-dict prefixes of the inference network
-RUN_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+RUN_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "train_config.yaml")
 ENCODER_FACTS = "encoder_facts.json"  # in the init_from run dir: what trained its encoder (finished or not)
 
 

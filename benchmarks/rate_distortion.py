@@ -19,6 +19,10 @@ plot (rate on x; reconstruction BLEU and PPL on the y axes) are written. Run fro
   python benchmarks/rate_distortion.py --corpus ptb --quiet      # PTB, configs/ptb.yaml: many CPU hours a point
   python benchmarks/rate_distortion.py --points lm,rate_80       # some points; rerun for the others
   python benchmarks/rate_distortion.py --points ''               # only rewrite the table and plot from the records
+  python benchmarks/rate_distortion.py --corpus ptb --start-from runs/ptb_table --max-epochs 30 --quiet
+With --start-from, every VAE point starts as the PTB table's `textvae` row does (the `ae` row's encoder, the `lm`
+row's decoder, LR 0.25), so it needs tens of epochs instead of a hundred, and the `lm` point is that language
+model itself, copied rather than trained again: the frontier is then measured from one common start.
 """
 
 from __future__ import annotations
@@ -34,7 +38,9 @@ from pathlib import Path
 from ptb_table import (  # benchmarks/ is the script's own folder on sys.path
     EVALUATING,
     ROWS,
+    SOURCE_RUNS,
     TRAINED,
+    WARM_START,
     add_shared_arguments,
     claim,
     command_line,
@@ -43,6 +49,7 @@ from ptb_table import (  # benchmarks/ is the script's own folder on sys.path
     shared_overrides,
     train_row,
 )
+from ptb_table_carry import copied_run, encoder_facts
 from ptb_table_records import load_records, provenance, record_from_run, save_record, write_json
 
 import textvae
@@ -82,6 +89,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="evaluate on the first N test sentences only (default 0: all of them)")
     parser.add_argument("--max-epochs", type=int, default=None, help="train.max_epochs of every point")
     parser.add_argument("--max-steps", type=int, default=None, help="train.max_steps of every point (quick checks)")
+    parser.add_argument("--start-from", metavar="RUNS_DIR",
+                        help="start every VAE point from RUNS_DIR/ae_encoder's encoder and RUNS_DIR/lm_decoder's "
+                             "decoder (LR 0.25), and take the lm point from RUNS_DIR/lm_decoder (benchmarks/"
+                             "ptb_table.py's runs dir once its textvae row has started)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda | cuda:N")
     parser.add_argument("--runs-dir", help="one run dir per point under here (default runs/rate_distortion/CORPUS)")
     parser.add_argument("--table", help="the Markdown table to write (default benchmarks/rate_distortion_CORPUS.md; "
@@ -110,6 +121,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"unknown point(s) {', '.join(unknown)}; choose from {', '.join(names)}")
     if args.iw_samples < 0 or args.samples < 0:
         parser.error("--iw-samples and --samples must be >= 0")
+    missing = [SOURCE_RUNS[row] for row in ("ae", "lm")
+               if args.start_from and not (Path(args.start_from) / SOURCE_RUNS[row] / "model.safetensors").is_file()]
+    if missing:
+        parser.error(f"--start-from {args.start_from}: no trained model in {', '.join(missing)}; train the PTB "
+                     "table's rows first (python benchmarks/ptb_table.py --rows ae,lm,textvae)")
     return args
 
 
@@ -128,7 +144,23 @@ def point_overrides(args: argparse.Namespace) -> dict[str, list[str]]:
                                         "train.target_rate=0"]
         else:
             points[point_name(rate)] = [f"train.target_rate={rate:g}", "train.free_bits=0"]
+        if args.start_from:
+            points[point_name(rate)] += [override.format(runs_dir=args.start_from) for override in WARM_START]
     return points
+
+
+def take_language_model(args: argparse.Namespace) -> bool:
+    """--start-from: the lm point is the language model the VAE points start from, copied with what trained it
+    (its TRAINED facts) instead of trained again; True once it is there."""
+    run_dir, source = Path(args.runs_dir) / "lm", Path(args.start_from) / SOURCE_RUNS["lm"]
+    if not (run_dir / TRAINED).is_file():
+        facts = {key: value for key, value in (encoder_facts(source) or {}).items() if key != "row"}
+        if "steps" not in facts:
+            raise SystemExit(f"rate_distortion: {source} does not say what trained it (no steps in its facts); "
+                             "let benchmarks/ptb_table.py make it from a trained `lm` row")
+        copied_run(source, {**facts, "copied_from": str(source)}, run_dir)
+        write_json(run_dir / TRAINED, {**facts, "copied_from": str(source)})
+    return True
 
 
 def evaluate_point(name: str, args: argparse.Namespace) -> dict | None:
@@ -204,7 +236,10 @@ def write_table(records: dict[str, dict], args: argparse.Namespace, plot: Path |
         *provenance(args.command, [f"{', '.join(devices)} ({cpu_name()})"]),
         f"Recipe: `{args.config}` for every point; each point sets its minimum rate r (nats per sentence) with "
         + ("free bits λ = r / latent_size per dimension (batch_dimension)" if args.lever == "free_bits"
-           else "the target-rate constraint KL ≥ r") + "; `lm` is the recipe's decoder with no z. "
+           else "the target-rate constraint KL ≥ r") + "; `lm` is the recipe's decoder with no z"
+        + (f" (the language model every point starts from, copied from `{args.start_from}/{SOURCE_RUNS['lm']}`; "
+           f"the points' encoders start from `{args.start_from}/{SOURCE_RUNS['ae']}`)" if args.start_from else "")
+        + ". "
         f"Every point this command trained also got `{' '.join(shared_overrides(args))}`.",
         f"Test split ({any_results.get('split', 'test')}): {any_results.get('sentences', '?')} sentences, {any_results.get('tokens', '?')} predicted "
         f"tokens (words + `<eos>`). KL (the rate), rec (the distortion, one posterior sample), −ELBO and NLL in nats "
@@ -278,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("textvae").setLevel(logging.WARNING if args.quiet else logging.INFO)
     overrides, records_dir = point_overrides(args), Path(args.records)
     for name in args.points:
-        if train_row(name, args, overrides[name]):  # False: another process is training it
+        taken = args.start_from and name == "lm"
+        if take_language_model(args) if taken else train_row(name, args, overrides[name]):  # False: being trained
             results = evaluate_point(name, args)
             if results is not None:
                 run_dir = Path(args.runs_dir) / name

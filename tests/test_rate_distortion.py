@@ -109,3 +109,37 @@ def test_finished_points_are_skipped_and_a_stopped_one_resumes(sweep):
     steps = [line["step"] for line in read_metrics(stopped) if line["split"] == "train"]
     assert steps == sorted(set(steps)) and steps[-1] == 5  # continued, not started again
     assert json.loads((stopped / script.RESULTS).read_text())["trained_steps"] == 5
+
+
+def test_points_can_start_from_the_ptb_tables_autoencoder_and_language_model(sweep, tmp_path, capsys):
+    """--start-from: each VAE point starts from the table's `ae` encoder and `lm` decoder at LR 0.25, and the lm
+    point is that language model, copied with the facts of the run that trained it, not trained again."""
+    script, tmp, common = sweep
+    table = load_benchmark("ptb_table")
+    start = tmp_path / "table_runs"
+    config = common[common.index("--config") + 1]
+    assert table.main(["--config", config, "--rows", "ae,lm,textvae", "--max-steps", "3", "--runs-dir", str(start),
+                       "--records", str(tmp_path / "table_records"), "--table", str(tmp_path / "table.md"),
+                       "--iw-samples", "2", "--device", "cpu", "--quiet"]) == 0
+    runs = tmp_path / "runs"
+    options = [*common, "--start-from", str(start), "--runs-dir", str(runs), "--records", str(tmp_path / "records"),
+               "--table", str(tmp_path / "frontier.md"), "--rates", "6", "--points", "lm,rate_6"]
+    assert script.main(options) == 0
+    from textvae.config import load_config
+    point = load_config(runs / "rate_6" / "train_config.yaml").train
+    assert (point.init_from, point.decoder_from) == (str(start / "ae_encoder"), str(start / "lm_decoder"))
+    assert point.lr == 0.25 and point.free_bits == 1.5 and point.reset_decoder
+    lm_facts = json.loads((start / "lm" / table.TRAINED).read_text())
+    copied = json.loads((runs / "lm" / script.TRAINED).read_text())
+    assert copied == {**lm_facts, "copied_from": str(start / "lm_decoder")}
+    assert not (runs / "lm" / "checkpoint.pt").exists()  # taken, not trained
+    import textvae
+    ours, theirs = textvae.load(runs / "lm").model.state_dict(), textvae.load(start / "lm").model.state_dict()
+    assert all(torch.equal(ours[name], theirs[name]) for name in theirs)
+    assert f"copied from `{start}/lm_decoder`" in (tmp_path / "frontier.md").read_text()
+    empty = tmp_path / "nothing"
+    empty.mkdir()
+    with pytest.raises(SystemExit):
+        script.parse_args(["--start-from", str(empty)])
+    assert f"--start-from {empty}: no trained model in ae_encoder, lm_decoder; train the PTB table's rows first" \
+        in capsys.readouterr().err
