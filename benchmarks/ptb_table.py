@@ -105,6 +105,10 @@ ROWS: dict[str, tuple[str, list[str]]] = {
                      ["model.model_variant=lm", *LM_SCHEDULE, "train.lr_decay_reload_best=false"]),
     "lm_adam": ("LSTM-LM, Adam 1e-3 on the published schedule (ablation)",
                 ["model.model_variant=lm", *LM_SCHEDULE, "train.optimizer=adam", "train.lr=0.001"]),
+    # the README of bohanli/vae-pretraining-encoder runs text_anneal_fb.py at --lr 0.5 (its code's default is 1.0)
+    "pretrain_free_bits_lr05": ("AE pretraining + reset + free bits λ = 0.25 at LR 0.5 (the repository README's LR)",
+                                [*FROM_AUTOENCODER, "train.free_bits=0.25", "train.free_bits_mode=dimension",
+                                 "train.lr=0.5"]),
 }
 # The rows as the earlier recipe (configs/ptb_adam.yaml, then named configs/ptb.yaml) trained them, for the records
 # written before the recipe changed, which do not name their overrides.
