@@ -562,6 +562,10 @@ def row_origin(name: str, record: dict) -> str:
     if started.get("unfinished"):
         line += (f"; started from the encoder of an unfinished `{started['row']}` run (its best weights, epoch "
                  f"{started['best_epoch']}, of a run stopped after epoch {started['stopped_after_epoch']})")
+    decoder = record["trained"].get("decoder_started_from") or {}
+    if decoder:
+        line += (f"; its decoder started from a `{decoder['row']}` run ({decoder.get('epochs', '?')} epochs, "
+                 f"{decoder.get('precision', 'fp32')}, trained by `{decoder.get('command', '?')}`)")
     return line + (f". Note: {record['note']}" if record.get("note") else "")
 
 

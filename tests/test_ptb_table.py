@@ -437,6 +437,8 @@ def test_the_textvae_row_starts_its_encoder_from_the_autoencoder_and_its_decoder
     trained = json.loads((runs / "textvae" / script.TRAINED).read_text())
     lm = json.loads((runs / "lm" / script.TRAINED).read_text())
     assert trained["decoder_started_from"] == {"row": "lm", **lm} and trained["started_from"]["row"] == "ae"
+    origin = next(line for line in (tmp_path / "table.md").read_text().splitlines() if line.startswith("- `textvae`"))
+    assert f"its decoder started from a `lm` run ({lm['epochs']} epochs, {lm['precision']}, trained by " in origin
     copy, source = textvae.load(runs / "lm_decoder").model.state_dict(), textvae.load(runs / "lm").model.state_dict()
     assert copy.keys() == source.keys() and all(torch.equal(copy[name], source[name]) for name in copy)
 
