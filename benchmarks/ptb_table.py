@@ -142,13 +142,13 @@ def source_ready(source: str, args: argparse.Namespace) -> bool:
     dir, or from its encoder kept in the records (a session after the one that trained it)."""
     runs_dir = Path(args.runs_dir)
     trained = read_json(runs_dir / source / TRAINED)  # None: not trained here (a later session)
-    if source not in KEPT_ENCODERS:
-        if source not in SOURCE_RUNS:
-            return trained is not None
+    if source in KEPT_ENCODERS:
+        config = load_config(args.config, [*row_overrides(source, args.runs_dir), *shared_overrides(args)])
+        return encoder_run(runs_dir / source, trained, kept_encoder_file(source, args),
+                           runs_dir / KEPT_ENCODERS[source], config) is not None
+    if source in SOURCE_RUNS:
         return copied_run(runs_dir / source, trained, runs_dir / SOURCE_RUNS[source]) is not None
-    config = load_config(args.config, [*row_overrides(source, args.runs_dir), *shared_overrides(args)])
-    return encoder_run(runs_dir / source, trained, kept_encoder_file(source, args), runs_dir / KEPT_ENCODERS[source],
-                       config) is not None
+    return trained is not None
 
 
 def keep_unfinished_encoder(name: str, args: argparse.Namespace) -> None:
@@ -340,8 +340,9 @@ def train_claimed_row(name: str, run_dir: Path, args: argparse.Namespace, overri
              "precision": config.train.precision}
     for source in starts_from(name) if name in ROWS else []:
         # which weights it started from: the encoder of the finished row or of one kept before it ended, the LM's decoder
-        key = "started_from" if source in KEPT_ENCODERS else "decoder_started_from"
-        facts[key] = encoder_facts(Path(args.runs_dir) / SOURCE_RUNS.get(source, source))
+        if source in SOURCE_RUNS:
+            key = "started_from" if source in KEPT_ENCODERS else "decoder_started_from"
+            facts[key] = encoder_facts(Path(args.runs_dir) / SOURCE_RUNS[source])
     write_json(run_dir / TRAINED, facts)
 
 
