@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from ptb_table_carry import copied_run, encoder_facts, encoder_run, save_encoder  # benchmarks/ is the script's own folder on sys.path
+from ptb_table_carry import continued_run, copied_run, encoder_facts, encoder_run, save_encoder  # benchmarks/ is the script's own folder on sys.path
 from ptb_table_records import (
     load_records,
     provenance,
@@ -97,9 +97,14 @@ ROWS: dict[str, tuple[str, list[str]]] = {
                            [*FROM_AUTOENCODER, "train.free_bits=0.25", "train.free_bits_mode=dimension"]),
     "aggressive": ("aggressive inference network (He et al. 2019)", ["train.aggressive=true"]),
     "bn_vae": ("BN-VAE γ = 0.7 (Zhu et al. 2020)", ["model.bn_vae_gamma=0.7"]),
-    # the encoder of Li et al. 2019's pretraining, the decoder of the trained LM
-    "textvae": ("textvae's own recipe (its overrides below)",
-                [*WARM_START, "train.free_bits=0.3", "train.free_bits_mode=dimension"]),
+    # the package's recipe: Li et al. 2019's, without the 100-epoch cap that ended `pretrain_free_bits` while its
+    # validation loss still fell; it trains on to the 5th halving (CONTINUES: from that row's last checkpoint)
+    "textvae": ("textvae's own recipe: AE pretraining + reset + free bits λ = 0.25, trained to its 5th halving",
+                [*FROM_AUTOENCODER, "train.free_bits=0.25", "train.free_bits_mode=dimension", "train.max_epochs=200"]),
+    # textvae's recipe of 2026-12-03 (then the `textvae` row): the encoder of Li et al. 2019's pretraining and the
+    # decoder of the trained LM, both at LR 0.25, free bits λ = 0.3
+    "warm_start": ("AE encoder + LM decoder, free bits λ = 0.3, LR 0.25 (textvae's earlier recipe)",
+                   [*WARM_START, "train.free_bits=0.3", "train.free_bits_mode=dimension"]),
     # Ablations of the published recipe on its cheapest row, the LM (issue 24: what each ingredient is worth)
     "lm_no_reload": ("LSTM-LM, SGD, halving without going back to the best weights (ablation)",
                      ["model.model_variant=lm", *LM_SCHEDULE, "train.lr_decay_reload_best=false"]),
@@ -110,6 +115,9 @@ ROWS: dict[str, tuple[str, list[str]]] = {
                                 [*FROM_AUTOENCODER, "train.free_bits=0.25", "train.free_bits_mode=dimension",
                                  "train.lr=0.5"]),
 }
+# row: the row it trains further. Its overrides are that row's plus a higher limit, and resume is exact, so it
+# starts from that row's last checkpoint (a copy) instead of training the same first epochs again.
+CONTINUES = {"textvae": "pretrain_free_bits"}
 # The rows as the earlier recipe (configs/ptb_adam.yaml, then named configs/ptb.yaml) trained them, for the records
 # written before the recipe changed, which do not name their overrides.
 ADAM_RECIPE = "configs/ptb_adam.yaml"
@@ -299,7 +307,12 @@ def train_row(name: str, args: argparse.Namespace, overrides: list[str] | None =
     if (run_dir / TRAINED).is_file():
         logger.info(f"{name}: already trained, skipped")
         return True
-    sources = starts_from(name) if overrides is None and not (run_dir / CHECKPOINT).is_file() else []
+    continued = CONTINUES.get(name) if overrides is None and not (run_dir / CHECKPOINT).is_file() else None
+    if continued and not (Path(args.runs_dir) / continued / TRAINED).is_file():
+        logger.info(f"{name}: trains the `{continued}` row further, which is not trained yet; skipped (train it "
+                    f"first: --rows {continued},{name})")
+        return False
+    sources = starts_from(name) if overrides is None and not continued and not (run_dir / CHECKPOINT).is_file() else []
     untrained = [source for source in sources if not source_ready(source, args)]
     if untrained:
         logger.info(f"{name}: starts from the trained {' and '.join(f'`{row}`' for row in untrained)} row"
@@ -311,6 +324,11 @@ def train_row(name: str, args: argparse.Namespace, overrides: list[str] | None =
         if not claimed:
             logger.info(f"{name}: another process is training it; skipped")
             return False
+        if continued and not (run_dir / CHECKPOINT).is_file():
+            source = Path(args.runs_dir) / continued
+            continued_run(source, read_json(source / TRAINED), run_dir,
+                          load_config(args.config, [*row_overrides(name, args.runs_dir), *shared_overrides(args)]))
+            logger.info(f"{name}: starts from the last checkpoint of {source}")
         if not (run_dir / TRAINED).is_file():  # read under the lock: that process may just have finished
             train_claimed_row(name, run_dir, args,
                               row_overrides(name, args.runs_dir) if overrides is None else overrides)
@@ -338,7 +356,9 @@ def train_claimed_row(name: str, run_dir: Path, args: argparse.Namespace, overri
     facts = {"seconds": summary["train_seconds"], "steps": summary["steps"], "epochs": summary["epochs"],
              "device": described, "command": args.command, "recipe": args.config, "overrides": overrides,
              "precision": config.train.precision}
-    for source in starts_from(name) if name in ROWS else []:
+    if name in CONTINUES:
+        facts["continued_from"] = encoder_facts(run_dir)  # the row whose last checkpoint it started from
+    for source in starts_from(name) if name in ROWS and name not in CONTINUES else []:
         # which weights it started from: the encoder of the finished row or of one kept before it ended, the LM's decoder
         if source in SOURCE_RUNS:
             key = "started_from" if source in KEPT_ENCODERS else "decoder_started_from"
@@ -563,6 +583,10 @@ def row_origin(name: str, record: dict) -> str:
     if started.get("unfinished"):
         line += (f"; started from the encoder of an unfinished `{started['row']}` run (its best weights, epoch "
                  f"{started['best_epoch']}, of a run stopped after epoch {started['stopped_after_epoch']})")
+    continued = record["trained"].get("continued_from") or {}
+    if continued:
+        line += (f"; its first {continued.get('epochs', '?')} epochs are the `{continued['row']}` row's run (the same "
+                 f"config up to train.max_epochs; resume is exact), whose last checkpoint it started from")
     decoder = record["trained"].get("decoder_started_from") or {}
     if decoder:
         line += (f"; its decoder started from a `{decoder['row']}` run ({decoder.get('epochs', '?')} epochs, "

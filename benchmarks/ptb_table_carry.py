@@ -12,6 +12,9 @@ loaded exactly, and a fresh decoder, which the rows replace anyway.
 A row that starts its decoder from the `lm` row's (train.decoder_from: `textvae`) reads a copy of that row's run
 (copied_run); the language model is not kept here (its decoder is twice the encoder's size), so that row needs the
 `lm` row trained in the same runs dir.
+
+A row that trains another row further (the same config, a higher train.max_epochs) starts from a copy of that
+row's run dir with its checkpoint and curves (continued_run), and resumes it.
 """
 
 from __future__ import annotations
@@ -27,14 +30,16 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from textvae.atomic_files import replace_atomically
+from textvae.config import TRAIN_CONFIG, save_config
 from textvae.data import load_splits
 from textvae.data.tokenization import special_ids, vocabulary_size
 from textvae.errors import TextVAEError
 from textvae.modeling import TextVAE, build_model_config
+from textvae.training.checkpoint import CHECKPOINT, METRICS
 
 ENCODER_SIDE = ("encoder.", "posterior.")  # state-dict prefixes of the inference network
 RUN_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "train_config.yaml")
-ENCODER_FACTS = "encoder_facts.json"  # in the init_from run dir: what trained its encoder (finished or not)
+ENCODER_FACTS = "encoder_facts.json"  # in a run dir rows start from: what trained it (finished or not)
 
 
 def vocabulary_fingerprint(tokenizer) -> str:
@@ -102,6 +107,24 @@ def copied_run(source_run: Path, source_facts: dict | None, out_dir: Path) -> Pa
         shutil.copy2(source_run / name, scratch / name)
     write_facts(scratch, {"row": source_run.name, **source_facts})
     return moved_into_place(scratch, out_dir)
+
+
+def continued_run(source_run: Path, source_facts: dict, out_dir: Path, config) -> Path:
+    """A copy at `out_dir` of the finished run `source_run` with its checkpoint and curves, to be resumed under
+    `config` (the source's config with a higher limit, written as the copy's train_config.yaml): a row that trains
+    another row further (ptb_table.CONTINUES). `source_facts` (what trained the source) go into the copy's facts."""
+    scratch = out_dir.with_name(f"{out_dir.name}.partial-{os.getpid()}")
+    scratch.mkdir(parents=True)
+    for name in (*RUN_FILES, CHECKPOINT, METRICS):
+        if name != TRAIN_CONFIG:
+            shutil.copy2(source_run / name, scratch / name)
+    save_config(config, scratch / TRAIN_CONFIG)
+    write_facts(scratch, {"row": source_run.name, **source_facts})
+    out_dir.mkdir(parents=True, exist_ok=True)  # the row's lock file lives there already
+    for path in sorted(scratch.iterdir(), key=lambda path: path.name == CHECKPOINT):  # the checkpoint last: resume
+        path.replace(out_dir / path.name)                                            # starts once it is there
+    scratch.rmdir()
+    return out_dir
 
 
 def write_facts(run_dir: Path, facts: dict) -> None:

@@ -20,7 +20,7 @@ plot (rate on x; reconstruction BLEU and PPL on the y axes) are written. Run fro
   python benchmarks/rate_distortion.py --points lm,rate_80       # some points; rerun for the others
   python benchmarks/rate_distortion.py --points ''               # only rewrite the table and plot from the records
   python benchmarks/rate_distortion.py --corpus ptb --start-from runs/ptb_table --max-epochs 30 --quiet
-With --start-from, every VAE point starts as the PTB table's `textvae` row does (the `ae` row's encoder, the `lm`
+With --start-from, every VAE point starts as the PTB table's `warm_start` row does (the `ae` row's encoder, the `lm`
 row's decoder, LR 0.25), so it needs tens of epochs instead of a hundred, and the `lm` point is that language
 model itself, copied rather than trained again: the frontier is then measured from one common start.
 """
@@ -92,7 +92,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--start-from", metavar="RUNS_DIR",
                         help="start every VAE point from RUNS_DIR/ae_encoder's encoder and RUNS_DIR/lm_decoder's "
                              "decoder (LR 0.25), and take the lm point from RUNS_DIR/lm_decoder (benchmarks/"
-                             "ptb_table.py's runs dir once its textvae row has started)")
+                             "ptb_table.py's runs dir once its warm_start row has started)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda | cuda:N")
     parser.add_argument("--runs-dir", help="one run dir per point under here (default runs/rate_distortion/CORPUS)")
     parser.add_argument("--table", help="the Markdown table to write (default benchmarks/rate_distortion_CORPUS.md; "

@@ -416,31 +416,59 @@ def test_a_row_that_starts_from_the_autoencoder_waits_for_it_then_starts_from_it
     assert trained["started_from"] == {"row": "ae", **ae}  # the encoder of the finished `ae` run, copied
 
 
-def test_the_textvae_row_starts_its_encoder_from_the_autoencoder_and_its_decoder_from_the_language_model(
+def test_the_warm_start_row_starts_its_encoder_from_the_autoencoder_and_its_decoder_from_the_language_model(
         table_run, tmp_path, caplog):
-    """textvae's own row waits for both rows it starts from, then reads a copy of each, and its record says which
+    """The warm-start row (textvae's earlier recipe) waits for both rows it starts from, then reads a copy of each, and its record says which
     runs trained them."""
     script, tmp, common = table_run
     runs = tmp_path / "runs"
     options = with_option(with_option(with_option(common, "--runs-dir", runs), "--records", tmp_path / "records"),
                           "--table", tmp_path / "table.md")
-    assert script.starts_from("textvae") == ["ae", "lm"]
+    assert script.starts_from("warm_start") == ["ae", "lm"]
     caplog.set_level(logging.INFO, logger="ptb_table")
-    assert script.main(["--rows", "ae,textvae", "--max-steps", "3", *options]) == 0
-    assert not (runs / "textvae" / "checkpoint.pt").exists()  # skipped: no `lm` yet
-    assert "textvae: starts from the trained `lm` row, not trained yet; skipped (train it first: --rows lm,textvae)" \
+    assert script.main(["--rows", "ae,warm_start", "--max-steps", "3", *options]) == 0
+    assert not (runs / "warm_start" / "checkpoint.pt").exists()  # skipped: no `lm` yet
+    assert "warm_start: starts from the trained `lm` row, not trained yet; skipped (train it first: --rows lm,warm_start)" \
         in caplog.text
-    assert script.main(["--rows", "lm,textvae", "--max-steps", "3", *options]) == 0
+    assert script.main(["--rows", "lm,warm_start", "--max-steps", "3", *options]) == 0
     from textvae.config import load_config
-    row = load_config(runs / "textvae" / "train_config.yaml")
+    row = load_config(runs / "warm_start" / "train_config.yaml")
     assert row.train.decoder_from == str(runs / "lm_decoder") and row.train.init_from == str(runs / "ae_encoder")
-    trained = json.loads((runs / "textvae" / script.TRAINED).read_text())
+    trained = json.loads((runs / "warm_start" / script.TRAINED).read_text())
     lm = json.loads((runs / "lm" / script.TRAINED).read_text())
     assert trained["decoder_started_from"] == {"row": "lm", **lm} and trained["started_from"]["row"] == "ae"
-    origin = next(line for line in (tmp_path / "table.md").read_text().splitlines() if line.startswith("- `textvae`"))
+    origin = next(line for line in (tmp_path / "table.md").read_text().splitlines() if line.startswith("- `warm_start`"))
     assert f"its decoder started from a `lm` run ({lm['epochs']} epochs, {lm['precision']}, trained by " in origin
     copy, source = textvae.load(runs / "lm_decoder").model.state_dict(), textvae.load(runs / "lm").model.state_dict()
     assert copy.keys() == source.keys() and all(torch.equal(copy[name], source[name]) for name in copy)
+
+
+def test_the_textvae_row_trains_the_pretrain_free_bits_row_further_from_its_last_checkpoint(table_run, tmp_path, caplog):
+    """textvae's row is Li et al. 2019's recipe without the epoch cap: it waits for that row, starts from a copy of
+    its last checkpoint (its curves included), trains on, and its record says which run it continued."""
+    script, tmp, common = table_run
+    runs = tmp_path / "runs"
+    options = with_option(with_option(with_option(common, "--runs-dir", runs), "--records", tmp_path / "records"),
+                          "--table", tmp_path / "table.md")
+    from textvae.config import load_config
+    row, source = (load_config(ROOT / "configs" / "ptb.yaml", script.row_overrides(name, "runs")).to_dict()
+                   for name in ("textvae", "pretrain_free_bits"))
+    assert row["train"].pop("max_epochs") > source["train"].pop("max_epochs") and row == source  # only the cap differs
+    caplog.set_level(logging.INFO, logger="ptb_table")
+    assert script.main(["--rows", "textvae", "--max-epochs", "2", *options]) == 0
+    assert not (runs / "textvae" / "checkpoint.pt").exists()
+    assert ("textvae: trains the `pretrain_free_bits` row further, which is not trained yet; skipped (train it first: "
+            "--rows pretrain_free_bits,textvae)") in caplog.text
+    assert script.main(["--rows", "ae,pretrain_free_bits", "--max-epochs", "1", *options]) == 0
+    assert script.main(["--rows", "textvae", "--max-epochs", "2", *options]) == 0
+    first, continued = read_metrics(runs / "pretrain_free_bits"), read_metrics(runs / "textvae")
+    assert continued[:len(first)] == first and continued[-1]["epoch"] == 2 and len(continued) > len(first)
+    assert load_config(runs / "textvae" / "train_config.yaml").train.max_epochs == 2
+    trained = json.loads((runs / "textvae" / script.TRAINED).read_text())
+    source_facts = json.loads((runs / "pretrain_free_bits" / script.TRAINED).read_text())
+    assert trained["continued_from"] == {"row": "pretrain_free_bits", **source_facts} and trained["epochs"] == 2
+    origin = next(line for line in (tmp_path / "table.md").read_text().splitlines() if line.startswith("- `textvae`"))
+    assert "its first 1 epochs are the `pretrain_free_bits` row's run" in origin
 
 
 def test_the_autoencoders_encoder_is_kept_in_the_records_and_a_later_session_starts_from_it(table_run, tmp_path):

@@ -118,7 +118,7 @@ def test_points_can_start_from_the_ptb_tables_autoencoder_and_language_model(swe
     table = load_benchmark("ptb_table")
     start = tmp_path / "table_runs"
     config = common[common.index("--config") + 1]
-    assert table.main(["--config", config, "--rows", "ae,lm,textvae", "--max-steps", "3", "--runs-dir", str(start),
+    assert table.main(["--config", config, "--rows", "ae,lm,warm_start", "--max-steps", "3", "--runs-dir", str(start),
                        "--records", str(tmp_path / "table_records"), "--table", str(tmp_path / "table.md"),
                        "--iw-samples", "2", "--device", "cpu", "--quiet"]) == 0
     runs = tmp_path / "runs"
