@@ -22,6 +22,15 @@ declare -A PROBES=(
   [p5_512_lat128]="model.encoder_hidden_size=512 model.decoder_hidden_size=512 model.latent_size=128
                    model.encoder_bidirectional=true model.decoder_dropout=0.3 model.embedding_dropout=0.3
                    train.kl_start_weight=0.0 train.kl_max_weight=0.03 train.free_bits=1.0"
+  # p5 with half the decoder's input words replaced by <unk> (Bowman et al. 2016's word dropout): the decoder can
+  # no longer lean on the previous words, so what it needs of a sentence has to come through z
+  [p6_word_dropout]="model.encoder_hidden_size=512 model.decoder_hidden_size=512 model.latent_size=128
+                     model.encoder_bidirectional=true model.decoder_dropout=0.3 model.embedding_dropout=0.3
+                     train.kl_start_weight=0.0 train.kl_max_weight=0.03 train.free_bits=1.0 train.word_dropout=0.5"
+  # p5 with the bag-of-words loss (Zhao et al. 2017): z must predict every word of the sentence, unordered
+  [p7_bag_of_words]="model.encoder_hidden_size=512 model.decoder_hidden_size=512 model.latent_size=128
+                     model.encoder_bidirectional=true model.decoder_dropout=0.3 model.embedding_dropout=0.3
+                     train.kl_start_weight=0.0 train.kl_max_weight=0.03 train.free_bits=1.0 model.bag_of_words_weight=1.0"
 )
 NAMES=("$@"); [ ${#NAMES[@]} -gt 0 ] || NAMES=(p1_adam p2_nodrop p3_lat64_bi p4_lat64_bi_drop)
 mkdir -p "$OUT"

@@ -148,3 +148,39 @@ def test_the_variant_has_one_name_in_configs_and_config_json_and_the_older_key_i
     assert saved["model_variant"] == "lm" and saved["model_type"] == "textvae"  # HF's architecture name
     for path in (REPO / "configs").glob("*.yaml"):
         assert "model_type:" not in path.read_text(encoding="utf-8"), path  # the one name in every config
+
+
+def test_the_bag_of_words_loss_scores_each_word_of_a_sentence_from_z_and_joins_only_the_training_objective():
+    """Zhao et al. 2017's loss: −Σ log softmax(W z + b)[w] over the words (not <bos>, <eos> or padding), in
+    training mode only; the objective adds it times model.bag_of_words_weight, and its gradient reaches the head
+    and the encoder."""
+    from textvae.training.objectives import elbo_loss
+    torch.manual_seed(0)
+    model = TextVAE(tiny_config(bag_of_words_weight=0.5)).train()
+    batch = batch_of([[5, 6, 5], [7, 8, 9, 10, 11]])
+    token_ids, lengths = batch.token_ids, batch.lengths
+    output = model(token_ids, lengths, noise=torch.zeros(2, 3))
+    log_p = torch.log_softmax(model.bag_of_words.output(output.z), dim=-1)
+    expected = torch.stack([-(2 * log_p[0, 5] + log_p[0, 6]), -log_p[1, [7, 8, 9, 10, 11]].sum()])
+    torch.testing.assert_close(output.bag_of_words_nll, expected)
+    with_bow = elbo_loss(output, 1.0, bag_of_words_weight=0.5)
+    without = elbo_loss(output, 1.0)
+    torch.testing.assert_close(with_bow.loss - without.loss, 0.5 * expected.mean())
+    assert torch.equal(with_bow.rec, without.rec)  # the logged ELBO parts do not include it
+    with_bow.loss.backward()
+    assert model.bag_of_words.output.weight.grad.abs().sum() > 0
+    assert model.posterior.to_mean_logvar.weight.grad.abs().sum() > 0
+    assert model.eval()(token_ids, lengths).bag_of_words_nll is None  # evaluation never computes it
+    assert TextVAE(tiny_config()).bag_of_words is None  # off by default: no extra weights
+
+
+def test_the_bag_of_words_head_is_saved_and_a_language_model_refuses_it(tmp_path):
+    model = tiny_model(bag_of_words_weight=1.0)
+    model.save_pretrained(tmp_path)
+    loaded = TextVAE.from_pretrained(str(tmp_path))
+    assert torch.equal(loaded.bag_of_words.output.weight, model.bag_of_words.output.weight)
+    assert loaded.config.bag_of_words_weight == 1.0
+    with pytest.raises(TextVAEError, match="model.bag_of_words_weight: a language model has no z"):
+        tiny_config(model_variant="lm", bag_of_words_weight=1.0)
+    with pytest.raises(TextVAEError, match="model.bag_of_words_weight: must be a number >= 0"):
+        tiny_config(bag_of_words_weight=-1.0)

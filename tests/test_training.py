@@ -225,3 +225,17 @@ def test_a_kill_between_validations_resumes_from_the_time_based_checkpoint_exact
         assert torch.equal(straight[name], continued[name]), name
     assert untimed_metrics(killed) == untimed_metrics(tmp_path / "straight")
 
+
+
+def test_the_bag_of_words_loss_trains_its_head_and_is_in_the_objective_only(tmp_path):
+    """model.bag_of_words_weight from a config: the saved model has the head, the train lines' `objective` holds
+    the bag-of-words loss (tens of nats: every word scored from z alone) while `loss` stays the −ELBO."""
+    summary = train(tiny_settings("train.max_steps=4", "train.log_every=1", "model.bag_of_words_weight=1.0"),
+                    tmp_path / "bow")
+    plain = train(tiny_settings("train.max_steps=4", "train.log_every=1"), tmp_path / "plain")
+    lines = {run: [line for line in read_metrics(tmp_path / run) if line["split"] == "train"] for run in ("bow", "plain")}
+    assert all(line["objective"] - line["loss"] > 10 for line in lines["bow"])
+    assert all(line["objective"] <= line["loss"] + 1e-6 for line in lines["plain"])  # β ≤ 1, no free bits
+    assert TextVAE.from_pretrained(tmp_path / "bow").bag_of_words is not None
+    assert TextVAE.from_pretrained(tmp_path / "plain").bag_of_words is None
+    assert summary["steps"] == plain["steps"] == 4

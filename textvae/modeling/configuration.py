@@ -40,6 +40,8 @@ class TextVAEConfig(PretrainedConfig):
     vocabulary layer, encoder_embedding_dropout on the encoder's input embeddings.
     bn_vae_gamma > 0 batch-normalises the posterior means with that fixed scale (BN-VAE, Zhu et al. 2020;
     modeling.posterior).
+    bag_of_words_weight > 0 adds a linear map from z to the vocabulary whose bag-of-words loss (Zhao et al. 2017),
+    times this weight, joins the training objective: z then names a sentence's words (modeling.bag_of_words).
     weight_init_range > 0 draws every weight and bias of textvae's own layers from U(-r, r), and
     embedding_init_range > 0 the embeddings from U(-e, e), as the published PTB code does (0.01 and 0.1;
     modeling.initialization); 0 keeps PyTorch's default initialisation.
@@ -63,6 +65,7 @@ class TextVAEConfig(PretrainedConfig):
         encoder_embedding_dropout: float = 0.0,
         decoder_dropout: float = 0.0,
         bn_vae_gamma: float = 0.0,
+        bag_of_words_weight: float = 0.0,
         weight_init_range: float = 0.0,
         embedding_init_range: float = 0.0,
         encoder_type: str = "lstm",
@@ -103,6 +106,7 @@ class TextVAEConfig(PretrainedConfig):
         self.encoder_embedding_dropout = encoder_embedding_dropout
         self.decoder_dropout = decoder_dropout
         self.bn_vae_gamma = bn_vae_gamma
+        self.bag_of_words_weight = bag_of_words_weight
         self.weight_init_range = weight_init_range
         self.embedding_init_range = embedding_init_range
         self.encoder_type = encoder_type
@@ -180,6 +184,13 @@ class TextVAEConfig(PretrainedConfig):
         gamma = self.bn_vae_gamma
         if not is_real(gamma) or not 0.0 <= gamma < float("inf"):
             raise TextVAEError(f"model.bn_vae_gamma: must be a number >= 0 (0 = no BN-VAE), got {gamma!r}")
+        weight = self.bag_of_words_weight
+        if not is_real(weight) or not 0.0 <= weight < float("inf"):
+            raise TextVAEError(f"model.bag_of_words_weight: must be a number >= 0 (0 = no bag-of-words loss), "
+                               f"got {weight!r}")
+        if weight and not self.has_latent:
+            raise TextVAEError("model.bag_of_words_weight: a language model has no z to predict the words from; "
+                               "remove the key or set model.model_variant: vae")
 
 
 def model_section_defaults() -> dict[str, Any]:

@@ -14,6 +14,7 @@ import torch
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
+from .bag_of_words import BagOfWordsHead
 from .configuration import TextVAEConfig
 from .initialization import initialize_uniformly
 from .posterior import GaussianPosterior, kl_per_dimension, reparameterize
@@ -28,6 +29,8 @@ class TextVAEOutput(ModelOutput):
     kl_per_dimension: (batch, latent) KL(q(z|x) || p(z)) of each latent dimension; None for the LM baseline
     (the per-sentence KL, as `Loss.kl` and the reports give it, is its sum over the last axis).
     token_counts: (batch,) predicted tokens per sentence.
+    bag_of_words_nll: (batch,) the bag-of-words loss of z (modeling.bag_of_words), in training mode when the
+    model has the head; else None.
     """
 
     rec_nll: torch.Tensor | None = None
@@ -36,6 +39,7 @@ class TextVAEOutput(ModelOutput):
     logvar: torch.Tensor | None = None
     z: torch.Tensor | None = None
     token_counts: torch.Tensor | None = None
+    bag_of_words_nll: torch.Tensor | None = None
 
 
 class TextVAE(PreTrainedModel):
@@ -52,6 +56,8 @@ class TextVAE(PreTrainedModel):
         self.posterior = (initialize_uniformly(GaussianPosterior(self.encoder.summary_size, config.latent_size,
                                                                  config.bn_vae_gamma), config)
                           if config.has_latent else None)
+        self.bag_of_words = (initialize_uniformly(BagOfWordsHead(config.latent_size, config.vocab_size), config)
+                             if config.has_latent and config.bag_of_words_weight > 0 else None)
         self.decoder = build_decoder(self.config)
         self.post_init()
 
@@ -115,7 +121,10 @@ class TextVAE(PreTrainedModel):
             if z is None:
                 z = reparameterize(mean, logvar, generator=generator, noise=noise) if sample_z else mean
         rec_nll, token_counts = self.reconstruction_nll(token_ids, lengths, z, decoder_input_ids)
-        return TextVAEOutput(rec_nll=rec_nll, kl_per_dimension=kl, mean=mean, logvar=logvar, z=z, token_counts=token_counts)
+        bag_of_words_nll = (self.bag_of_words(z, token_ids, lengths)
+                            if self.bag_of_words is not None and self.training and z is not None else None)
+        return TextVAEOutput(rec_nll=rec_nll, kl_per_dimension=kl, mean=mean, logvar=logvar, z=z,
+                             token_counts=token_counts, bag_of_words_nll=bag_of_words_nll)
 
     def wrap_words(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """A tokenizer's batch (words only, padded on either side, attention_mask 1 on words) as token_ids

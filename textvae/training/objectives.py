@@ -111,10 +111,12 @@ class Loss:
 
 
 def elbo_loss(output: TextVAEOutput, weight: float, free_bits: float = 0.0, scale: float = 1.0,
-              free_bits_mode: str = "batch_dimension", target_rate: float = 0.0, multiplier: float = 0.0) -> Loss:
+              free_bits_mode: str = "batch_dimension", target_rate: float = 0.0, multiplier: float = 0.0,
+              bag_of_words_weight: float = 0.0) -> Loss:
     """Per-sentence negative ELBO averaged over the batch: rec + beta * KL (free bits applied to the KL),
     plus u (r - KL) when a target rate r is set (the Lagrangian term; u = `multiplier`, see
-    `updated_multiplier`). `scale` multiplies the loss to minimise (not the logged parts): distributed
+    `updated_multiplier`), plus `bag_of_words_weight` times the bag-of-words loss when the model has its head
+    (modeling.bag_of_words). `scale` multiplies the loss to minimise (not the logged parts): distributed
     training uses it so that averaging the processes' gradients gives the whole batch's."""
     rec = output.rec_nll.mean()
     if output.kl_per_dimension is None:  # LM baseline: no latent, the loss is the NLL
@@ -124,4 +126,6 @@ def elbo_loss(output: TextVAEOutput, weight: float, free_bits: float = 0.0, scal
     objective = rec + weight * kl_term(output.kl_per_dimension, free_bits, free_bits_mode)
     if target_rate > 0.0 and multiplier > 0.0:
         objective = objective + multiplier * (target_rate - kl)
+    if output.bag_of_words_nll is not None and bag_of_words_weight > 0.0:
+        objective = objective + bag_of_words_weight * output.bag_of_words_nll.mean()
     return Loss(scale * objective, rec.detach(), kl.detach(), weight, scale)

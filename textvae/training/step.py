@@ -91,7 +91,7 @@ def training_step(model: TextVAE, optimizer: torch.optim.Optimizer, token_ids: t
         with autocast(token_ids.device, dtype):
             output = model(token_ids, lengths, decoder_input_ids=decoder_inputs, noise=noise)
         loss = elbo_loss(output, kl_weight(step, settings), settings.free_bits, scale, settings.free_bits_mode,
-                         settings.target_rate, multiplier)
+                         settings.target_rate, multiplier, core.config.bag_of_words_weight)
         if not torch.isfinite(loss.loss):
             raise Diverged("loss", loss.value, step, optimizer.param_groups[0]["lr"])
         model.zero_grad(set_to_none=True)
