@@ -568,3 +568,17 @@ def test_an_unfinished_autoencoders_encoder_can_be_kept_when_the_session_ends_fi
     row = next(line for line in (tmp_path / "table.md").read_text().splitlines()
                if line.startswith("- `pretrain_free_bits`"))
     assert f"started from the encoder of an unfinished `ae` run (its best weights, epoch {facts['best_epoch']}" in row
+
+
+def test_the_target_line_asks_for_every_condition_of_the_issue():
+    """A VAE row meets textvae's target only with a PPL below our LM's and the published LM's, KL >= 8, MI >= 6 and
+    all 32 units active: missing any one leaves it out."""
+    script = load_script()
+    good = {"ppl": 95.5, "kl": 8.7, "mi": 6.1, "au": 32}
+    rows = {"lm": {"ppl": 95.8}, "good": good, "low_mi": {**good, "mi": 5.9}, "low_kl": {**good, "kl": 7.9},
+            "au_31": {**good, "au": 31}, "worse_than_lm": {**good, "ppl": 95.9}}
+    line = script.target_verdict(rows)
+    assert line.endswith("met by `good`.") and "MI ≥ 6" in line and "published LM's 100.47" in line
+    # an LM worse than the published one: the published PPL (100.47) is the bar
+    assert script.target_verdict({**rows, "lm": {"ppl": 101.0}}).endswith("met by `good`, `worse_than_lm`.")
+    assert "not judged" in script.target_verdict({"good": good})
