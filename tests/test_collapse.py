@@ -571,3 +571,13 @@ train: {batch_size: 11, max_steps: 6, eval_every: 3, num_threads: 1, device: cpu
     assert states[0]["kl_multiplier"] > 0
     assert states[1]["kl_multiplier"] == pytest.approx(states[0]["kl_multiplier"], rel=1e-4)
     assert states[0]["decoder_reset"] and states[1]["decoder_reset"]
+
+
+def test_every_parameter_is_on_one_side_of_aggressive_training_bag_of_words_head_included():
+    """Aggressive training updates the encoder side, then the decoder side: a parameter on neither would never be
+    trained in its aggressive phase. The bag-of-words head, p(words | z), is on the decoder's."""
+    model = tiny_model(bag_of_words_weight=1.0)
+    encoder, decoder = encoder_parameters(model), decoder_parameters(model)
+    assert {id(parameter) for parameter in model.bag_of_words.parameters()} <= {id(parameter) for parameter in decoder}
+    sides = [id(parameter) for parameter in [*encoder, *decoder]]
+    assert sorted(sides) == sorted(id(parameter) for parameter in model.parameters())  # each once

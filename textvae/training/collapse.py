@@ -59,8 +59,9 @@ def encoder_parameters(model: TextVAE) -> list[nn.Parameter]:
 
 
 def decoder_parameters(model: TextVAE) -> list[nn.Parameter]:
-    """The generative network's parameters."""
-    return list(model.decoder.parameters())
+    """The generative network's parameters: the decoder, and the bag-of-words head (p(words | z)) when there is one."""
+    head = list(model.bag_of_words.parameters()) if model.bag_of_words is not None else []
+    return [*model.decoder.parameters(), *head]
 
 
 # ---- autoencoder pretraining, then a fresh decoder (Li et al. 2019) --------------------------------------
