@@ -9,7 +9,7 @@ fingerprint of the vocabulary they index. A later session rebuilds from it a run
 tokenizer made again from the corpus as the recipe makes it (refused if its fingerprint differs), the encoder
 loaded exactly, and a fresh decoder, which the rows replace anyway.
 
-A row that starts its decoder from the `lm` row's (train.decoder_from: `textvae`) reads a copy of that row's run
+A row that starts its decoder from the `lm` row's (train.decoder_from: `warm_start`) reads a copy of that row's run
 (copied_run); the language model is not kept here (its decoder is twice the encoder's size), so that row needs the
 `lm` row trained in the same runs dir.
 
