@@ -2,7 +2,7 @@
 
 Run dirs are not kept from one session to the next (a new machine, the work tree laid anew), and a row of the
 published recipe takes most of a session on one core, so `ae` (the autoencoder of Li et al. 2019) and a row
-that starts from it (`pretrain_free_bits`, `textvae`) cannot both train in one. Those rows keep only the
+that starts from it (`pretrain_free_bits`, `warm_start`) cannot both train in one. Those rows keep only the
 encoder (train.reset_decoder draws the decoder afresh), so the table keeps the trained encoder's weights,
 fp32, beside the row records (~12 MB: embeddings, LSTM, posterior layer; no text and no vocabulary), with a
 fingerprint of the vocabulary they index. A later session rebuilds from it a run dir for train.init_from: the
