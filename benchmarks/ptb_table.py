@@ -307,12 +307,13 @@ def train_row(name: str, args: argparse.Namespace, overrides: list[str] | None =
     if (run_dir / TRAINED).is_file():
         logger.info(f"{name}: already trained, skipped")
         return True
-    continued = CONTINUES.get(name) if overrides is None and not (run_dir / CHECKPOINT).is_file() else None
+    fresh = overrides is None and not (run_dir / CHECKPOINT).is_file()  # a table row not started yet
+    continued = CONTINUES.get(name) if fresh else None
     if continued and not (Path(args.runs_dir) / continued / TRAINED).is_file():
         logger.info(f"{name}: trains the `{continued}` row further, which is not trained yet; skipped (train it "
                     f"first: --rows {continued},{name})")
         return False
-    sources = starts_from(name) if overrides is None and not continued and not (run_dir / CHECKPOINT).is_file() else []
+    sources = starts_from(name) if fresh and not continued else []
     untrained = [source for source in sources if not source_ready(source, args)]
     if untrained:
         logger.info(f"{name}: starts from the trained {' and '.join(f'`{row}`' for row in untrained)} row"
@@ -540,15 +541,16 @@ def table_rows(records: dict[str, dict]) -> list[str]:
 def target_verdict(finished: dict[str, dict]) -> str:
     """Which rows reach issue 24's target for textvae's own recipe: PPL below the LM baseline's and the published
     LM's, KL >= 8, MI >= 6, AU = latent size (32); `finished` holds each row's test results."""
-    words = "PPL below the LM baseline's{} and the published LM's {:.2f}, KL ≥ 8, MI ≥ 6, AU = 32"
     published = dict(PUBLISHED)["LSTM-LM"]["ppl"]
+    ours = f" {finished['lm']['ppl']:.2f}" if "lm" in finished else ""
+    target = f"Target (PPL below the LM baseline's{ours} and the published LM's {published:.2f}, KL ≥ 8, MI ≥ 6, AU = 32)"
     if "lm" not in finished:
-        return f"Target ({words.format('', published)}): no LM row yet, so not judged."
+        return f"{target}: no LM row yet, so not judged."
     baseline = min(finished["lm"]["ppl"], published)
     met = [name for name, r in finished.items() if name != "lm" and r["ppl"] < baseline and r["kl"] >= 8
            and (r.get("mi") or 0) >= 6 and r.get("au") == 32]
     verdict = f"met by {', '.join(f'`{name}`' for name in met)}" if met else "met by no row"
-    return f"Target ({words.format(' ' + format(finished['lm']['ppl'], '.2f'), published)}): {verdict}."
+    return f"{target}: {verdict}."
 
 
 def pending_rows(finished: dict[str, dict], evaluating: list[str], other_k: list[str]) -> list[str]:

@@ -22,7 +22,7 @@ class BagOfWordsHead(nn.Module):
         """(batch,) −Σ log p_bow(w | z) over the words of each sentence (<bos> words <eos> <pad>...: the words
         only), in fp32."""
         log_probabilities = torch.log_softmax(self.output(z).float(), dim=-1)
-        words = token_ids[:, 1:-1] if token_ids.size(1) > 2 else token_ids[:, :0]
+        words = token_ids[:, 1:-1]
         positions = torch.arange(words.size(1), device=words.device)
         real = positions.unsqueeze(0) < (lengths.to(words.device) - 2).unsqueeze(1)
         scores = log_probabilities.gather(1, words)
