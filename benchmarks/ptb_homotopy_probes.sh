@@ -1,6 +1,6 @@
 #!/bin/bash
 # Short probes for a PTB homotopy model (docs/homotopy.md, "Homotopies on PTB"): each trains
-# configs/ptb_homotopy.yaml with Adam (lr 0.001) for STEPS steps (default 3,945 = 3 epochs) with some model
+# benchmarks/ptb_homotopy_probe_base.yaml (the first homotopy recipe) with Adam (lr 0.001) for STEPS steps (default 3,945 = 3 epochs) with some model
 # overrides, on one thread pinned to CORE, then scores greedy reconstructions of the whole test split
 # (`textvae evaluate --iw-samples 0 --samples 0`: rec, KL, MI, AU, BLEU with tokenize="none", exact matches).
 # One line per probe goes to runs/probes/log.txt. A probe whose run dir has a checkpoint is resumed and trained on
@@ -37,7 +37,7 @@ mkdir -p "$OUT"
 for name in "${NAMES[@]}"; do
   sets=(); for kv in $COMMON ${PROBES[$name]}; do sets+=(--set "$kv"); done
   echo "== $name to step $STEPS: "${PROBES[$name]} >> "$OUT/log.txt"
-  if [ -f "$OUT/$name/checkpoint.pt" ]; then start=(--resume); else start=(--config configs/ptb_homotopy.yaml); fi
+  if [ -f "$OUT/$name/checkpoint.pt" ]; then start=(--resume); else start=(--config benchmarks/ptb_homotopy_probe_base.yaml); fi
   OMP_NUM_THREADS=1 taskset -c "$CORE" textvae train "${start[@]}" --out "$OUT/$name" --quiet \
     "${sets[@]}" >> "$OUT/$name.train.txt" 2>&1
   OMP_NUM_THREADS=1 taskset -c "$CORE" textvae evaluate "$OUT/$name" --split test --iw-samples 0 --samples 0 2>&1 \

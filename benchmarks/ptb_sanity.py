@@ -3,7 +3,7 @@ validation summary, the KL and rec of the first 300 test sentences, and the shar
 reconstruction from the posterior mean is exact, with its corpus BLEU (tokenize="none"); then three
 reconstructions. Checks that a recipe trains and which way its BLEU moves, in minutes (docs/homotopy.md).
 Run from the repository root (the recipes read ../shared/data/ptb):
-  python benchmarks/ptb_sanity.py configs/ptb_homotopy.yaml runs/ptb_sanity 300
+  python benchmarks/ptb_sanity.py configs/ptb.yaml runs/ptb_sanity 300
 """
 
 import json

@@ -582,3 +582,27 @@ def test_the_target_line_asks_for_every_condition_of_the_issue():
     # an LM worse than the published one: the published PPL (100.47) is the bar
     assert script.target_verdict({**rows, "lm": {"ppl": 101.0}}).endswith("met by `good`, `worse_than_lm`.")
     assert "not judged" in script.target_verdict({"good": good})
+
+
+def test_the_ptb_homotopy_recipe_is_the_probe_it_quotes():
+    """configs/ptb_homotopy.yaml quotes the measured numbers of probe p7 (benchmarks/ptb_homotopy_probes.sh): it must
+    train what p7 trained, i.e. the probes' base with the script's common overrides and p7's, apart from the keys
+    that only say how a probe runs (its step limit, threads, precision, progress bar, sampling prior)."""
+    import re
+    import shlex
+
+    from textvae.config import load_config
+
+    script = (ROOT / "benchmarks" / "ptb_homotopy_probes.sh").read_text()
+    common = re.search(r'^COMMON="(.*?)"', script, flags=re.M | re.S).group(1)
+    p7 = re.search(r'^\s*\[p7_bag_of_words\]="(.*?)"', script, flags=re.M | re.S).group(1)
+    run_only = ("train.max_steps", "train.num_threads", "train.precision", "train.fit_sampling_prior",
+                "train.progress_bar")
+    overrides = [kv for kv in shlex.split(common + " " + p7) if not kv.startswith(run_only)]
+    probe = load_config(ROOT / "benchmarks" / "ptb_homotopy_probe_base.yaml", overrides).to_dict()
+    recipe = load_config(ROOT / "configs" / "ptb_homotopy.yaml").to_dict()
+    for section in ("data", "tokenizer", "model", "train"):
+        differing = {key for key in set(probe[section]) | set(recipe[section])
+                     if probe[section].get(key) != recipe[section].get(key)}
+        assert differing <= {key.split(".")[1] for key in run_only if key.startswith(section)}, (section, differing)
+    assert recipe["model"]["bag_of_words_weight"] == 1.0 and recipe["model"]["latent_size"] == 128
