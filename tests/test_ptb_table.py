@@ -8,6 +8,8 @@ import json
 import logging
 import os
 import random
+import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -588,9 +590,6 @@ def test_the_ptb_homotopy_recipe_is_the_probe_it_quotes():
     """configs/ptb_homotopy.yaml quotes the measured numbers of probe p7 (benchmarks/ptb_homotopy_probes.sh): it must
     train what p7 trained, i.e. the probes' base with the script's common overrides and p7's, apart from the keys
     that only say how a probe runs (its step limit, threads, precision, progress bar, sampling prior)."""
-    import re
-    import shlex
-
     from textvae.config import load_config
 
     script = (ROOT / "benchmarks" / "ptb_homotopy_probes.sh").read_text()
