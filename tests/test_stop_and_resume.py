@@ -103,7 +103,8 @@ def train_arguments(out: Path) -> list[str]:
 def start(out: Path, resume: bool) -> subprocess.Popen:
     command = [sys.executable, "-m", "textvae.cli", *train_arguments(out)]
     return subprocess.Popen(command + (["--resume"] if resume else []), cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as from a terminal
 
 
 def logged_steps(out: Path) -> int:
@@ -150,14 +151,35 @@ def test_sigint_and_sigterm_checkpoint_the_last_step_and_resume_reaches_the_unin
     assert not list(run.glob(".*.tmp"))
 
 
-def test_the_handler_defers_the_first_signal_and_lets_a_second_ctrl_c_through(capsys):
+@pytest.fixture
+def sigint_as(request):
+    """SIGINT's handler set to request.param for the test (whatever the suite was started with: a background job
+    of a script starts with SIGINT ignored), and put back after it."""
+    previous = signal.signal(signal.SIGINT, request.param)
+    yield request.param
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.parametrize("sigint_as", [signal.default_int_handler], indirect=True)
+def test_the_handler_defers_the_first_signal_and_lets_a_second_ctrl_c_through(capsys, sigint_as):
     with StopRequests() as stops:
+        assert signal.getsignal(signal.SIGINT) == stops.handle
         stops.handle(signal.SIGTERM, None)
         assert stops.received == signal.SIGTERM
         assert "SIGTERM received: finishing this step, then checkpointing" in capsys.readouterr().err
         with pytest.raises(KeyboardInterrupt):
             stops.handle(signal.SIGINT, None)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+@pytest.mark.parametrize("sigint_as", [signal.SIG_IGN], indirect=True)
+def test_a_signal_ignored_when_training_starts_stays_ignored(sigint_as):
+    """`nohup textvae train ... &` from a script starts with SIGINT ignored: training leaves it so (as Python does)
+    and still checkpoints on SIGTERM."""
+    with StopRequests() as stops:
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) == stops.handle
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 
 
 def test_training_interrupted_is_a_keyboard_interrupt_with_the_shell_exit_code(tmp_path):

@@ -93,7 +93,9 @@ def judged_loss(validation: dict[str, Any], settings: TrainConfig) -> float:
 class StopRequests:
     """Turns SIGINT and SIGTERM into a request the training loop honours after the step in flight, instead of
     losing the work since the last checkpoint; a second SIGINT interrupts at once (the last checkpoint is kept).
-    Handlers are installed only from the main thread (Python allows no others) and restored on exit."""
+    Handlers are installed only from the main thread (Python allows no others) and restored on exit. A signal the
+    process was started ignoring (SIGINT for `nohup cmd &` or a background job of a script) stays ignored, as
+    Python itself leaves it."""
 
     SIGNALS = ("SIGINT", "SIGTERM")
 
@@ -105,7 +107,7 @@ class StopRequests:
         if threading.current_thread() is threading.main_thread():
             for name in self.SIGNALS:
                 number = getattr(signal, name, None)
-                if number is not None:
+                if number is not None and signal.getsignal(number) is not signal.SIG_IGN:
                     self.previous[number] = signal.signal(number, self.handle)
         return self
 
