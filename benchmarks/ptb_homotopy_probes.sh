@@ -3,13 +3,14 @@
 # benchmarks/ptb_homotopy_probe_base.yaml (the first homotopy recipe) with Adam (lr 0.001) for STEPS steps (default 3,945 = 3 epochs) with some model
 # overrides, on one thread pinned to CORE, then scores greedy reconstructions of the whole test split
 # (`textvae evaluate --iw-samples 0 --samples 0`: rec, KL, MI, AU, BLEU with tokenize="none", exact matches).
+# PRECISION (environment, default bf16) sets train.precision: fp32 on a CPU without AVX-512 BF16/AMX.
 # One line per probe goes to runs/probes/log.txt. A probe whose run dir has a checkpoint is resumed and trained on
 # to STEPS (resume is exact), so a longer STEPS continues it. Run from the repository root:
 #   bash benchmarks/ptb_homotopy_probes.sh [CORE] [STEPS] [PROBE ...]     (default: core 0, all probes)
 set -euo pipefail
 CORE=${1:-0}; STEPS=${2:-3945}; shift $(( $# > 2 ? 2 : $# ))
 OUT=runs/probes
-COMMON="train.optimizer=adam train.lr=0.001 train.max_steps=$STEPS train.num_threads=1 train.precision=bf16
+COMMON="train.optimizer=adam train.lr=0.001 train.max_steps=$STEPS train.num_threads=1 train.precision=${PRECISION:-bf16}
         train.fit_sampling_prior=false train.progress_bar=false"
 declare -A PROBES=(
   [p1_adam]=""
@@ -31,6 +32,12 @@ declare -A PROBES=(
   [p7_bag_of_words]="model.encoder_hidden_size=512 model.decoder_hidden_size=512 model.latent_size=128
                      model.encoder_bidirectional=true model.decoder_dropout=0.3 model.embedding_dropout=0.3
                      train.kl_start_weight=0.0 train.kl_max_weight=0.03 train.free_bits=1.0 model.bag_of_words_weight=1.0"
+  # p7 with the bag-of-words head's scores of z added to the decoder's vocabulary scores at every step
+  # (model.bag_of_words_bias, as TopicRNN's topic bias, Dieng et al. 2017): z says which words, the LSTM their order
+  [p8_bow_bias]="model.encoder_hidden_size=512 model.decoder_hidden_size=512 model.latent_size=128
+                 model.encoder_bidirectional=true model.decoder_dropout=0.3 model.embedding_dropout=0.3
+                 train.kl_start_weight=0.0 train.kl_max_weight=0.03 train.free_bits=1.0 model.bag_of_words_weight=1.0
+                 model.bag_of_words_bias=true"
 )
 NAMES=("$@"); [ ${#NAMES[@]} -gt 0 ] || NAMES=(p1_adam p2_nodrop p3_lat64_bi p4_lat64_bi_drop)
 mkdir -p "$OUT"

@@ -174,6 +174,41 @@ def test_the_bag_of_words_loss_scores_each_word_of_a_sentence_from_z_and_joins_o
     assert TextVAE(tiny_config()).bag_of_words is None  # off by default: no extra weights
 
 
+@pytest.mark.parametrize("decoder", [dict(), dict(encoder_type="transformer", decoder_type="transformer", attention_heads=2)])
+def test_the_bag_of_words_bias_adds_the_heads_scores_of_z_to_every_steps_vocabulary_scores(decoder):
+    """TextVAEConfig.bag_of_words_bias: log p(x_t | x_<t, z) = log softmax(W h_t + b + W_bow z + b_bow)[x_t], the
+    same in the teacher-forced loss (fused) and in step-by-step decoding; the head learns from the reconstruction
+    loss alone (no bag-of-words loss), and a large bias on a word makes the model say it."""
+    model = tiny_model(bag_of_words_bias=True, **decoder)
+    assert model.bag_of_words is not None and model.config.bag_of_words_weight == 0.0
+    batch = batch_of([[5, 6, 5], [7, 8, 9, 10, 11]])
+    token_ids, lengths = batch.token_ids, batch.lengths
+    output = model(token_ids, lengths, sample_z=False)
+    hidden, _ = model.decoder(token_ids[:, :-1], output.z)
+    scores = model.decoder.logits(hidden) + model.bag_of_words.output(output.z).unsqueeze(1)
+    token_nll = -torch.log_softmax(scores, dim=-1).gather(2, token_ids[:, 1:].unsqueeze(2)).squeeze(2)
+    real = torch.arange(token_ids.size(1) - 1).unsqueeze(0) < (lengths - 1).unsqueeze(1)
+    torch.testing.assert_close(output.rec_nll, (token_nll * real).sum(1), rtol=1e-5, atol=1e-5)
+    for row in range(2):  # generation's path, one step at a time, scores the same
+        state, nll = None, torch.tensor(0.0)
+        for step in range(int(lengths[row]) - 1):
+            logits, state = model.decode_step(token_ids[row: row + 1, step], output.z[row: row + 1], state)
+            nll = nll - torch.log_softmax(logits, dim=-1)[0, token_ids[row, step + 1]]
+        torch.testing.assert_close(nll, output.rec_nll[row], rtol=1e-5, atol=1e-5)
+    plain = TextVAE(tiny_config(**decoder)).eval()
+    plain.load_state_dict({name: value for name, value in model.state_dict().items()
+                           if not name.startswith("bag_of_words")})
+    assert not torch.allclose(plain(token_ids, lengths, sample_z=False).rec_nll, output.rec_nll)
+    model.train()
+    model(token_ids, lengths, noise=torch.zeros(2, 3)).rec_nll.sum().backward()
+    assert model.bag_of_words.output.weight.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():  # a bias far above every other score: the first word is that word, whatever the decoder
+        model.bag_of_words.output.bias[7] = 1e3
+    logits, _ = model.decode_step(torch.tensor([1]), output.z[:1], None)
+    assert int(logits.argmax()) == 7
+
+
 def test_the_bag_of_words_head_is_saved_and_a_language_model_refuses_it(tmp_path):
     model = tiny_model(bag_of_words_weight=1.0)
     model.save_pretrained(tmp_path)
@@ -184,3 +219,13 @@ def test_the_bag_of_words_head_is_saved_and_a_language_model_refuses_it(tmp_path
         tiny_config(model_variant="lm", bag_of_words_weight=1.0)
     with pytest.raises(TextVAEError, match="model.bag_of_words_weight: must be a number >= 0"):
         tiny_config(bag_of_words_weight=-1.0)
+    with pytest.raises(TextVAEError, match="model.bag_of_words_bias: a language model has no z"):
+        tiny_config(model_variant="lm", bag_of_words_bias=True)
+    with pytest.raises(TextVAEError, match="model.bag_of_words_bias: must be true or false"):
+        tiny_config(bag_of_words_bias="yes")
+    biased = tiny_model(bag_of_words_bias=True)
+    biased.save_pretrained(tmp_path / "biased")
+    loaded = TextVAE.from_pretrained(str(tmp_path / "biased"))
+    batch = batch_of(SENTENCES)
+    torch.testing.assert_close(loaded(batch.token_ids, batch.lengths, sample_z=False).rec_nll,
+                               biased(batch.token_ids, batch.lengths, sample_z=False).rec_nll)

@@ -42,6 +42,10 @@ class TextVAEConfig(PretrainedConfig):
     modeling.posterior).
     bag_of_words_weight > 0 adds a linear map from z to the vocabulary whose bag-of-words loss (Zhao et al. 2017),
     times this weight, joins the training objective: z then names a sentence's words (modeling.bag_of_words).
+    bag_of_words_bias adds that head's scores of z to the decoder's vocabulary scores at every step, a per-sentence
+    bias on the output as TopicRNN's topic vector is (Dieng et al. 2017): the decoder then needs to carry the order
+    of a sentence's words, not which words they are. It makes the head part of the decoder (with or without its
+    loss) and changes p(x|z), so the likelihood, ELBO and generation all use it.
     weight_init_range > 0 draws every weight and bias of textvae's own layers from U(-r, r), and
     embedding_init_range > 0 the embeddings from U(-e, e), as the published PTB code does (0.01 and 0.1;
     modeling.initialization); 0 keeps PyTorch's default initialisation.
@@ -66,6 +70,7 @@ class TextVAEConfig(PretrainedConfig):
         decoder_dropout: float = 0.0,
         bn_vae_gamma: float = 0.0,
         bag_of_words_weight: float = 0.0,
+        bag_of_words_bias: bool = False,
         weight_init_range: float = 0.0,
         embedding_init_range: float = 0.0,
         encoder_type: str = "lstm",
@@ -107,6 +112,7 @@ class TextVAEConfig(PretrainedConfig):
         self.decoder_dropout = decoder_dropout
         self.bn_vae_gamma = bn_vae_gamma
         self.bag_of_words_weight = bag_of_words_weight
+        self.bag_of_words_bias = bag_of_words_bias
         self.weight_init_range = weight_init_range
         self.embedding_init_range = embedding_init_range
         self.encoder_type = encoder_type
@@ -191,6 +197,16 @@ class TextVAEConfig(PretrainedConfig):
         if weight and not self.has_latent:
             raise TextVAEError("model.bag_of_words_weight: a language model has no z to predict the words from; "
                                "remove the key or set model.model_variant: vae")
+        if not isinstance(self.bag_of_words_bias, bool):
+            raise TextVAEError(f"model.bag_of_words_bias: must be true or false, got {self.bag_of_words_bias!r}")
+        if self.bag_of_words_bias and not self.has_latent:
+            raise TextVAEError("model.bag_of_words_bias: a language model has no z to bias its output with; "
+                               "remove the key or set model.model_variant: vae")
+
+    @property
+    def has_bag_of_words_head(self) -> bool:
+        """True when the model has the bag-of-words head: for its loss, its output bias, or both."""
+        return self.has_latent and (self.bag_of_words_weight > 0 or self.bag_of_words_bias)
 
 
 def model_section_defaults() -> dict[str, Any]:

@@ -13,6 +13,7 @@ batch holds. Scores are laid out vocabulary-major, (vocab, rows) = W hᵀ: on CP
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 EVAL_ROWS_PER_SLICE = 512  # rows scored at a time without gradients (20 MB for a 10k vocabulary: stays in cache)
@@ -103,10 +104,28 @@ class VocabularyOutput(nn.Module):
     output: nn.Linear
     output_dropout: nn.Dropout
 
+    def output_weight(self) -> torch.Tensor:
+        """The vocabulary layer's weight (vocab, hidden)."""
+        return self.output.weight
+
+    def output_bias(self) -> torch.Tensor | None:
+        """The vocabulary layer's bias (vocab,), if it has one."""
+        return self.output.bias
+
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Vocabulary scores for hidden states of any leading shape."""
-        return self.output(self.output_dropout(hidden))
+        return F.linear(self.output_dropout(hidden), self.output_weight(), self.output_bias())
 
-    def token_nll(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """−log p(target) (fp32) for each row of `hidden` (rows, hidden), without keeping the logits."""
-        return projected_token_nll(self.output_dropout(hidden), self.output.weight, self.output.bias, targets)
+    def token_nll(self, hidden: torch.Tensor, targets: torch.Tensor,
+                  added_scores: tuple[torch.Tensor, nn.Linear] | None = None) -> torch.Tensor:
+        """−log p(target) (fp32) for each row of `hidden` (rows, hidden), without keeping the logits.
+        `added_scores` = (features (rows, k), layer k → vocab): that layer's scores of the features join the
+        vocabulary scores inside the same fused softmax (TextVAEConfig.bag_of_words_bias), as one product
+        [hidden, features] [W, W_layer]ᵀ + b + b_layer."""
+        hidden, weight, bias = self.output_dropout(hidden), self.output_weight(), self.output_bias()
+        if added_scores is not None:
+            features, layer = added_scores
+            hidden = torch.cat([hidden, features.to(hidden.dtype)], dim=1)
+            weight = torch.cat([weight, layer.weight.to(weight.dtype)], dim=1)
+            bias = layer.bias if bias is None else bias + layer.bias.to(bias.dtype)
+        return projected_token_nll(hidden, weight, bias, targets)

@@ -34,7 +34,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tokenizers import Tokenizer
 from torch import nn
 from transformers import (
@@ -52,7 +51,7 @@ from transformers.models.auto.modeling_auto import (
 from ..errors import TextVAEError
 from ..data.model_folders import folder_tokenizer, read_folder_config, read_tokenizer_json
 from .configuration import TextVAEConfig
-from .output_loss import projected_token_nll
+from .output_loss import VocabularyOutput
 from .state import KeyValueCacheState
 
 ENCODER_TOKENIZER = "encoder_tokenizer.json"  # the pretrained encoder's own tokenizer, in the run dir
@@ -214,7 +213,7 @@ class PretrainedEncoder(nn.Module):
 
 # ---- the decoder ------------------------------------------------------------------------------------
 
-class PretrainedDecoder(KeyValueCacheState, nn.Module):
+class PretrainedDecoder(KeyValueCacheState, VocabularyOutput):
     """A pretrained causal language model (GPT-2, ...) conditioned on z as in Optimus (Li et al. 2020).
 
     'memory' maps z through one linear layer to a key and a value for every layer and key/value head,
@@ -296,18 +295,11 @@ class PretrainedDecoder(KeyValueCacheState, nn.Module):
         return torch.cat([weight, added.to(weight.dtype)])
 
     def output_bias(self) -> torch.Tensor | None:
+        """(vocab,): the pretrained head's bias rows, then the added rows; None when the head has no bias."""
         bias = getattr(self.head, "bias", None)
         if bias is None:
             return None
         return torch.cat([bias[: self.vocab_size], self.added_bias.to(bias.dtype)])
-
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Vocabulary scores for hidden states of any leading shape."""
-        return F.linear(self.output_dropout(hidden), self.output_weight(), self.output_bias())
-
-    def token_nll(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """−log p(target) (fp32) for each row of `hidden` (rows, width), through the fused output loss."""
-        return projected_token_nll(self.output_dropout(hidden), self.output_weight(), self.output_bias(), targets)
 
     def memory_cache(self, z: torch.Tensor | None) -> DynamicCache | None:
         """A cache holding, in every layer, the key and value that z contributes (None without 'memory')."""

@@ -57,7 +57,7 @@ class TextVAE(PreTrainedModel):
                                                                  config.bn_vae_gamma), config)
                           if config.has_latent else None)
         self.bag_of_words = (initialize_uniformly(BagOfWordsHead(config.latent_size, config.vocab_size), config)
-                             if config.has_latent and config.bag_of_words_weight > 0 else None)
+                             if config.has_bag_of_words_head else None)
         self.decoder = build_decoder(self.config)
         self.post_init()
 
@@ -122,7 +122,7 @@ class TextVAE(PreTrainedModel):
                 z = reparameterize(mean, logvar, generator=generator, noise=noise) if sample_z else mean
         rec_nll, token_counts = self.reconstruction_nll(token_ids, lengths, z, decoder_input_ids)
         bag_of_words_nll = (self.bag_of_words(z, token_ids, lengths)
-                            if self.bag_of_words is not None and self.training and z is not None else None)
+                            if self.config.bag_of_words_weight > 0 and self.training and z is not None else None)
         return TextVAEOutput(rec_nll=rec_nll, kl_per_dimension=kl, mean=mean, logvar=logvar, z=z,
                              token_counts=token_counts, bag_of_words_nll=bag_of_words_nll)
 
@@ -146,16 +146,19 @@ class TextVAE(PreTrainedModel):
         """Per-sentence −log p(x|z) and predicted-token counts, decoding given z (no encoder pass)."""
         inputs = token_ids[:, :-1] if decoder_input_ids is None else decoder_input_ids
         hidden, _ = self.decoder(inputs, z)
-        return self.sequence_nll(hidden, token_ids[:, 1:], lengths - 1)
+        return self.sequence_nll(hidden, token_ids[:, 1:], lengths - 1, z)
 
-    def sequence_nll(self, hidden: torch.Tensor, targets: torch.Tensor,
-                     target_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-sentence −log p(targets) from decoder states, projecting only the real positions."""
+    def sequence_nll(self, hidden: torch.Tensor, targets: torch.Tensor, target_lengths: torch.Tensor,
+                     z: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sentence −log p(targets) from decoder states (and z, for the bag-of-words bias), projecting only
+        the real positions."""
         target_lengths = target_lengths.to(hidden.device)
         positions = torch.arange(targets.size(1), device=hidden.device)
         real = positions.unsqueeze(0) < target_lengths.unsqueeze(1)
-        token_nll = self.decoder.token_nll(hidden[real], targets[real])
         sentence_of_token = real.nonzero()[:, 0]
+        added_scores = ((z[sentence_of_token], self.bag_of_words.output)
+                        if self.config.bag_of_words_bias and z is not None else None)
+        token_nll = self.decoder.token_nll(hidden[real], targets[real], added_scores)
         rec_nll = torch.zeros(targets.size(0), device=hidden.device, dtype=token_nll.dtype)
         rec_nll.index_add_(0, sentence_of_token, token_nll)
         return rec_nll, target_lengths
@@ -164,4 +167,7 @@ class TextVAE(PreTrainedModel):
         """Next-token logits (batch, vocab) after feeding `token_ids` (batch,), and the new decoder state
         (the decoder's own kind: LSTM (h, c), a Transformer's key/value cache)."""
         hidden, state = self.decoder(token_ids.unsqueeze(1), z, state)
-        return self.decoder.logits(hidden[:, -1]).float(), state
+        logits = self.decoder.logits(hidden[:, -1])
+        if self.config.bag_of_words_bias and z is not None:
+            logits = logits + self.bag_of_words.output(z).to(logits.dtype)
+        return logits.float(), state
