@@ -38,6 +38,11 @@ declare -A PROBES=(
                  model.encoder_bidirectional=true model.decoder_dropout=0.3 model.embedding_dropout=0.3
                  train.kl_start_weight=0.0 train.kl_max_weight=0.03 train.free_bits=1.0 model.bag_of_words_weight=1.0
                  model.bag_of_words_bias=true"
+  # p7 with the bag-of-words loss weighted 4 instead of 1: the loss that moved reconstruction most, pushed harder,
+  # so the encoder is made to put the sentence's words into z sooner
+  [p9_bow4]="model.encoder_hidden_size=512 model.decoder_hidden_size=512 model.latent_size=128
+             model.encoder_bidirectional=true model.decoder_dropout=0.3 model.embedding_dropout=0.3
+             train.kl_start_weight=0.0 train.kl_max_weight=0.03 train.free_bits=1.0 model.bag_of_words_weight=4.0"
 )
 NAMES=("$@"); [ ${#NAMES[@]} -gt 0 ] || NAMES=(p1_adam p2_nodrop p3_lat64_bi p4_lat64_bi_drop)
 mkdir -p "$OUT"

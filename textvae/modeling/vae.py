@@ -42,6 +42,11 @@ class TextVAEOutput(ModelOutput):
     bag_of_words_nll: torch.Tensor | None = None
 
 
+def build_bag_of_words_head(config: TextVAEConfig) -> BagOfWordsHead:
+    """A newly drawn bag-of-words head (modeling/bag_of_words.py) for `config`, initialised as every layer is."""
+    return initialize_uniformly(BagOfWordsHead(config.latent_size, config.vocab_size), config)
+
+
 class TextVAE(PreTrainedModel):
     """A sentence VAE (Bowman et al. 2016), or with model_variant='lm' the same decoder without z."""
 
@@ -56,8 +61,7 @@ class TextVAE(PreTrainedModel):
         self.posterior = (initialize_uniformly(GaussianPosterior(self.encoder.summary_size, config.latent_size,
                                                                  config.bn_vae_gamma), config)
                           if config.has_latent else None)
-        self.bag_of_words = (initialize_uniformly(BagOfWordsHead(config.latent_size, config.vocab_size), config)
-                             if config.has_bag_of_words_head else None)
+        self.bag_of_words = build_bag_of_words_head(config) if config.has_bag_of_words_head else None
         self.decoder = build_decoder(self.config)
         self.post_init()
 
@@ -148,6 +152,10 @@ class TextVAE(PreTrainedModel):
         hidden, _ = self.decoder(inputs, z)
         return self.sequence_nll(hidden, token_ids[:, 1:], lengths - 1, z)
 
+    def biases_scores_with(self, z: torch.Tensor | None) -> bool:
+        """True when the bag-of-words head's scores of `z` join the vocabulary scores (config.bag_of_words_bias)."""
+        return self.config.bag_of_words_bias and z is not None
+
     def sequence_nll(self, hidden: torch.Tensor, targets: torch.Tensor, target_lengths: torch.Tensor,
                      z: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sentence −log p(targets) from decoder states (and z, for the bag-of-words bias), projecting only
@@ -156,8 +164,7 @@ class TextVAE(PreTrainedModel):
         positions = torch.arange(targets.size(1), device=hidden.device)
         real = positions.unsqueeze(0) < target_lengths.unsqueeze(1)
         sentence_of_token = real.nonzero()[:, 0]
-        added_scores = ((z[sentence_of_token], self.bag_of_words.output)
-                        if self.config.bag_of_words_bias and z is not None else None)
+        added_scores = (z[sentence_of_token], self.bag_of_words.output) if self.biases_scores_with(z) else None
         token_nll = self.decoder.token_nll(hidden[real], targets[real], added_scores)
         rec_nll = torch.zeros(targets.size(0), device=hidden.device, dtype=token_nll.dtype)
         rec_nll.index_add_(0, sentence_of_token, token_nll)
@@ -168,6 +175,6 @@ class TextVAE(PreTrainedModel):
         (the decoder's own kind: LSTM (h, c), a Transformer's key/value cache)."""
         hidden, state = self.decoder(token_ids.unsqueeze(1), z, state)
         logits = self.decoder.logits(hidden[:, -1])
-        if self.config.bag_of_words_bias and z is not None:
+        if self.biases_scores_with(z):
             logits = logits + self.bag_of_words.output(z).to(logits.dtype)
         return logits.float(), state

@@ -22,6 +22,7 @@ from ..data import Batch, iterate_batches
 from ..errors import TextVAEError
 from ..modeling import TextVAE, check_model_section
 from ..modeling.registry import build_decoder
+from ..modeling.vae import build_bag_of_words_head
 from .objectives import Loss, updated_multiplier
 from .parts import StepPlan, TrainingPart
 
@@ -78,13 +79,25 @@ def fresh_decoder_state(model: TextVAE, seed: int) -> dict[str, torch.Tensor]:
         return build_decoder(config).state_dict()
 
 
+def fresh_bag_of_words_state(model: TextVAE, seed: int) -> dict[str, torch.Tensor]:
+    """The weights of a newly initialised bag-of-words head for `model`'s config, drawn as fresh_decoder_state
+    draws the decoder's (from `seed` alone, on the CPU)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_bag_of_words_head(model.config).state_dict()
+
+
 def reset_decoder(model: TextVAE, optimizers: list[torch.optim.Optimizer], seed: int) -> None:
     """Li et al. 2019, "A Surprisingly Effective Fix for Deep Latent Variable Modeling of Text": after
     pretraining encoder and decoder as an autoencoder (beta = 0), re-initialise the decoder and train on as a
     VAE, so the new decoder learns against an encoder that already carries information. The decoder's
     parameters get fresh weights in place (the optimizers keep referring to them) and lose their optimizer
-    state (Adam moments, momentum); the encoder keeps its weights and state."""
+    state (Adam moments, momentum); the encoder keeps its weights and state. With model.bag_of_words_bias the
+    bag-of-words head is part of p(x | z) and is drawn afresh with the decoder; as an auxiliary loss alone
+    (bag_of_words_weight) it reads z, not the decoder, and keeps its weights."""
     model.decoder.load_state_dict(fresh_decoder_state(model, seed))
+    if model.config.bag_of_words_bias:
+        model.bag_of_words.load_state_dict(fresh_bag_of_words_state(model, seed + 1))
     decoder = set(decoder_parameters(model))
     for optimizer in optimizers:
         for parameter in decoder:
