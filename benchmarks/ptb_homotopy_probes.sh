@@ -43,6 +43,17 @@ declare -A PROBES=(
   [p9_bow4]="model.encoder_hidden_size=512 model.decoder_hidden_size=512 model.latent_size=128
              model.encoder_bidirectional=true model.decoder_dropout=0.3 model.embedding_dropout=0.3
              train.kl_start_weight=0.0 train.kl_max_weight=0.03 train.free_bits=1.0 model.bag_of_words_weight=4.0"
+  # p7 with the encoder's states pooled over every position (model.lstm_encoder_pooling) instead of its final
+  # states: p9's bag-of-words loss hardly fell with 4 times the weight, as if the final states could not say which
+  # words the middle of a sentence held; a mean (p10) or max (p11, Conneau et al. 2017) of the states can
+  [p10_mean_pool]="model.encoder_hidden_size=512 model.decoder_hidden_size=512 model.latent_size=128
+                   model.encoder_bidirectional=true model.decoder_dropout=0.3 model.embedding_dropout=0.3
+                   train.kl_start_weight=0.0 train.kl_max_weight=0.03 train.free_bits=1.0 model.bag_of_words_weight=1.0
+                   model.lstm_encoder_pooling=mean"
+  [p11_max_pool]="model.encoder_hidden_size=512 model.decoder_hidden_size=512 model.latent_size=128
+                  model.encoder_bidirectional=true model.decoder_dropout=0.3 model.embedding_dropout=0.3
+                  train.kl_start_weight=0.0 train.kl_max_weight=0.03 train.free_bits=1.0 model.bag_of_words_weight=1.0
+                  model.lstm_encoder_pooling=max"
 )
 NAMES=("$@"); [ ${#NAMES[@]} -gt 0 ] || NAMES=(p1_adam p2_nodrop p3_lat64_bi p4_lat64_bi_drop)
 mkdir -p "$OUT"

@@ -65,6 +65,28 @@ def test_encoder_summary_is_the_top_layer_final_state_of_each_direction(layers, 
             assert torch.allclose(summary[row, hidden:], outputs[row, 0, hidden:], atol=1e-6)
 
 
+@pytest.mark.parametrize("pooling", ["mean", "max"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_a_pooled_lstm_summary_is_the_mean_or_max_of_each_sentences_own_top_states(pooling, bidirectional):
+    """model.lstm_encoder_pooling: the summary pools the top layer's states (both directions) over the real
+    positions only, so it is the same alone and in a padded batch, whatever the padding holds."""
+    model = tiny_model(encoder_layers=2, encoder_bidirectional=bidirectional, lstm_encoder_pooling=pooling)
+    encoder = model.encoder
+    batch = batch_of(SENTENCES)
+    tokens, lengths = batch.token_ids[:, 1:], batch.lengths - 1
+    summary = encoder(tokens, lengths)
+    assert torch.allclose(summary, encoder(scramble_padding(tokens, lengths), lengths), atol=1e-6)
+    final = TextVAE(TextVAEConfig(**{**model.config.to_dict(), "lstm_encoder_pooling": "final"}))
+    final.load_state_dict(model.state_dict())
+    assert not torch.allclose(final.encoder(tokens, lengths), summary)  # the pooling is not the final state
+    for row, length in enumerate(lengths.tolist()):
+        alone, _ = encoder.lstm(encoder.embedding(tokens[row:row + 1, :length]))  # (1, length, summary_size)
+        expected = alone[0].mean(dim=0) if pooling == "mean" else alone[0].amax(dim=0)
+        assert torch.allclose(summary[row], expected, atol=1e-5)
+    with pytest.raises(TextVAEError, match="model.lstm_encoder_pooling: 'sum' is not one of final, mean, max"):
+        tiny_config(lstm_encoder_pooling="sum")
+
+
 @pytest.mark.parametrize("conditioning", ["init", "input", "both"])
 def test_every_conditioning_makes_the_logits_depend_on_z(conditioning):
     model = tiny_model(z_conditioning=conditioning)

@@ -19,6 +19,7 @@ Z_CONDITIONING = {"lstm": ("init", "input", "both"), "transformer": ("memory", "
                   "pretrained": ("memory", "input", "both")}
 POSITION_ENCODINGS = ("learned", "sinusoidal")
 POOLINGS = ("mean", "summary_token")
+LSTM_POOLINGS = ("final", "mean", "max")
 
 
 class TextVAEConfig(PretrainedConfig):
@@ -36,6 +37,9 @@ class TextVAEConfig(PretrainedConfig):
     'both' does the two (for Transformers, the Optimus combination). encoder_pooling turns a Transformer
     encoder's token states into one summary: their 'mean', or a learned 'summary_token' read at the front
     (for a pretrained encoder: the first token its tokenizer puts in front, e.g. BERT's [CLS]).
+    lstm_encoder_pooling does the same for an LSTM encoder's top-layer states: the 'final' state of each
+    direction (Bowman et al. 2016), or the 'mean' or element-wise 'max' over every position (Conneau et al. 2017's
+    max-pooled BiLSTM), which see the middle of a long sentence as directly as its ends.
     Dropout: embedding_dropout on the decoder's input embeddings, decoder_dropout on its outputs before the
     vocabulary layer, encoder_embedding_dropout on the encoder's input embeddings.
     bn_vae_gamma > 0 batch-normalises the posterior means with that fixed scale (BN-VAE, Zhu et al. 2020;
@@ -80,6 +84,7 @@ class TextVAEConfig(PretrainedConfig):
         position_encoding: str = "learned",
         max_positions: int = 512,
         encoder_pooling: str = "mean",
+        lstm_encoder_pooling: str = "final",
         transformer_dropout: float = 0.1,
         pretrained_encoder: str = "",
         pretrained_decoder: str = "",
@@ -122,6 +127,7 @@ class TextVAEConfig(PretrainedConfig):
         self.position_encoding = position_encoding
         self.max_positions = max_positions
         self.encoder_pooling = encoder_pooling
+        self.lstm_encoder_pooling = lstm_encoder_pooling
         self.transformer_dropout = transformer_dropout
         self.pretrained_encoder = pretrained_encoder
         self.pretrained_decoder = pretrained_decoder
@@ -150,7 +156,8 @@ class TextVAEConfig(PretrainedConfig):
         if self.model_variant not in VARIANTS:
             raise TextVAEError(f"model.model_variant: '{self.model_variant}' is not one of {', '.join(VARIANTS)}")
         for key, choices in (("encoder_type", ENCODER_TYPES), ("decoder_type", DECODER_TYPES),
-                             ("position_encoding", POSITION_ENCODINGS), ("encoder_pooling", POOLINGS)):
+                             ("position_encoding", POSITION_ENCODINGS), ("encoder_pooling", POOLINGS),
+                             ("lstm_encoder_pooling", LSTM_POOLINGS)):
             if getattr(self, key) not in choices:
                 raise TextVAEError(f"model.{key}: '{getattr(self, key)}' is not one of {', '.join(choices)}")
         allowed = Z_CONDITIONING[self.decoder_type]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .configuration import TextVAEConfig
 from .output_loss import VocabularyOutput
@@ -15,10 +15,12 @@ LSTMState = tuple[torch.Tensor, torch.Tensor]
 
 
 class LSTMEncoder(nn.Module):
-    """An (optionally bidirectional, multi-layer) LSTM; the summary is the top layer's final state.
+    """An (optionally bidirectional, multi-layer) LSTM; the summary is its top layer's states pooled by
+    config.lstm_encoder_pooling.
 
-    For a bidirectional LSTM the summary joins the forward state after the last word and the backward
-    state after the first word. Packing makes padding invisible to both directions.
+    'final' (the default) joins, for a bidirectional LSTM, the forward state after the last word and the
+    backward state after the first word; 'mean' and 'max' pool the top layer's states (both directions
+    joined) over the real positions. Packing makes padding invisible to both directions and to the pooling.
     """
 
     def __init__(self, config: TextVAEConfig):
@@ -30,15 +32,23 @@ class LSTMEncoder(nn.Module):
         self.lstm = nn.LSTM(config.embedding_size, config.encoder_hidden_size, num_layers=config.encoder_layers,
                             batch_first=True, bidirectional=config.encoder_bidirectional)
         self.summary_size = config.encoder_hidden_size * self.directions
+        self.pooling = config.lstm_encoder_pooling
 
     def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Summaries (batch, summary_size) of right-padded `token_ids` with true `lengths`."""
         embedded = self.dropout(self.embedding(token_ids))
         packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        _, (final_hidden, _) = self.lstm(packed)
+        packed_states, (final_hidden, _) = self.lstm(packed)
         batch = token_ids.size(0)
-        top_layer = final_hidden.view(self.layers, self.directions, batch, -1)[-1]  # (directions, batch, hidden)
-        return top_layer.transpose(0, 1).reshape(batch, self.summary_size)
+        if self.pooling == "final":
+            top_layer = final_hidden.view(self.layers, self.directions, batch, -1)[-1]  # (directions, batch, hidden)
+            return top_layer.transpose(0, 1).reshape(batch, self.summary_size)
+        states, _ = pad_packed_sequence(packed_states, batch_first=True)  # (batch, longest, summary_size)
+        real = (torch.arange(states.size(1), device=states.device).unsqueeze(0)
+                < lengths.to(states.device).unsqueeze(1)).unsqueeze(2)
+        if self.pooling == "max":
+            return states.masked_fill(~real, float("-inf")).amax(dim=1)
+        return (states * real).sum(dim=1) / lengths.to(states.device, states.dtype).unsqueeze(1)
 
 
 class LSTMDecoder(VocabularyOutput):
