@@ -12,48 +12,36 @@ CORE=${1:-0}; STEPS=${2:-3945}; shift $(( $# > 2 ? 2 : $# ))
 OUT=runs/probes
 COMMON="train.optimizer=adam train.lr=0.001 train.max_steps=$STEPS train.num_threads=1 train.precision=${PRECISION:-bf16}
         train.fit_sampling_prior=false train.progress_bar=false"
+NO_DROPOUT="model.decoder_dropout=0.0 model.embedding_dropout=0.0"
+# p5: twice the width, a 128-d latent, moderate dropout, and the demo recipe's near-autoencoder objective (beta 0.03
+# above 1 free nat per dimension): p3 (no dropout) overfit (train rec ~55 against valid ~84), the `ae` row
+# (dropout 0.5) underfit
+P5="model.encoder_hidden_size=512 model.decoder_hidden_size=512 model.latent_size=128
+    model.encoder_bidirectional=true model.decoder_dropout=0.3 model.embedding_dropout=0.3
+    train.kl_start_weight=0.0 train.kl_max_weight=0.03 train.free_bits=1.0"
+# p7: p5 with the bag-of-words loss (Zhao et al. 2017): z must predict every word of the sentence, unordered
+P7="$P5 model.bag_of_words_weight=1.0"
 declare -A PROBES=(
   [p1_adam]=""
-  [p2_nodrop]="model.decoder_dropout=0.0 model.embedding_dropout=0.0"
-  [p3_lat64_bi]="model.decoder_dropout=0.0 model.embedding_dropout=0.0 model.latent_size=64 model.encoder_bidirectional=true"
+  [p2_nodrop]="$NO_DROPOUT"
+  [p3_lat64_bi]="$NO_DROPOUT model.latent_size=64 model.encoder_bidirectional=true"
   [p4_lat64_bi_drop]="model.decoder_dropout=0.3 model.embedding_dropout=0.3 model.latent_size=64 model.encoder_bidirectional=true"
-  # twice the width, a 128-d latent, moderate dropout, and the demo recipe's near-autoencoder objective (beta 0.03
-  # above 1 free nat per dimension): p3 (no dropout) overfit (train rec ~55 against valid ~84), the `ae` row
-  # (dropout 0.5) underfit
-  [p5_512_lat128]="model.encoder_hidden_size=512 model.decoder_hidden_size=512 model.latent_size=128
-                   model.encoder_bidirectional=true model.decoder_dropout=0.3 model.embedding_dropout=0.3
-                   train.kl_start_weight=0.0 train.kl_max_weight=0.03 train.free_bits=1.0"
+  [p5_512_lat128]="$P5"
   # p5 with half the decoder's input words replaced by <unk> (Bowman et al. 2016's word dropout): the decoder can
   # no longer lean on the previous words, so what it needs of a sentence has to come through z
-  [p6_word_dropout]="model.encoder_hidden_size=512 model.decoder_hidden_size=512 model.latent_size=128
-                     model.encoder_bidirectional=true model.decoder_dropout=0.3 model.embedding_dropout=0.3
-                     train.kl_start_weight=0.0 train.kl_max_weight=0.03 train.free_bits=1.0 train.word_dropout=0.5"
-  # p5 with the bag-of-words loss (Zhao et al. 2017): z must predict every word of the sentence, unordered
-  [p7_bag_of_words]="model.encoder_hidden_size=512 model.decoder_hidden_size=512 model.latent_size=128
-                     model.encoder_bidirectional=true model.decoder_dropout=0.3 model.embedding_dropout=0.3
-                     train.kl_start_weight=0.0 train.kl_max_weight=0.03 train.free_bits=1.0 model.bag_of_words_weight=1.0"
+  [p6_word_dropout]="$P5 train.word_dropout=0.5"
+  [p7_bag_of_words]="$P7"
   # p7 with the bag-of-words head's scores of z added to the decoder's vocabulary scores at every step
   # (model.bag_of_words_bias, as TopicRNN's topic bias, Dieng et al. 2017): z says which words, the LSTM their order
-  [p8_bow_bias]="model.encoder_hidden_size=512 model.decoder_hidden_size=512 model.latent_size=128
-                 model.encoder_bidirectional=true model.decoder_dropout=0.3 model.embedding_dropout=0.3
-                 train.kl_start_weight=0.0 train.kl_max_weight=0.03 train.free_bits=1.0 model.bag_of_words_weight=1.0
-                 model.bag_of_words_bias=true"
+  [p8_bow_bias]="$P7 model.bag_of_words_bias=true"
   # p7 with the bag-of-words loss weighted 4 instead of 1: the loss that moved reconstruction most, pushed harder,
   # so the encoder is made to put the sentence's words into z sooner
-  [p9_bow4]="model.encoder_hidden_size=512 model.decoder_hidden_size=512 model.latent_size=128
-             model.encoder_bidirectional=true model.decoder_dropout=0.3 model.embedding_dropout=0.3
-             train.kl_start_weight=0.0 train.kl_max_weight=0.03 train.free_bits=1.0 model.bag_of_words_weight=4.0"
+  [p9_bow4]="$P5 model.bag_of_words_weight=4.0"
   # p7 with the encoder's states pooled over every position (model.lstm_encoder_pooling) instead of its final
   # states: p9's bag-of-words loss hardly fell with 4 times the weight, as if the final states could not say which
   # words the middle of a sentence held; a mean (p10) or max (p11, Conneau et al. 2017) of the states can
-  [p10_mean_pool]="model.encoder_hidden_size=512 model.decoder_hidden_size=512 model.latent_size=128
-                   model.encoder_bidirectional=true model.decoder_dropout=0.3 model.embedding_dropout=0.3
-                   train.kl_start_weight=0.0 train.kl_max_weight=0.03 train.free_bits=1.0 model.bag_of_words_weight=1.0
-                   model.lstm_encoder_pooling=mean"
-  [p11_max_pool]="model.encoder_hidden_size=512 model.decoder_hidden_size=512 model.latent_size=128
-                  model.encoder_bidirectional=true model.decoder_dropout=0.3 model.embedding_dropout=0.3
-                  train.kl_start_weight=0.0 train.kl_max_weight=0.03 train.free_bits=1.0 model.bag_of_words_weight=1.0
-                  model.lstm_encoder_pooling=max"
+  [p10_mean_pool]="$P7 model.lstm_encoder_pooling=mean"
+  [p11_max_pool]="$P7 model.lstm_encoder_pooling=max"
 )
 NAMES=("$@"); [ ${#NAMES[@]} -gt 0 ] || NAMES=(p1_adam p2_nodrop p3_lat64_bi p4_lat64_bi_drop)
 mkdir -p "$OUT"
