@@ -4,6 +4,7 @@
 # overrides, on one thread pinned to CORE, then scores greedy reconstructions of the whole test split
 # (`textvae evaluate --iw-samples 0 --samples 0`: rec, KL, MI, AU, BLEU with tokenize="none", exact matches).
 # PRECISION (environment, default bf16) sets train.precision: fp32 on a CPU without AVX-512 BF16/AMX.
+# DRY_RUN=1 (environment) prints each probe's overrides, one line per probe, and trains nothing.
 # One line per probe goes to runs/probes/log.txt. A probe whose run dir has a checkpoint is resumed and trained on
 # to STEPS (resume is exact), so a longer STEPS continues it. Run from the repository root:
 #   bash benchmarks/ptb_homotopy_probes.sh [CORE] [STEPS] [PROBE ...]     (default: core 0, all probes)
@@ -44,6 +45,10 @@ declare -A PROBES=(
   [p11_max_pool]="$P7 model.lstm_encoder_pooling=max"
 )
 NAMES=("$@"); [ ${#NAMES[@]} -gt 0 ] || NAMES=(p1_adam p2_nodrop p3_lat64_bi p4_lat64_bi_drop)
+if [ -n "${DRY_RUN:-}" ]; then
+  for name in "${NAMES[@]}"; do echo "$name:" $COMMON ${PROBES[$name]}; done
+  exit 0
+fi
 mkdir -p "$OUT"
 for name in "${NAMES[@]}"; do
   sets=(); for kv in $COMMON ${PROBES[$name]}; do sets+=(--set "$kv"); done

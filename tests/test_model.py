@@ -255,18 +255,22 @@ def test_the_bag_of_words_head_is_saved_and_a_language_model_refuses_it(tmp_path
 
 def test_the_decoder_reset_redraws_the_bag_of_words_head_only_when_it_biases_the_decoder():
     """Li et al. 2019's decoder reset (train.pretrain_ae_steps, train.reset_decoder) draws p(x | z) afresh: with
-    model.bag_of_words_bias the head is part of it and is redrawn (the same draw for the same seed); as an
-    auxiliary loss alone it keeps its weights. The encoder is never touched."""
+    model.bag_of_words_bias the head is part of it and is redrawn (the same draw for the same seed) and loses its
+    optimizer state; as an auxiliary loss alone it keeps its weights and its state. The encoder is never touched."""
     from textvae.training.collapse import reset_decoder
 
     for bias, redrawn in ((True, True), (False, False)):
         model = tiny_model(bag_of_words_weight=1.0, bag_of_words_bias=bias)
         with torch.no_grad():
             model.bag_of_words.output.weight.fill_(0.5)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9)
+        model.bag_of_words.output.weight.grad = torch.ones_like(model.bag_of_words.output.weight)
+        optimizer.step()  # lr 0: a momentum buffer for the head, its weights unchanged
         encoder_before = {name: value.clone() for name, value in model.encoder.state_dict().items()}
-        reset_decoder(model, [], seed=4)
+        reset_decoder(model, [optimizer], seed=4)
         head = model.bag_of_words.output.weight
         assert bool((head != 0.5).any()) is redrawn
+        assert (head in optimizer.state) is not redrawn
         for name, value in model.encoder.state_dict().items():
             assert torch.equal(value, encoder_before[name])
         if redrawn:

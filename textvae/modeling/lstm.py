@@ -44,11 +44,11 @@ class LSTMEncoder(nn.Module):
             top_layer = final_hidden.view(self.layers, self.directions, batch, -1)[-1]  # (directions, batch, hidden)
             return top_layer.transpose(0, 1).reshape(batch, self.summary_size)
         states, _ = pad_packed_sequence(packed_states, batch_first=True)  # (batch, longest, summary_size)
-        real = (torch.arange(states.size(1), device=states.device).unsqueeze(0)
-                < lengths.to(states.device).unsqueeze(1)).unsqueeze(2)
+        lengths = lengths.to(states.device).unsqueeze(1)  # (batch, 1)
+        real = (torch.arange(states.size(1), device=states.device).unsqueeze(0) < lengths).unsqueeze(2)
         if self.pooling == "max":
             return states.masked_fill(~real, float("-inf")).amax(dim=1)
-        return (states * real).sum(dim=1) / lengths.to(states.device, states.dtype).unsqueeze(1)
+        return (states * real).sum(dim=1) / lengths.to(states.dtype)
 
 
 class LSTMDecoder(VocabularyOutput):

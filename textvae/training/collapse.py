@@ -67,24 +67,21 @@ def decoder_parameters(model: TextVAE) -> list[nn.Parameter]:
 
 # ---- autoencoder pretraining, then a fresh decoder (Li et al. 2019) --------------------------------------
 
+def drawn_state(build: Callable[[], nn.Module], seed: int) -> dict[str, torch.Tensor]:
+    """The weights of the module `build()` makes, drawn on the CPU from `seed` alone (torch's global random state
+    is left as it was), so a redraw is the same on every device and on resume."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build().state_dict()
+
+
 def fresh_decoder_state(model: TextVAE, seed: int) -> dict[str, torch.Tensor]:
-    """The weights of a newly initialised decoder for `model`'s config, drawn on the CPU from `seed` alone
-    (torch's global random state is left as it was), so a reset is the same on every device and resume.
+    """The weights of a newly initialised decoder for `model`'s config, drawn from `seed` (drawn_state).
     A fresh pretrained decoder is its folder's pretrained weights (read again from model.pretrained_decoder),
     with newly drawn z layers and rows for the added tokens."""
     config = copy.deepcopy(model.config)
     config.pretrained_decoder_config = None  # not the recorded architecture alone: the folder's weights
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return build_decoder(config).state_dict()
-
-
-def fresh_bag_of_words_state(model: TextVAE, seed: int) -> dict[str, torch.Tensor]:
-    """The weights of a newly initialised bag-of-words head for `model`'s config, drawn as fresh_decoder_state
-    draws the decoder's (from `seed` alone, on the CPU)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return build_bag_of_words_head(model.config).state_dict()
+    return drawn_state(lambda: build_decoder(config), seed)
 
 
 def reset_decoder(model: TextVAE, optimizers: list[torch.optim.Optimizer], seed: int) -> None:
@@ -93,14 +90,15 @@ def reset_decoder(model: TextVAE, optimizers: list[torch.optim.Optimizer], seed:
     VAE, so the new decoder learns against an encoder that already carries information. The decoder's
     parameters get fresh weights in place (the optimizers keep referring to them) and lose their optimizer
     state (Adam moments, momentum); the encoder keeps its weights and state. With model.bag_of_words_bias the
-    bag-of-words head is part of p(x | z) and is drawn afresh with the decoder; as an auxiliary loss alone
-    (bag_of_words_weight) it reads z, not the decoder, and keeps its weights."""
+    bag-of-words head is part of p(x | z) and is drawn afresh with the decoder (seed + 1); as an auxiliary loss
+    alone (bag_of_words_weight) it reads z, not the decoder, and keeps its weights and optimizer state."""
     model.decoder.load_state_dict(fresh_decoder_state(model, seed))
+    redrawn = list(model.decoder.parameters())
     if model.config.bag_of_words_bias:
-        model.bag_of_words.load_state_dict(fresh_bag_of_words_state(model, seed + 1))
-    decoder = set(decoder_parameters(model))
+        model.bag_of_words.load_state_dict(drawn_state(lambda: build_bag_of_words_head(model.config), seed + 1))
+        redrawn += model.bag_of_words.parameters()
     for optimizer in optimizers:
-        for parameter in decoder:
+        for parameter in redrawn:
             optimizer.state.pop(parameter, None)
 
 
