@@ -19,7 +19,14 @@ import torch
 os.environ.setdefault("TEXTVAE_AUTO_PRECISION", "fp32")
 # The torch thread count of every test and the processes tests start: fixed, so a run and its resume in two
 # processes multiply with the same threads (train.num_threads 0 otherwise counts the cores busy right now).
-os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2))
+# Under pytest-xdist (`-n auto`, the README's command) each of the N workers gets its share of the cores, so the
+# workers do not oversubscribe them.
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if WORKERS > 1:
+    os.environ["OMP_NUM_THREADS"] = str(max(1, CORES // WORKERS))
+    torch.set_num_threads(max(1, CORES // WORKERS))
+os.environ.setdefault("OMP_NUM_THREADS", str(CORES))
 
 from textvae import runtime
 from textvae.cli import main
@@ -74,6 +81,14 @@ def demo_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "demo"
     assert main(["train", "--config", str(REPO / "configs" / "demo.yaml"), "--out", str(out), "--quiet"]) == 0
     return out
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Under pytest-xdist (--dist loadgroup), every test of the demo run goes to one worker, so the two-minute
+    training behind the session fixture runs once, not once per worker."""
+    for item in items:
+        if "demo_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("demo_run"))
 
 
 def read_metrics(run: Path) -> list[dict]:
