@@ -85,10 +85,18 @@ def demo_run(tmp_path_factory) -> Path:
 
 def pytest_collection_modifyitems(items) -> None:
     """Under pytest-xdist (--dist loadgroup), every test of the demo run goes to one worker, so the two-minute
-    training behind the session fixture runs once, not once per worker."""
+    training behind the session fixture runs once, not once per worker; and the slow tests run first, the demo's
+    first of all, so the workers do not wait at the end on one worker's long test."""
     for item in items:
         if "demo_run" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("demo_run"))
+
+    def start_order(item) -> int:
+        if "demo_run" in getattr(item, "fixturenames", ()):
+            return 0
+        return 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=start_order)  # stable: collection order within each kind
 
 
 def read_metrics(run: Path) -> list[dict]:

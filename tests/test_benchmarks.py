@@ -29,6 +29,7 @@ train: {batch_size: 8, num_threads: 1, device: cpu}
 """
 
 
+@pytest.mark.slow
 def test_train_speed_prints_summary_line(tmp_path: Path) -> None:
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY_CONFIG, encoding="utf-8")
@@ -48,6 +49,7 @@ def test_train_speed_prints_summary_line(tmp_path: Path) -> None:
     assert any(line.startswith("plain loop fp32") for line in lines)
 
 
+@pytest.mark.slow
 def test_train_speed_measures_textvae_and_the_reference_in_ddp_processes(tmp_path: Path) -> None:
     """--processes 2 runs textvae (and, asked, the reference) as torchrun would, and puts their ratios against
     the single-process reference in the summary line."""

@@ -546,6 +546,7 @@ def test_free_bits_floor_matches_across_modes_for_uniform_kl():
 
 @pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
                     reason="torch.distributed with gloo is needed")
+@pytest.mark.slow
 def test_two_process_ddp_with_the_remedies_equals_one_process(tmp_path):
     """The remedies that are exact per sentence (free bits per dimension, the target-rate multiplier from the
     whole batch's KL, the decoder reset, aggressive inner updates on shared random batches) make the same

@@ -43,6 +43,7 @@ def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed with gloo is needed")
+@pytest.mark.slow
 def test_two_process_ddp_equals_one_process_on_the_combined_batches_and_resumes(tmp_path: Path) -> None:
     config = tmp_path / "tiny.yaml"
     config.write_text(CONFIG, encoding="utf-8")

@@ -56,6 +56,7 @@ def final_weights(out: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
+@pytest.mark.slow
 def test_sigkill_at_random_moments_then_resume_reaches_the_uninterrupted_parameters(tmp_path: Path) -> None:
     straight = start(tmp_path / "straight", resume=False)
     assert straight.wait(timeout=600) == 0, straight.stderr.read().decode()[-2000:]

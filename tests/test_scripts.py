@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -16,6 +18,7 @@ def run(*command: str) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
+@pytest.mark.slow
 def test_console_script_and_script_wrappers(tiny_run, tmp_path):
     sampled = run("textvae", "sample", str(tiny_run), "-n", "2")
     assert sampled.returncode == 0, sampled.stderr

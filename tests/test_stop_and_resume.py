@@ -132,6 +132,7 @@ def interrupt(out: Path, signal_number: int, after_steps: int) -> int:
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGTERM") or sys.platform == "win32", reason="needs POSIX signals")
+@pytest.mark.slow
 def test_sigint_and_sigterm_checkpoint_the_last_step_and_resume_reaches_the_uninterrupted_parameters(tmp_path):
     straight = tmp_path / "straight"
     assert main(train_arguments(straight)) == 0

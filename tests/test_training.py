@@ -63,6 +63,7 @@ def test_language_model_baseline_trains_and_reports_exact_perplexity(tmp_path):
     assert len(vae.sample(3, strategy="sample", seed=0)) == 3
 
 
+@pytest.mark.slow
 def test_cli_round_trips_on_the_embedded_corpus(tiny_run, tmp_path, capsys):
     assert main(["sample", str(tiny_run), "-n", "4"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 4

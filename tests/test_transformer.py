@@ -188,6 +188,7 @@ TRANSFORMER_RUN = ["--set", "model.attention_heads=2", "--set", "model.feedforwa
 
 @pytest.mark.parametrize("encoder_type,decoder_type,conditioning", [
     ("transformer", "transformer", "both"), ("transformer", "lstm", "init"), ("lstm", "transformer", "memory")])
+@pytest.mark.slow
 def test_any_encoder_with_any_decoder_trains_evaluates_samples_and_reloads(tmp_path, capsys, encoder_type,
                                                                            decoder_type, conditioning):
     out = tmp_path / "run"

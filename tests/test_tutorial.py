@@ -131,6 +131,7 @@ def write_own_text(folder: Path) -> None:
         (folder / f"{name}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_the_tutorial_runs_end_to_end_on_a_tiny_model(tmp_path, monkeypatch, capsys):
     pytest.importorskip("matplotlib")  # `textvae plot`
     monkeypatch.chdir(tmp_path)
