@@ -43,6 +43,10 @@ declare -A PROBES=(
   # words the middle of a sentence held; a mean (p10) or max (p11, Conneau et al. 2017) of the states can
   [p10_mean_pool]="$P7 model.lstm_encoder_pooling=mean"
   [p11_max_pool]="$P7 model.lstm_encoder_pooling=max"
+  # p7 with PyTorch's default initialisation instead of the published code's U(+-0.01) weights and U(+-0.1)
+  # embeddings, which were chosen for an SGD language model: with weights that small the encoder's states start
+  # nearly equal for every sentence, and Adam may take long to make z say anything
+  [p12_default_init]="$P7 model.weight_init_range=0.0 model.embedding_init_range=0.0"
 )
 NAMES=("$@"); [ ${#NAMES[@]} -gt 0 ] || NAMES=(p1_adam p2_nodrop p3_lat64_bi p4_lat64_bi_drop)
 if [ -n "${DRY_RUN:-}" ]; then
