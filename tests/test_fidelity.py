@@ -96,3 +96,23 @@ def test_cli_prints_each_ends_fidelity_beside_it(overfit_run, capsys):
     assert all(len(row) == 2 for row in rows[1:-1])
     assert main(["interpolate", str(overfit_run), SENTENCES[0], SENTENCES[0], "--steps", "3", "--collapse"]) == 0
     assert capsys.readouterr().out.strip() == f"0\t{SENTENCES[0]}\tfirst: exact; second: exact"
+
+
+def test_evaluate_scores_beam_reconstructions_when_asked_and_says_which_decoding_it_scored(overfit_run, capsys):
+    vae = textvae.load(overfit_run, precision="fp32")
+    greedy = vae.evaluate("test", iw_samples=0, samples=0, unigram=False)
+    assert "bleu_decoding" not in greedy and greedy["exact_match"] == 1.0
+    beam = vae.evaluate("test", iw_samples=0, samples=0, unigram=False, beam_size=3)
+    assert beam["bleu_decoding"] == "beam 3" and beam["exact_match"] == 1.0 and beam["bleu"] == pytest.approx(100.0)
+
+    zeroed_codes(vae)  # every code decodes to one sentence: the figures are the beam decode's, not the greedy one's
+    beam = vae.evaluate("test", iw_samples=0, samples=0, unigram=False, beam_size=3)
+    decodes = vae.reconstruct(SENTENCES, strategy="beam", beam_size=3)
+    assert beam["bleu"] == pytest.approx(corpus_bleu(decodes, SENTENCES))
+    assert beam["exact_match"] == pytest.approx(exact_match_share(decodes, SENTENCES))
+    with pytest.raises(textvae.TextVAEError, match="beam_size: must be a whole number >= 1"):
+        vae.evaluate("test", iw_samples=0, samples=0, beam_size=0)
+    assert main(["evaluate", str(overfit_run), "--iw-samples", "0", "--samples", "0", "--beam-size", "0"]) != 0
+    error = capsys.readouterr().err
+    assert "Traceback" not in error
+    assert error.strip().splitlines()[-1].startswith("textvae: error: beam_size: must be a whole number >= 1")

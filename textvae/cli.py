@@ -124,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "0 = report the ELBO bound)")
     evaluate.add_argument("--samples", type=int, default=500, help="prior samples for distinct-n/self-BLEU (0 = skip)")
     evaluate.add_argument("--no-bleu", action="store_true", help="skip reconstruction BLEU")
+    evaluate.add_argument("--beam-size", type=int, default=1,
+                          help="reconstructions for BLEU and exact_match by beam search with this many hypotheses "
+                               "(default 1: greedy, the papers' protocol)")
     evaluate.add_argument("--no-unigram", action="store_true",
                           help="skip unigram_nll (with --samples 0 too, the train split is not read at all)")
     evaluate.add_argument("--batch-size", type=int, default=128,
@@ -310,7 +313,7 @@ def run_evaluate(args: argparse.Namespace, vae) -> None:
     print(f"evaluating in {describe_precision(args.precision, vae.dtype)}", file=sys.stderr)
     results = vae.evaluate(split=args.split, file=args.file, iw_samples=args.iw_samples, batch_size=args.batch_size,
                            seed=args.seed, bleu=not args.no_bleu, samples=args.samples, mi_draws=args.mi_draws,
-                           unigram=not args.no_unigram)
+                           unigram=not args.no_unigram, beam_size=args.beam_size)
     rows = [(key, value) for key, value in results.items() if key != "kl_per_dim"]
     width = max(len(key) for key, _ in rows)
     for key, value in rows:

@@ -438,17 +438,20 @@ class TextVAEPipeline:
     def evaluate(self, split: str = "test", sentences: list[str] | None = None, file: str | Path | None = None,
                  iw_samples: int = 500, batch_size: int = 128, seed: int = 0, bleu: bool = True,
                  samples: int = 500, au_threshold: float = 0.01, mi_draws: int = 1,
-                 unigram: bool = True) -> dict[str, Any]:
+                 unigram: bool = True, beam_size: int = 1) -> dict[str, Any]:
         """Corpus scores (docs/metrics.md) on a split of the run's corpus, given sentences, or a text file:
         IW-NLL with `iw_samples` samples and its PPL (per word and per token), −ELBO, rec, KL, MI (the mean of
         `mi_draws` draws of z, with mi_sd), AU, reconstruction BLEU, the quality of `samples` prior samples
         (distinct-1/2, self-BLEU, share copied from the training set) and, with `unigram`, a unigram model's
-        NLL. Every line is scored, whatever its length; the train split is read (streamed) only for the
+        NLL. The reconstructions behind BLEU and exact_match are greedy decodes of the posterior means (the
+        papers' protocol), or beam searches of `beam_size` hypotheses when it is above 1. Every line is scored, whatever its length; the train split is read (streamed) only for the
         figures that need it: copied_share and unigram_nll of a corpus split."""
         if not isinstance(iw_samples, int) or iw_samples < 0:
             raise TextVAEError(f"iw_samples: must be a whole number >= 0 (0 = report the ELBO bound), got {iw_samples!r}")
         if not isinstance(mi_draws, int) or mi_draws < 1:
             raise TextVAEError(f"mi_draws: must be a whole number >= 1 (draws of z for the MI estimate), got {mi_draws!r}")
+        if not is_whole(beam_size) or beam_size < 1:
+            raise TextVAEError(f"beam_size: must be a whole number >= 1 (1 = greedy reconstructions), got {beam_size!r}")
         from_corpus = sentences is None and file is None
         target = self.corpus_split(split) if from_corpus else self.given_split(sentences, file)
         latent = self.model.config.has_latent
@@ -459,11 +462,14 @@ class TextVAEPipeline:
         results["split"] = (str(Path(file).resolve()) if file is not None else
                             "sentences" if sentences is not None else split_name(split))
         results["precision"] = precision_name(self.dtype)  # what the scoring passes ran in (auto picks it)
-        if latent and bleu:  # greedy decodes of the posterior means score_split already computed
+        if latent and bleu:  # decodes of the posterior means score_split already computed
             references = [decode_ids(self.tokenizer, ids) for ids in target.token_ids]
+            search = {"strategy": "beam", "beam_size": beam_size} if beam_size > 1 else {}
             decodes = self.decode_latents(torch.from_numpy(scores.mean).float(),
-                                          max_length=reconstruction_length(target))
+                                          max_length=reconstruction_length(target), **search)
             results.update(reconstruction_figures(decodes, references))
+            if beam_size > 1:  # absent: greedy, as in every results.json written before the option
+                results["bleu_decoding"] = f"beam {beam_size}"
         generated = self.sample(samples, strategy="sample", seed=seed) if samples else []
         results.update(sample_figures(generated))
         if generated and latent:  # which prior the samples came from (sample's 'auto')

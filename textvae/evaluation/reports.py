@@ -13,19 +13,23 @@ from ..errors import TextVAEError
 
 COMPARE_ROWS = (("NLL", "nll"), ("-ELBO", "neg_elbo"), ("rec", "rec"), ("KL", "kl"), ("MI", "mi"), ("AU", "au"),
                 ("PPL per word", "ppl"), ("PPL per token", "ppl_per_token"), ("BLEU", "bleu"),
-                ("BLEU tokenize", "bleu_tokenize"), ("IW samples", "iw_samples"), ("sentences", "sentences"))
+                ("BLEU tokenize", "bleu_tokenize"), ("BLEU decoding", "bleu_decoding"),
+                ("IW samples", "iw_samples"), ("sentences", "sentences"))
 RESULTS = "results.json"
 
 
 def read_old_results(results: dict) -> dict:
     """results.json as textvae writes it now, from any version: one written before per-word PPL (no `words`
     key) has its per-token PPL under `ppl`, so it moves to `ppl_per_token` and the per-word PPL is unknown;
-    one written before `bleu_tokenize` scored BLEU with sacrebleu's 13a tokenizer."""
+    one written before `bleu_tokenize` scored BLEU with sacrebleu's 13a tokenizer, and one written before
+    `bleu_decoding` from greedy reconstructions."""
     results = dict(results)
     if "words" not in results and "ppl" in results:
         results["ppl_per_token"], results["ppl"] = results["ppl"], None
     if ("bleu" in results or "self_bleu" in results) and "bleu_tokenize" not in results:
         results["bleu_tokenize"] = "13a"
+    if "bleu" in results and "bleu_decoding" not in results:
+        results["bleu_decoding"] = "greedy"
     return results
 
 
