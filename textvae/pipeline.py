@@ -444,8 +444,9 @@ class TextVAEPipeline:
         `mi_draws` draws of z, with mi_sd), AU, reconstruction BLEU, the quality of `samples` prior samples
         (distinct-1/2, self-BLEU, share copied from the training set) and, with `unigram`, a unigram model's
         NLL. The reconstructions behind BLEU and exact_match are greedy decodes of the posterior means (the
-        papers' protocol), or beam searches of `beam_size` hypotheses when it is above 1. Every line is scored, whatever its length; the train split is read (streamed) only for the
-        figures that need it: copied_share and unigram_nll of a corpus split."""
+        papers' protocol), or beam searches of `beam_size` hypotheses when it is above 1. Every line is
+        scored, whatever its length; the train split is read (streamed) only for the figures that need it:
+        copied_share and unigram_nll of a corpus split."""
         if not isinstance(iw_samples, int) or iw_samples < 0:
             raise TextVAEError(f"iw_samples: must be a whole number >= 0 (0 = report the ELBO bound), got {iw_samples!r}")
         if not isinstance(mi_draws, int) or mi_draws < 1:
