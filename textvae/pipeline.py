@@ -451,8 +451,8 @@ class TextVAEPipeline:
             raise TextVAEError(f"iw_samples: must be a whole number >= 0 (0 = report the ELBO bound), got {iw_samples!r}")
         if not isinstance(mi_draws, int) or mi_draws < 1:
             raise TextVAEError(f"mi_draws: must be a whole number >= 1 (draws of z for the MI estimate), got {mi_draws!r}")
-        if not is_whole(beam_size) or beam_size < 1:
-            raise TextVAEError(f"beam_size: must be a whole number >= 1 (1 = greedy reconstructions), got {beam_size!r}")
+        search = {"strategy": "beam", "beam_size": beam_size} if beam_size != 1 else {}  # 1: greedy
+        DecodingOptions.build(**search)  # a bad beam_size fails here, not after the scoring
         from_corpus = sentences is None and file is None
         target = self.corpus_split(split) if from_corpus else self.given_split(sentences, file)
         latent = self.model.config.has_latent
@@ -465,11 +465,10 @@ class TextVAEPipeline:
         results["precision"] = precision_name(self.dtype)  # what the scoring passes ran in (auto picks it)
         if latent and bleu:  # decodes of the posterior means score_split already computed
             references = [decode_ids(self.tokenizer, ids) for ids in target.token_ids]
-            search = {"strategy": "beam", "beam_size": beam_size} if beam_size > 1 else {}
             decodes = self.decode_latents(torch.from_numpy(scores.mean).float(),
                                           max_length=reconstruction_length(target), **search)
             results.update(reconstruction_figures(decodes, references))
-            if beam_size > 1:  # absent: greedy, as in every results.json written before the option
+            if search:  # absent: greedy, as in every results.json written before the option
                 results["bleu_decoding"] = f"beam {beam_size}"
         generated = self.sample(samples, strategy="sample", seed=seed) if samples else []
         results.update(sample_figures(generated))
