@@ -67,6 +67,13 @@ declare -A PROBES=(
   [p18_weight_decay]="$P12 train.optimizer=adamw train.weight_decay=0.1"
   [p19_wide1024]="$P12 model.latent_size=512 model.encoder_hidden_size=1024 model.decoder_hidden_size=1024
     model.decoder_dropout=0.5 model.embedding_dropout=0.5"
+  # p18's weight decay, the one change of p15-p19 whose validation reconstruction kept falling ~2 nats an epoch
+  # after 7 (on a GPU, benchmarks/ptb_homotopy_probes_gpu.sh), stronger (p20, 0.3) and with p14's 512-d z (p21)
+  # or p19's LSTMs of 1024 (p22)
+  [p20_weight_decay03]="$P12 train.optimizer=adamw train.weight_decay=0.3"
+  [p21_latent512_wd]="$P12 model.latent_size=512 train.optimizer=adamw train.weight_decay=0.1"
+  [p22_wide1024_wd]="$P12 model.latent_size=512 model.encoder_hidden_size=1024 model.decoder_hidden_size=1024
+    model.decoder_dropout=0.5 model.embedding_dropout=0.5 train.optimizer=adamw train.weight_decay=0.1"
 )
 NAMES=("$@"); [ ${#NAMES[@]} -gt 0 ] || NAMES=(p1_adam p2_nodrop p3_lat64_bi p4_lat64_bi_drop)
 if [ -n "${DRY_RUN:-}" ]; then

@@ -6,11 +6,11 @@
 # epochs in an hour, a GPU trains each for tens of epochs in minutes: the probes' later epochs, where
 # regularisation shows, become measurable. Precision fp32 (PRECISION, environment, overrides it).
 # DATA (environment, default ../shared/data/ptb) is the PTB folder, DEVICE (default cuda) the device. One line per probe goes to OUT/log.txt
-# (OUT, environment, default runs/probes_gpu), with the epochs and steps it trained. Run from the repository root:
+# (PROBES_OUT, environment, default runs/probes_gpu), with the epochs and steps it trained. Run from the repository root:
 #   bash benchmarks/ptb_homotopy_probes_gpu.sh MINUTES PROBE [PROBE ...]
 set -euo pipefail
 MINUTES=$1; shift
-OUT=${OUT:-runs/probes_gpu}
+OUT=${PROBES_OUT:-runs/probes_gpu}
 mkdir -p "$OUT"
 
 probe() {  # train one probe on the GPU, then score it on the test split; one line in $OUT/log.txt
