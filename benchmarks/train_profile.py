@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 
 from textvae import training
 from textvae.training import step as training_steps
+from textvae.training.sparse_gradients import sparse_gradients_apply, use_sparse_embedding_gradients
 from textvae.data import load_splits
 from textvae.runtime import select_device
 from textvae.config import load_config
@@ -101,6 +102,7 @@ def labelled_functions():
     patch(vae, "kl_per_dimension", "KL/loss")
     patch(training_steps, "elbo_loss", "KL/loss")  # looked up in step.py's namespace at call time
     patch(torch.nn.utils, "clip_grad_norm_", "clip")
+    patch(training_steps, "clipped_norm", "clip")  # with sparse embedding gradients (plain SGD)
     patch(TextVAE, "zero_grad", "optimizer")
     try:
         yield
@@ -176,6 +178,8 @@ def run(config, precision: str, steps: int, warmup: int, top_operators: int = 0)
     model = TextVAE(build_model_config(config.model, vocabulary_size(tokenizer), special)).to(device)
     model.train()
     optimizer = training.build_optimizer(model, settings)
+    if sparse_gradients_apply(settings, device, distributed=False):
+        use_sparse_embedding_gradients(model)  # as train() does under plain SGD
     batches = itertools.chain.from_iterable(
         iterate_batches(splits["train"], settings.batch_size, special, shuffle=True, seed=settings.seed, epoch=epoch)
         for epoch in itertools.count())

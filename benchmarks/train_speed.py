@@ -69,6 +69,7 @@ from textvae.runtime import PRECISIONS, autocast, keep_freed_memory, precision_n
 from textvae.data.tokenization import special_ids, vocabulary_size
 from textvae.training import build_optimizer, seed_everything, training_step
 from textvae.training.distributed import Workers, setup as setup_workers, teardown
+from textvae.training.sparse_gradients import sparse_gradients_apply, use_sparse_embedding_gradients
 from textvae.data.loading import load_splits
 from textvae.runtime import select_device
 
@@ -298,6 +299,8 @@ def measure_variant(args: argparse.Namespace) -> dict:
         batches = equal_length_batches(splits["train"].token_ids, settings.batch_size, special, settings.seed)
     else:
         model = TextVAE(model_config).to(device)
+        if sparse_gradients_apply(settings, device, workers.distributed):
+            use_sparse_embedding_gradients(model)  # as train() does under plain SGD
         runner = torch.compile(model) if settings.compile else model  # as train() does with train.compile
         runner = DistributedDataParallel(runner) if workers.distributed else runner  # as train() does under torchrun
         step = textvae_step(runner, build_optimizer(model, settings), settings, special, device, dtype, workers)

@@ -15,6 +15,7 @@ from ..modeling import TextVAE
 from ..runtime import autocast
 from .distributed import Workers
 from .objectives import Loss, elbo_loss, kl_weight, word_dropout
+from .sparse_gradients import clipped_norm
 
 
 class Diverged(TextVAEError):
@@ -118,6 +119,8 @@ def gradient_norm(parameters: list[torch.nn.Parameter], clip: float) -> torch.Te
     """The gradients' total L2 norm before clipping (logged as grad_norm); with `clip` > 0 they are then
     clipped to that norm."""
     grads = [parameter.grad for parameter in parameters if parameter.grad is not None]
+    if any(grad.is_sparse for grad in grads):  # embeddings under plain SGD (sparse_gradients.py)
+        return clipped_norm(parameters, clip)
     if clip:
         return torch.nn.utils.clip_grad_norm_(parameters, clip)
     if not grads:
