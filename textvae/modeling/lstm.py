@@ -8,6 +8,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .configuration import TextVAEConfig
+from .dropout import Dropout
 from .output_loss import VocabularyOutput
 from .state import select_rows
 
@@ -28,7 +29,7 @@ class LSTMEncoder(nn.Module):
         self.directions = 2 if config.encoder_bidirectional else 1
         self.layers = config.encoder_layers
         self.embedding = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
-        self.dropout = nn.Dropout(config.encoder_embedding_dropout)
+        self.dropout = Dropout(config.encoder_embedding_dropout)
         self.lstm = nn.LSTM(config.embedding_size, config.encoder_hidden_size, num_layers=config.encoder_layers,
                             batch_first=True, bidirectional=config.encoder_bidirectional)
         self.summary_size = config.encoder_hidden_size * self.directions
@@ -67,12 +68,12 @@ class LSTMDecoder(VocabularyOutput):
         self.z_at_init = config.has_latent and config.z_conditioning in ("init", "both")
         input_size = config.embedding_size + (config.latent_size if self.z_at_input else 0)
         self.embedding = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.pad_token_id)
-        self.embedding_dropout = nn.Dropout(config.embedding_dropout)
+        self.embedding_dropout = Dropout(config.embedding_dropout)
         self.lstm = nn.LSTM(input_size, config.decoder_hidden_size, num_layers=config.decoder_layers,
                             batch_first=True)
         self.z_to_state = (nn.Linear(config.latent_size, 2 * config.decoder_layers * config.decoder_hidden_size)
                            if self.z_at_init else None)
-        self.output_dropout = nn.Dropout(config.decoder_dropout)
+        self.output_dropout = Dropout(config.decoder_dropout)
         self.output = nn.Linear(config.decoder_hidden_size, config.vocab_size)
 
     def initial_state(self, z: torch.Tensor | None) -> LSTMState | None:

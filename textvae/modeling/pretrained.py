@@ -51,6 +51,7 @@ from transformers.models.auto.modeling_auto import (
 from ..errors import TextVAEError
 from ..data.model_folders import folder_tokenizer, read_folder_config, read_tokenizer_json
 from .configuration import TextVAEConfig
+from .dropout import Dropout
 from .output_loss import VocabularyOutput
 from .state import KeyValueCacheState
 
@@ -240,7 +241,7 @@ class PretrainedDecoder(KeyValueCacheState, VocabularyOutput):
         self.z_to_input = nn.Linear(config.latent_size, self.width) if conditioning in ("input", "both") else None
         self.z_to_memory = (nn.Linear(config.latent_size, self.layers * 2 * self.kv_heads * self.head_size)
                             if conditioning in ("memory", "both") else None)
-        self.output_dropout = nn.Dropout(config.decoder_dropout)
+        self.output_dropout = Dropout(config.decoder_dropout)
         self.add_token_rows(max(0, config.vocab_size - self.pretrained_vocab), from_folder)
         # the TextVAE's post_init collects tied weights from its children: GPT-2's output layer is its input embeddings
         self.all_tied_weights_keys = {f"model.{target}": f"model.{source}"

@@ -17,6 +17,7 @@ from torch import nn
 
 from ..errors import TextVAEError
 from .configuration import TextVAEConfig
+from .dropout import Dropout
 from .output_loss import VocabularyOutput
 from .state import KeyValueCacheState
 
@@ -46,7 +47,7 @@ class TokenEmbedding(nn.Module):
         self.learned_positions = nn.Embedding(max_positions, width) if positions == "learned" else None
         self.max_positions = max_positions
         self.width = width
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, token_ids: torch.Tensor, start: int = 0) -> torch.Tensor:
         """(batch, steps, width) for `token_ids` whose first token sits at position `start`."""
@@ -102,7 +103,7 @@ class Block(nn.Module):
         self.feedforward_norm = nn.LayerNorm(width)
         self.feedforward = nn.Sequential(nn.Linear(width, feedforward_size), nn.GELU(),
                                          nn.Linear(feedforward_size, width))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, past: KeyValue | None = None,
                 memory: KeyValue | None = None) -> tuple[torch.Tensor, KeyValue]:
@@ -182,7 +183,7 @@ class TransformerDecoder(KeyValueCacheState, VocabularyOutput):
         self.blocks = nn.ModuleList(Block(width, config.attention_heads, config.feedforward_size,
                                           config.transformer_dropout) for _ in range(config.decoder_layers))
         self.final_norm = nn.LayerNorm(width)
-        self.output_dropout = nn.Dropout(config.decoder_dropout)
+        self.output_dropout = Dropout(config.decoder_dropout)
         self.output = nn.Linear(width, config.vocab_size)
 
     def memory_slots(self, z: torch.Tensor | None) -> list:
