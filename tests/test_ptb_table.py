@@ -587,14 +587,14 @@ def test_the_target_line_asks_for_every_condition_of_the_issue():
 
 
 def test_the_ptb_homotopy_recipe_is_the_probe_it_quotes():
-    """configs/ptb_homotopy.yaml quotes the measured numbers of probe p12 (benchmarks/ptb_homotopy_probes.sh): it must
-    train what p12 trained, i.e. the probes' base with the script's common overrides and p12's, apart from the keys
+    """configs/ptb_homotopy.yaml quotes the measured numbers of probe p21 (benchmarks/ptb_homotopy_probes.sh): it must
+    train what p21 trained, i.e. the probes' base with the script's common overrides and p21's, apart from the keys
     that only say how a probe runs (its step limit, threads, precision, progress bar, sampling prior)."""
     from textvae.config import load_config
 
-    printed = subprocess.run(["bash", str(ROOT / "benchmarks" / "ptb_homotopy_probes.sh"), "0", "1", "p12_default_init"],
+    printed = subprocess.run(["bash", str(ROOT / "benchmarks" / "ptb_homotopy_probes.sh"), "0", "1", "p21_latent512_wd"],
                              env={**os.environ, "DRY_RUN": "1"}, capture_output=True, text=True, check=True).stdout
-    assert printed.startswith("p12_default_init: ") and printed.count("\n") == 1, printed
+    assert printed.startswith("p21_latent512_wd: ") and printed.count("\n") == 1, printed
     run_only = ("train.max_steps", "train.num_threads", "train.precision", "train.fit_sampling_prior",
                 "train.progress_bar")
     overrides = [kv for kv in printed.split()[1:] if not kv.startswith(run_only)]
@@ -604,5 +604,6 @@ def test_the_ptb_homotopy_recipe_is_the_probe_it_quotes():
         differing = {key for key in set(probe[section]) | set(recipe[section])
                      if probe[section].get(key) != recipe[section].get(key)}
         assert differing <= {key.split(".")[1] for key in run_only if key.startswith(section)}, (section, differing)
-    assert recipe["model"]["bag_of_words_weight"] == 1.0 and recipe["model"]["latent_size"] == 128
+    assert recipe["model"]["bag_of_words_weight"] == 1.0 and recipe["model"]["latent_size"] == 512
+    assert recipe["train"]["optimizer"] == "adamw" and recipe["train"]["weight_decay"] == 0.1
     assert recipe["model"]["weight_init_range"] == 0.0 and recipe["model"]["embedding_init_range"] == 0.0
