@@ -82,3 +82,4 @@ def test_the_clipping_norm_is_torchs_on_dense_gradients_and_counts_a_repeated_ro
 def test_sparse_gradients_are_on_only_where_the_update_stays_the_same(overrides, on):
     assert sparse_gradients_apply(TrainConfig(**overrides), CPU, distributed=False) is on
     assert sparse_gradients_apply(TrainConfig(optimizer="sgd"), CPU, distributed=True) is False
+    assert sparse_gradients_apply(TrainConfig(optimizer="sgd"), CPU, distributed=False, loss_scaling=True) is False

@@ -18,11 +18,13 @@ from torch import nn
 from ..config import TrainConfig
 
 
-def sparse_gradients_apply(settings: TrainConfig, device: torch.device, distributed: bool) -> bool:
-    """Whether training `settings` on `device` gives the embeddings sparse gradients (see the module)."""
+def sparse_gradients_apply(settings: TrainConfig, device: torch.device, distributed: bool,
+                           loss_scaling: bool = False) -> bool:
+    """Whether training `settings` on `device` gives the embeddings sparse gradients (see the module);
+    `loss_scaling`: fp16's GradScaler is in use (also when precision `auto` chose fp16)."""
     plain_sgd = settings.optimizer == "sgd" and settings.momentum == 0.0 and settings.weight_decay == 0.0
     return (plain_sgd and device.type in ("cpu", "cuda") and not distributed and not settings.compile
-            and settings.precision != "fp16")
+            and settings.precision != "fp16" and not loss_scaling)
 
 
 def use_sparse_embedding_gradients(model: nn.Module) -> int:

@@ -192,7 +192,7 @@ class Trainer:
         self.model = TextVAE(model_config).to(self.device)
         self.model.attach_tokenizer(self.tokenizer)  # a pretrained encoder reads sentences back as text
         self.optimizer = build_optimizer(self.model, settings)
-        if sparse_gradients_apply(settings, self.device, self.workers.distributed):
+        if sparse_gradients_apply(settings, self.device, self.workers.distributed, self.scaler is not None):
             use_sparse_embedding_gradients(self.model)  # plain SGD: the same update, ~700 rows a batch, not 10,002
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, factor=settings.lr_decay_factor, patience=settings.lr_decay_patience,
