@@ -185,14 +185,49 @@ def test_busy_shares_reads_per_cpu_shares_from_proc_stat(monkeypatch: pytest.Mon
     assert thread_choice.busy_shares() is None
 
 
-def test_single_pass_softmax_of_mixed_precision_equals_logsumexp_then_exp() -> None:
+def test_unshifted_exponentials_of_mixed_precision_equal_logsumexp_then_exp() -> None:
     generator = torch.Generator().manual_seed(3)
     scores = torch.randn(97, 23, generator=generator) * 4  # (vocab, rows)
     targets = torch.randint(0, 97, (23,), generator=generator)
     nll, log_normaliser = output_loss._token_nll(scores.clone(), targets)
-    fused_nll, probabilities = output_loss._token_nll_and_softmax(scores.clone(), targets)
+    rescored = []
+    fused_nll, exponentials, normaliser = output_loss._token_nll_and_exponentials(
+        scores.clone(), targets, lambda columns: rescored.append(columns) or scores[:, columns].clone())
+    assert rescored == []  # no column near fp32's exp limits: one unshifted pass
     torch.testing.assert_close(fused_nll, nll, rtol=1e-6, atol=1e-5)
-    torch.testing.assert_close(probabilities, (scores - log_normaliser).exp(), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(exponentials / normaliser, (scores - log_normaliser).exp(), rtol=1e-5, atol=1e-7)
+
+
+def test_unshifted_exponentials_rescore_the_columns_that_overflow_or_underflow() -> None:
+    generator = torch.Generator().manual_seed(4)
+    scores = torch.randn(97, 6, generator=generator) * 4
+    scores[:, 1] += 120.0  # exp overflows to inf without a shift
+    scores[:, 4] -= 150.0  # exp underflows to 0 without a shift
+    targets = torch.randint(0, 97, (6,), generator=generator)
+    nll, log_normaliser = output_loss._token_nll(scores.clone(), targets)
+    rescored = []
+    fused_nll, exponentials, normaliser = output_loss._token_nll_and_exponentials(
+        scores.clone(), targets, lambda columns: rescored.append(columns.tolist()) or scores[:, columns].clone())
+    assert rescored == [[1, 4]]
+    assert torch.isfinite(fused_nll).all() and torch.isfinite(exponentials).all()
+    torch.testing.assert_close(fused_nll, nll, rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(exponentials / normaliser, (scores - log_normaliser).exp(), rtol=1e-5, atol=1e-7)
+
+
+def test_fused_output_loss_under_bf16_autocast_survives_scores_beyond_exp_range() -> None:
+    states, weight, bias, targets, upstream = random_problem()
+    with torch.no_grad():
+        bias[3] += 200.0  # every column's sum overflows unshifted: all of them are rescored
+    expected = F.cross_entropy(F.linear(states, weight, bias), targets, reduction="none")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = projected_token_nll(states, weight, bias, targets)
+    assert torch.isfinite(mixed).all()
+    torch.testing.assert_close(mixed, expected, rtol=0.02, atol=1.0)  # bf16 scores near 200 keep ~1 nat
+    got = gradients((mixed * upstream).sum(), states, weight)
+    want = gradients((expected * upstream).sum(), states, weight)
+    for g, w in zip(got, want):
+        assert torch.isfinite(g).all()
+        torch.testing.assert_close(g, w, rtol=0.05, atol=0.05)
 
 
 def test_fused_output_loss_in_fp32_is_bit_identical_to_its_logsumexp_form() -> None:

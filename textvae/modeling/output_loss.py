@@ -2,8 +2,9 @@
 
 The projection to the vocabulary dominates a text VAE's cost. `F.cross_entropy(linear(h))` keeps
 three vocabulary-sized tensors per step (logits, log-softmax, and a zero-filled gradient); this
-function keeps one. Forward turns the logits into probabilities in place and saves them; backward
-subtracts the one-hot targets in place and feeds the result to the two weight products. Without
+function keeps one. Forward turns the logits into probabilities in place and saves them (under mixed
+precision their unnormalised exponentials, which saves two passes); backward subtracts the one-hot
+targets in place and feeds the result to the two weight products. Without
 gradients (evaluation) rows go through in slices so memory stays bounded however many IW samples a
 batch holds. Scores are laid out vocabulary-major, (vocab, rows) = W hᵀ: on CPU that product ran
 1.4–1.7× faster than h Wᵀ (benchmarks/matmul_speed.py). The matrix products run in the compute dtype
@@ -40,19 +41,33 @@ def _token_nll(scores: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tenso
     return log_normaliser - scores.gather(0, targets.unsqueeze(0)).squeeze(0), log_normaliser
 
 
-def _token_nll_and_softmax(scores: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(−log softmax[target] per column, the softmax itself written over `scores`), with one exp pass over
-    the matrix where logsumexp followed by exp takes two. Mixed precision only: in fp32 the step keeps
+SAFE_NORMALISER = 1e-30  # below it a column's exponentials may have underflowed (every score under about −69)
+
+
+def _token_nll_and_exponentials(scores: torch.Tensor, targets: torch.Tensor, rescore) -> tuple[torch.Tensor, ...]:
+    """(−log softmax[target] per column, exp(scores − shift) written over `scores`, their column sums), with
+    no pass for the column maxima: scores are exponentiated unshifted (fp32 exp overflows only above ~88.7),
+    and the rare column whose sum overflowed or underflowed is rescored by `rescore(columns)` and shifted by
+    its maximum. Two passes over the matrix where max, subtract, exp and normalise take four; the
+    normalisation is folded into the backward's scaling. Mixed precision only: in fp32 the step keeps
     _token_nll's exact arithmetic."""
-    shift = scores.amax(dim=0)
-    target_scores = scores.gather(0, targets.unsqueeze(0)).squeeze(0) - shift
-    probabilities = scores.sub_(shift).exp_()
-    normaliser = probabilities.sum(dim=0)
-    return normaliser.log() - target_scores, probabilities.div_(normaliser)
+    target_scores = scores.gather(0, targets.unsqueeze(0)).squeeze(0)
+    exponentials = scores.exp_()
+    normaliser = exponentials.sum(dim=0)
+    shift = torch.zeros_like(normaliser)
+    unsafe = ~(normaliser.isfinite() & (normaliser >= SAFE_NORMALISER))
+    if unsafe.any():
+        columns = unsafe.nonzero().squeeze(1)
+        rescored = rescore(columns)
+        shift[columns] = rescored.amax(dim=0)
+        exponentials[:, columns] = rescored.sub_(shift[columns]).exp_()
+        normaliser[columns] = exponentials[:, columns].sum(dim=0)
+    return normaliser.log() + shift - target_scores, exponentials, normaliser
 
 
 class _ProjectedCrossEntropy(torch.autograd.Function):
-    """Autograd for −log softmax(hidden Wᵀ + b)[target] that saves only the (vocab, rows) probabilities."""
+    """Autograd for −log softmax(hidden Wᵀ + b)[target] that saves one (vocab, rows) matrix: the probabilities
+    (fp32), or under mixed precision the unnormalised exponentials and their column sums."""
 
     @staticmethod
     def forward(ctx, hidden, weight, bias, targets, compute_dtype):
@@ -61,21 +76,29 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
             if compute_dtype == torch.float32:
                 nll, log_normaliser = _token_nll(scores, targets)
                 probabilities = scores.sub_(log_normaliser).exp_()  # in place: no second tensor
+                normaliser = torch.ones_like(nll)
             else:
-                nll, probabilities = _token_nll_and_softmax(scores, targets)
-        ctx.save_for_backward(hidden, weight, targets, probabilities)
+                def rescore(columns):
+                    return _scores(hidden[columns], weight, bias, compute_dtype)
+                nll, probabilities, normaliser = _token_nll_and_exponentials(scores, targets, rescore)
+        ctx.save_for_backward(hidden, weight, targets, probabilities, normaliser)
         ctx.compute_dtype, ctx.has_bias = compute_dtype, bias is not None
         return nll
 
     @staticmethod
     def backward(ctx, grad_nll):
-        hidden, weight, targets, probabilities = ctx.saved_tensors
+        hidden, weight, targets, probabilities, normaliser = ctx.saved_tensors
         dtype = ctx.compute_dtype
         with torch.autocast(hidden.device.type, enabled=False):
-            # d nll / d scores = softmax − one_hot(target), scaled by the incoming gradient
+            # d nll / d scores = softmax − one_hot(target), scaled by the incoming gradient; the softmax is
+            # exponentials / normaliser (normaliser 1 in fp32), so the division joins the scaling pass
             columns = torch.arange(targets.size(0), device=targets.device)
-            probabilities[targets, columns] -= 1.0
-            probabilities.mul_(grad_nll)
+            if dtype == torch.float32:
+                probabilities[targets, columns] -= 1.0
+                probabilities.mul_(grad_nll)
+            else:
+                probabilities[targets, columns] -= normaliser
+                probabilities.mul_(grad_nll / normaliser)
             # the bias gradient from the fp32 values (the same tensor in fp32), not a copy back from bf16/fp16
             grad_bias = probabilities.sum(1).to(weight.dtype) if ctx.has_bias and ctx.needs_input_grad[2] else None
             grad_scores = probabilities.to(dtype)  # (vocab, rows)
