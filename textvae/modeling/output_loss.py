@@ -2,9 +2,9 @@
 
 The projection to the vocabulary dominates a text VAE's cost. `F.cross_entropy(linear(h))` keeps
 three vocabulary-sized tensors per step (logits, log-softmax, and a zero-filled gradient); this
-function keeps one. Forward turns the logits into probabilities in place and saves them (under mixed
-precision their unnormalised exponentials, which saves two passes); backward subtracts the one-hot
-targets in place and feeds the result to the two weight products. Without
+function keeps one. Forward turns the logits into unnormalised probabilities (exponentials) in place and
+saves them with their column sums; backward subtracts the one-hot targets and normalises in place and
+feeds the result to the two weight products. Without
 gradients (evaluation) rows go through in slices so memory stays bounded however many IW samples a
 batch holds. Scores are laid out vocabulary-major, (vocab, rows) = W hᵀ: on CPU that product ran
 1.4–1.7× faster than h Wᵀ (benchmarks/matmul_speed.py). The matrix products run in the compute dtype
@@ -49,8 +49,7 @@ def _token_nll_and_exponentials(scores: torch.Tensor, targets: torch.Tensor, res
     no pass for the column maxima: scores are exponentiated unshifted (fp32 exp overflows only above ~88.7),
     and the rare column whose sum overflowed or underflowed is rescored by `rescore(columns)` and shifted by
     its maximum. Two passes over the matrix where max, subtract, exp and normalise take four; the
-    normalisation is folded into the backward's scaling. Mixed precision only: in fp32 the step keeps
-    _token_nll's exact arithmetic."""
+    normalisation is folded into the backward's scaling."""
     target_scores = scores.gather(0, targets.unsqueeze(0)).squeeze(0)
     exponentials = scores.exp_()
     normaliser = exponentials.sum(dim=0)
@@ -66,42 +65,33 @@ def _token_nll_and_exponentials(scores: torch.Tensor, targets: torch.Tensor, res
 
 
 class _ProjectedCrossEntropy(torch.autograd.Function):
-    """Autograd for −log softmax(hidden Wᵀ + b)[target] that saves one (vocab, rows) matrix: the probabilities
-    (fp32), or under mixed precision the unnormalised exponentials and their column sums."""
+    """Autograd for −log softmax(hidden Wᵀ + b)[target] that saves one (vocab, rows) matrix: the unnormalised
+    exponentials of the scores (with their column sums)."""
 
     @staticmethod
     def forward(ctx, hidden, weight, bias, targets, compute_dtype):
         with torch.autocast(hidden.device.type, enabled=False):
             scores = _scores(hidden, weight, bias, compute_dtype)
-            if compute_dtype == torch.float32:
-                nll, log_normaliser = _token_nll(scores, targets)
-                probabilities = scores.sub_(log_normaliser).exp_()  # in place: no second tensor
-                normaliser = torch.ones_like(nll)
-            else:
-                def rescore(columns):
-                    return _scores(hidden[columns], weight, bias, compute_dtype)
-                nll, probabilities, normaliser = _token_nll_and_exponentials(scores, targets, rescore)
-        ctx.save_for_backward(hidden, weight, targets, probabilities, normaliser)
+            def rescore(columns):
+                return _scores(hidden[columns], weight, bias, compute_dtype)
+            nll, exponentials, normaliser = _token_nll_and_exponentials(scores, targets, rescore)
+        ctx.save_for_backward(hidden, weight, targets, exponentials, normaliser)
         ctx.compute_dtype, ctx.has_bias = compute_dtype, bias is not None
         return nll
 
     @staticmethod
     def backward(ctx, grad_nll):
-        hidden, weight, targets, probabilities, normaliser = ctx.saved_tensors
+        hidden, weight, targets, gradient, normaliser = ctx.saved_tensors
         dtype = ctx.compute_dtype
         with torch.autocast(hidden.device.type, enabled=False):
             # d nll / d scores = softmax − one_hot(target), scaled by the incoming gradient; the softmax is
-            # exponentials / normaliser (normaliser 1 in fp32), so the division joins the scaling pass
+            # exponentials / normaliser, so the division joins the scaling pass (all in place)
             columns = torch.arange(targets.size(0), device=targets.device)
-            if dtype == torch.float32:
-                probabilities[targets, columns] -= 1.0
-                probabilities.mul_(grad_nll)
-            else:
-                probabilities[targets, columns] -= normaliser
-                probabilities.mul_(grad_nll / normaliser)
+            gradient[targets, columns] -= normaliser
+            gradient.mul_(grad_nll / normaliser)
             # the bias gradient from the fp32 values (the same tensor in fp32), not a copy back from bf16/fp16
-            grad_bias = probabilities.sum(1).to(weight.dtype) if ctx.has_bias and ctx.needs_input_grad[2] else None
-            grad_scores = probabilities.to(dtype)  # (vocab, rows)
+            grad_bias = gradient.sum(1).to(weight.dtype) if ctx.has_bias and ctx.needs_input_grad[2] else None
+            grad_scores = gradient.to(dtype)  # (vocab, rows)
             grad_hidden = (grad_scores.t() @ weight.to(dtype)).to(hidden.dtype) if ctx.needs_input_grad[0] else None
             grad_weight = (grad_scores @ hidden.to(dtype)).to(weight.dtype) if ctx.needs_input_grad[1] else None
         return grad_hidden, grad_weight, grad_bias, None, None
