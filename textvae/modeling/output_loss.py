@@ -70,7 +70,10 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden, weight, bias, targets, compute_dtype):
+        ctx.dtypes = hidden.dtype, weight.dtype
         with torch.autocast(hidden.device.type, enabled=False):
+            # converted once: the backward's products reuse them
+            hidden, weight = hidden.to(compute_dtype), weight.to(compute_dtype)
             scores = _scores(hidden, weight, bias, compute_dtype)
             def rescore(columns):
                 return _scores(hidden[columns], weight, bias, compute_dtype)
@@ -82,7 +85,7 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_nll):
         hidden, weight, targets, gradient, normaliser = ctx.saved_tensors
-        dtype = ctx.compute_dtype
+        dtype, (hidden_dtype, weight_dtype) = ctx.compute_dtype, ctx.dtypes
         with torch.autocast(hidden.device.type, enabled=False):
             # d nll / d scores = softmax − one_hot(target), scaled by the incoming gradient; the softmax is
             # exponentials / normaliser, so the division joins the scaling pass (all in place)
@@ -90,10 +93,11 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
             gradient[targets, columns] -= normaliser
             gradient.mul_(grad_nll / normaliser)
             # the bias gradient from the fp32 values (the same tensor in fp32), not a copy back from bf16/fp16
-            grad_bias = gradient.sum(1).to(weight.dtype) if ctx.has_bias and ctx.needs_input_grad[2] else None
+            grad_bias = gradient.sum(1).to(weight_dtype) if ctx.has_bias and ctx.needs_input_grad[2] else None
             grad_scores = gradient.to(dtype)  # (vocab, rows)
-            grad_hidden = (grad_scores.t() @ weight.to(dtype)).to(hidden.dtype) if ctx.needs_input_grad[0] else None
-            grad_weight = (grad_scores @ hidden.to(dtype)).to(weight.dtype) if ctx.needs_input_grad[1] else None
+            # (Wᵀ G)ᵀ rather than Gᵀ W: the product that reads G in its own layout is the faster one on CPU
+            grad_hidden = (weight.t() @ grad_scores).t().to(hidden_dtype) if ctx.needs_input_grad[0] else None
+            grad_weight = (grad_scores @ hidden).to(weight_dtype) if ctx.needs_input_grad[1] else None
         return grad_hidden, grad_weight, grad_bias, None, None
 
 
