@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 
 from textvae import training
 from textvae.training import step as training_steps
-from textvae.training.sparse_gradients import sparse_gradients_apply, use_sparse_embedding_gradients
+from textvae.training.setup import model_as_trained
 from textvae.data import load_splits
 from textvae.runtime import select_device
 from textvae.config import load_config
@@ -178,8 +178,7 @@ def run(config, precision: str, steps: int, warmup: int, top_operators: int = 0)
     model = TextVAE(build_model_config(config.model, vocabulary_size(tokenizer), special)).to(device)
     model.train()
     optimizer = training.build_optimizer(model, settings)
-    if sparse_gradients_apply(settings, device, distributed=False):
-        use_sparse_embedding_gradients(model)  # as train() does under plain SGD
+    runner = model_as_trained(model, settings, device, distributed=False)  # as train() runs it
     batches = itertools.chain.from_iterable(
         iterate_batches(splits["train"], settings.batch_size, special, shuffle=True, seed=settings.seed, epoch=epoch)
         for epoch in itertools.count())
@@ -189,7 +188,7 @@ def run(config, precision: str, steps: int, warmup: int, top_operators: int = 0)
         with region("data"):
             batch = next(batches)
             token_ids = batch.token_ids.to(device)
-        training.training_step(model, optimizer, token_ids, batch.lengths, next(counter), settings, special, dtype)
+        training.training_step(runner, optimizer, token_ids, batch.lengths, next(counter), settings, special, dtype)
 
     for _ in range(warmup):
         step()

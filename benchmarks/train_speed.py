@@ -69,7 +69,7 @@ from textvae.runtime import PRECISIONS, autocast, keep_freed_memory, precision_n
 from textvae.data.tokenization import special_ids, vocabulary_size
 from textvae.training import build_optimizer, seed_everything, training_step
 from textvae.training.distributed import Workers, setup as setup_workers, teardown
-from textvae.training.sparse_gradients import sparse_gradients_apply, use_sparse_embedding_gradients
+from textvae.training.setup import model_as_trained
 from textvae.data.loading import load_splits
 from textvae.runtime import select_device
 
@@ -299,10 +299,7 @@ def measure_variant(args: argparse.Namespace) -> dict:
         batches = equal_length_batches(splits["train"].token_ids, settings.batch_size, special, settings.seed)
     else:
         model = TextVAE(model_config).to(device)
-        if sparse_gradients_apply(settings, device, workers.distributed):
-            use_sparse_embedding_gradients(model)  # as train() does under plain SGD
-        runner = torch.compile(model) if settings.compile else model  # as train() does with train.compile
-        runner = DistributedDataParallel(runner) if workers.distributed else runner  # as train() does under torchrun
+        runner = model_as_trained(model, settings, device, workers.distributed)  # sparse grads, DDP, compile as train()
         step = textvae_step(runner, build_optimizer(model, settings), settings, special, device, dtype, workers)
         batches = itertools.chain.from_iterable(  # train()'s bucketed, shuffled batches, epoch after epoch
             iterate_batches(splits["train"], settings.batch_size, special, shuffle=True, seed=settings.seed,

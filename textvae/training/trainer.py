@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 from transformers.utils import logging as hf_logging
 
@@ -65,12 +64,12 @@ from .setup import (
     build_optimizer,
     check_model_fits,
     local_processes,
+    model_as_trained,
     reload_best_weights,
     seed_everything,
     start_decoder_from_lm,
     start_from_run,
 )
-from .sparse_gradients import sparse_gradients_apply, use_sparse_embedding_gradients
 from .step import Diverged, add_to_window, training_step, window_figures
 from .threads import choose_thread_count
 
@@ -192,8 +191,6 @@ class Trainer:
         self.model = TextVAE(model_config).to(self.device)
         self.model.attach_tokenizer(self.tokenizer)  # a pretrained encoder reads sentences back as text
         self.optimizer = build_optimizer(self.model, settings)
-        if sparse_gradients_apply(settings, self.device, self.workers.distributed, self.scaler is not None):
-            use_sparse_embedding_gradients(self.model)  # plain SGD: the same update, ~700 rows a batch, not 10,002
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, factor=settings.lr_decay_factor, patience=settings.lr_decay_patience,
             min_lr=settings.min_lr)
@@ -240,9 +237,8 @@ class Trainer:
         if settings.tensorboard and main:
             self.board = TensorBoardLog(self.out_dir / TENSORBOARD_DIR, resume_step)
             self.cleanup.callback(self.board.close)
-        self.trained = DistributedDataParallel(self.model) if self.workers.distributed else self.model
-        if settings.compile:
-            self.trained = torch.compile(self.trained)
+        self.trained = model_as_trained(self.model, settings, self.device, self.workers.distributed,
+                                        self.scaler is not None)
         batches_per_epoch = -(-len(self.splits["train"]) // settings.batch_size)
         total_steps = settings.max_steps or settings.max_epochs * batches_per_epoch
         if settings.max_steps:
