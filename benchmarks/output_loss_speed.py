@@ -4,8 +4,9 @@ Forward + backward of projected_token_nll at PTB's training shape (--rows real p
 hidden 256, vocabulary 10,002), in fp32 and under bf16 autocast. The revision's file is read with
 `git show REV:textvae/modeling/output_loss.py` and loaded as a module beside the working tree's, so
 both run in one process, alternating, --rounds rounds of --repeats calls; the median round counts
-(a ratio measured this way holds on a busy machine; absolute rates do not). Speed only: tests/test_speed.py
-checks the values. Run from the repo root:
+(a ratio measured this way holds on a busy machine; absolute rates do not). --evaluation times the path
+without gradients instead (evaluation and IW-NLL: rows in slices, forward only). Speed only:
+tests/test_speed.py checks the values. Run from the repo root:
   python benchmarks/output_loss_speed.py --baseline-rev 66606e3
 Last line: fp32_speedup=X bf16_speedup=X
 """
@@ -50,6 +51,7 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=10002)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--evaluation", action="store_true", help="time the path without gradients (forward only)")
     args = parser.parse_args()
     baseline = load_revision(args.baseline_rev)
     generator = torch.Generator().manual_seed(0)
@@ -60,12 +62,17 @@ def main() -> None:
     upstream = torch.rand(args.rows, generator=generator)
 
     def run(module, dtype: torch.dtype) -> None:
+        if args.evaluation:
+            with torch.no_grad(), torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+                module.projected_token_nll(hidden, weight, bias, targets)
+            return
         tensors = [t.clone().requires_grad_() for t in (hidden, weight, bias)]
         with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
             nll = module.projected_token_nll(tensors[0], tensors[1], tensors[2], targets)
         (nll * upstream).sum().backward()
 
-    print(f"{torch.get_num_threads()} torch threads; {args.rows} rows x hidden {args.hidden} x vocab {args.vocab}; "
+    print(f"{'evaluation (no gradients)' if args.evaluation else 'training (forward + backward)'}: "
+          f"{torch.get_num_threads()} torch threads; {args.rows} rows x hidden {args.hidden} x vocab {args.vocab}; "
           f"working tree against {args.baseline_rev}; {args.rounds} alternating rounds of {args.repeats} calls")
     summary = {}
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):

@@ -55,6 +55,18 @@ def test_fused_output_loss_without_gradients_goes_in_slices(monkeypatch: pytest.
     torch.testing.assert_close(sliced, expected.detach(), rtol=1e-5, atol=1e-5)
 
 
+def test_fused_output_loss_without_gradients_rescores_rows_beyond_exp_range(monkeypatch: pytest.MonkeyPatch) -> None:
+    states, weight, bias, targets, _ = random_problem(rows=50)
+    with torch.no_grad():
+        states[[3, 20, 45]] *= 300.0  # these rows' scores reach the hundreds: their unshifted sums overflow
+    expected = F.cross_entropy(F.linear(states, weight, bias), targets, reduction="none")
+    monkeypatch.setattr(output_loss, "EVAL_ROWS_PER_SLICE", 7)
+    with torch.no_grad():
+        sliced = projected_token_nll(states, weight, bias, targets)
+    assert torch.isfinite(sliced).all()
+    torch.testing.assert_close(sliced, expected.detach(), rtol=1e-5, atol=1e-4)
+
+
 def test_fused_output_loss_under_bf16_autocast_stays_close_and_returns_fp32() -> None:
     states, weight, bias, targets, upstream = random_problem()
     expected = F.cross_entropy(F.linear(states, weight, bias), targets, reduction="none")
@@ -185,11 +197,17 @@ def test_busy_shares_reads_per_cpu_shares_from_proc_stat(monkeypatch: pytest.Mon
     assert thread_choice.busy_shares() is None
 
 
-def test_unshifted_exponentials_of_mixed_precision_equal_logsumexp_then_exp() -> None:
+def logsumexp_nll(scores: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(−log softmax[target], logsumexp) per column of vocabulary-major scores: the textbook arithmetic."""
+    log_normaliser = torch.logsumexp(scores, dim=0)
+    return log_normaliser - scores.gather(0, targets.unsqueeze(0)).squeeze(0), log_normaliser
+
+
+def test_unshifted_exponentials_equal_logsumexp_then_exp() -> None:
     generator = torch.Generator().manual_seed(3)
     scores = torch.randn(97, 23, generator=generator) * 4  # (vocab, rows)
     targets = torch.randint(0, 97, (23,), generator=generator)
-    nll, log_normaliser = output_loss._token_nll(scores.clone(), targets)
+    nll, log_normaliser = logsumexp_nll(scores, targets)
     rescored = []
     fused_nll, exponentials, normaliser = output_loss._token_nll_and_exponentials(
         scores.clone(), targets, lambda columns: rescored.append(columns) or scores[:, columns].clone())
@@ -204,7 +222,7 @@ def test_unshifted_exponentials_rescore_the_columns_that_overflow_or_underflow()
     scores[:, 1] += 120.0  # exp overflows to inf without a shift
     scores[:, 4] -= 150.0  # exp underflows to 0 without a shift
     targets = torch.randint(0, 97, (6,), generator=generator)
-    nll, log_normaliser = output_loss._token_nll(scores.clone(), targets)
+    nll, log_normaliser = logsumexp_nll(scores, targets)
     rescored = []
     fused_nll, exponentials, normaliser = output_loss._token_nll_and_exponentials(
         scores.clone(), targets, lambda columns: rescored.append(columns.tolist()) or scores[:, columns].clone())

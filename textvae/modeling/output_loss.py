@@ -35,12 +35,6 @@ def _scores(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     return torch.addmm(bias.to(dtype).unsqueeze(1), weight, hidden_t).float()
 
 
-def _token_nll(scores: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(−log softmax[target], logsumexp) per column of vocabulary-major `scores`, in fp32."""
-    log_normaliser = torch.logsumexp(scores, dim=0)
-    return log_normaliser - scores.gather(0, targets.unsqueeze(0)).squeeze(0), log_normaliser
-
-
 SAFE_NORMALISER = 1e-30  # below it a column's exponentials may have underflowed (every score under about −69)
 
 
@@ -110,8 +104,11 @@ def projected_token_nll(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.
     pieces = []
     with torch.autocast(hidden.device.type, enabled=False):
         for start in range(0, hidden.size(0), EVAL_ROWS_PER_SLICE):
-            rows = slice(start, start + EVAL_ROWS_PER_SLICE)
-            pieces.append(_token_nll(_scores(hidden[rows], weight, bias, dtype), targets[rows])[0])
+            rows = hidden[start:start + EVAL_ROWS_PER_SLICE]
+            def rescore(columns, rows=rows):
+                return _scores(rows[columns], weight, bias, dtype)
+            scores = _scores(rows, weight, bias, dtype)
+            pieces.append(_token_nll_and_exponentials(scores, targets[start:start + EVAL_ROWS_PER_SLICE], rescore)[0])
     return torch.cat(pieces) if pieces else hidden.new_zeros(0, dtype=torch.float32)
 
 
