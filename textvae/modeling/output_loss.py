@@ -2,13 +2,14 @@
 
 The projection to the vocabulary dominates a text VAE's cost. `F.cross_entropy(linear(h))` keeps
 three vocabulary-sized tensors per step (logits, log-softmax, and a zero-filled gradient); this
-function keeps one. Forward turns the logits into unnormalised probabilities (exponentials) in place and
-saves them with their column sums; backward subtracts the one-hot targets and normalises in place and
-feeds the result to the two weight products. Without
-gradients (evaluation) rows go through in slices so memory stays bounded however many IW samples a
-batch holds. Scores are laid out vocabulary-major, (vocab, rows) = W hᵀ: on CPU that product ran
-1.4–1.7× faster than h Wᵀ (benchmarks/matmul_speed.py). The matrix products run in the compute dtype
-(bf16/fp16 under mixed precision); the log-sum-exp, probabilities and losses are always fp32.
+function keeps one. Forward exponentiates the scores in place, without the usual pass for each
+column's maximum (a column beyond fp32's exp range is scored again with a shift), and saves them
+with their column sums; backward subtracts the one-hot targets, normalises in place and feeds the
+result to the two weight products. Without gradients (evaluation) rows go through in slices so
+memory stays bounded however many IW samples a batch holds. Scores are laid out vocabulary-major,
+(vocab, rows) = W hᵀ: on CPU that product ran 1.4–1.7× faster than h Wᵀ (benchmarks/matmul_speed.py).
+The matrix products run in the compute dtype (bf16/fp16 under mixed precision); the exponentials,
+their sums and the losses are always fp32.
 """
 
 from __future__ import annotations
