@@ -10,6 +10,7 @@ import torch
 from conftest import batch_of, tiny_model
 
 from textvae.config import TrainConfig
+from textvae.training.setup import model_as_trained
 from textvae.training.sparse_gradients import clipped_norm, sparse_gradients_apply, use_sparse_embedding_gradients
 from textvae.training.step import training_step
 
@@ -83,3 +84,12 @@ def test_sparse_gradients_are_on_only_where_the_update_stays_the_same(overrides,
     assert sparse_gradients_apply(TrainConfig(**overrides), CPU, distributed=False) is on
     assert sparse_gradients_apply(TrainConfig(optimizer="sgd"), CPU, distributed=True) is False
     assert sparse_gradients_apply(TrainConfig(optimizer="sgd"), CPU, distributed=False, loss_scaling=True) is False
+
+
+@pytest.mark.parametrize("optimizer, sparse", [("sgd", True), ("adam", False)])
+def test_the_model_as_trained_has_sparse_embeddings_only_under_plain_sgd(optimizer, sparse):
+    model = tiny_model()
+    trained = model_as_trained(model, TrainConfig(optimizer=optimizer), CPU, distributed=False)
+    assert trained is model  # one process, no train.compile: the step calls the model itself
+    tables = [module for module in model.modules() if isinstance(module, torch.nn.Embedding)]
+    assert tables and all(table.sparse is sparse for table in tables)
