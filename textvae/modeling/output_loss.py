@@ -59,6 +59,13 @@ def _token_nll_and_exponentials(scores: torch.Tensor, targets: torch.Tensor, res
     return normaliser.log() + shift - target_scores, exponentials, normaliser
 
 
+def _scored_token_nll(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor,
+                      dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """_token_nll_and_exponentials of the scores of `hidden`'s rows, a column beyond exp's range scored again."""
+    return _token_nll_and_exponentials(_scores(hidden, weight, bias, dtype), targets,
+                                       lambda columns: _scores(hidden[columns], weight, bias, dtype))
+
+
 class _ProjectedCrossEntropy(torch.autograd.Function):
     """Autograd for −log softmax(hidden Wᵀ + b)[target] that saves one (vocab, rows) matrix: the unnormalised
     exponentials of the scores (with their column sums)."""
@@ -69,10 +76,7 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
         with torch.autocast(hidden.device.type, enabled=False):
             # converted once: the backward's products reuse them
             hidden, weight = hidden.to(compute_dtype), weight.to(compute_dtype)
-            scores = _scores(hidden, weight, bias, compute_dtype)
-            def rescore(columns):
-                return _scores(hidden[columns], weight, bias, compute_dtype)
-            nll, exponentials, normaliser = _token_nll_and_exponentials(scores, targets, rescore)
+            nll, exponentials, normaliser = _scored_token_nll(hidden, weight, bias, targets, compute_dtype)
         ctx.save_for_backward(hidden, weight, targets, exponentials, normaliser)
         ctx.compute_dtype, ctx.has_bias = compute_dtype, bias is not None
         return nll
@@ -105,11 +109,8 @@ def projected_token_nll(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.
     pieces = []
     with torch.autocast(hidden.device.type, enabled=False):
         for start in range(0, hidden.size(0), EVAL_ROWS_PER_SLICE):
-            rows = hidden[start:start + EVAL_ROWS_PER_SLICE]
-            def rescore(columns, rows=rows):
-                return _scores(rows[columns], weight, bias, dtype)
-            scores = _scores(rows, weight, bias, dtype)
-            pieces.append(_token_nll_and_exponentials(scores, targets[start:start + EVAL_ROWS_PER_SLICE], rescore)[0])
+            rows = slice(start, start + EVAL_ROWS_PER_SLICE)
+            pieces.append(_scored_token_nll(hidden[rows], weight, bias, targets[rows], dtype)[0])
     return torch.cat(pieces) if pieces else hidden.new_zeros(0, dtype=torch.float32)
 
 
