@@ -108,6 +108,8 @@ def projected_token_nll(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.
         return _ProjectedCrossEntropy.apply(hidden, weight, bias, targets, dtype)
     pieces = []
     with torch.autocast(hidden.device.type, enabled=False):
+        # converted once, not in every slice (a 10k-word bf16 weight costs about as much as a slice's product)
+        weight, bias = weight.to(dtype), None if bias is None else bias.to(dtype)
         for start in range(0, hidden.size(0), EVAL_ROWS_PER_SLICE):
             rows = slice(start, start + EVAL_ROWS_PER_SLICE)
             pieces.append(_scored_token_nll(hidden[rows], weight, bias, targets[rows], dtype)[0])
