@@ -2,7 +2,10 @@
 
 Measures target tokens per second (words + one <eos> per sentence; <bos> and padding not counted)
 over --steps timed training steps after --warmup untimed ones, same device, data, batch size and torch
-thread count:
+thread count. The default warm-up (300 steps) lets the heap reach its high-water mark first: until the
+largest batches have been seen, a new larger one page-faults fresh memory in (several times the step's
+arithmetic on a small VM), which is no part of a training's steady speed; each row shows the minor page
+faults per timed step, so a warm-up too short shows (benchmarks/RESULTS.md):
   * reference (the strong baseline, the summary's `ratio`): what the published PTB code of He et al. 2019
     and Li et al. 2019 does, written here: every batch holds sentences of one length (sentences grouped
     by length, cut into batches of at most batch_size, the batches shuffled: no padding at all), a
@@ -10,9 +13,11 @@ thread count:
     cell state (hidden state its tanh) and concatenated to every decoder input, dropout on the decoder's
     inputs and outputs, full softmax cross-entropy at every position of the equal-length batch, plain SGD
     at learning rate 1.0 with gradients clipped to norm 5, the published uniform initialisation. Sizes
-    and dropout come from the config (configs/ptb.yaml: 256/256/32, 0.5 in and out). It runs in fp32 (the
-    published code has no mixed precision); when textvae runs in bf16 or fp16 the same loop under that
-    autocast is measured too (`same_precision_ratio`);
+    and dropout come from the config (configs/ptb.yaml: 256/256/32, 0.5 in and out). It runs under
+    textvae's allocator setting (textvae.runtime.keep_freed_memory: one mallopt call any script can make;
+    under glibc's default its >32 MB logits are mapped and unmapped every step), so the baseline is the
+    strongest we can write, not the published code as it ships. It runs in fp32 (the published code has no mixed precision); when textvae runs in
+    bf16 or fp16 the same loop under that autocast is measured too (`same_precision_ratio`);
   * plain: the straightforward loop a user writes in a script: random batches from the same split, each
     padded to its longest sentence (~51% padding), logits at every position,
     cross_entropy(ignore_index=pad), torch.optim.Adam with its defaults (`plain_ratio`);
@@ -75,19 +80,22 @@ from textvae.runtime import select_device
 
 
 def measure(step: Callable[[Batch], None], batches: Iterator[Batch], warmup: int, steps: int,
-            device: torch.device) -> tuple[float, list[Batch]]:
-    """Run `warmup` untimed steps, then `steps` timed ones (batch building included); tokens/s and the batches."""
+            device: torch.device) -> tuple[float, float, list[Batch]]:
+    """Run `warmup` untimed steps, then `steps` timed ones (batch building included); tokens/s, minor page
+    faults per timed step, and the batches."""
     sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
     for _ in range(warmup):
         step(next(batches))
     sync()
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     used, start = [], time.perf_counter()
     for _ in range(steps):
         batch = next(batches)
         step(batch)
         used.append(batch)
     sync()
-    return sum(b.predicted_tokens for b in used) / (time.perf_counter() - start), used
+    speed = sum(b.predicted_tokens for b in used) / (time.perf_counter() - start)
+    return speed, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps, used
 
 
 # ---- textvae ---------------------------------------------------------------------------------------
@@ -281,8 +289,8 @@ def measure_variant(args: argparse.Namespace) -> dict:
         except TextVAEError as error:
             return {**report, "skipped": str(error)}
         report["precision"] = precision_name(dtype)
-    if kind == "" and args.variant != "plain":  # textvae
-        keep_freed_memory()  # as train() does
+    if args.variant != "plain":  # textvae, as train() does, and the reference, to make it the strongest
+        keep_freed_memory()
     seed_everything(settings.seed)
     tokenizer, splits = load_splits(config, None)
     special = special_ids(tokenizer)
@@ -311,10 +319,11 @@ def measure_variant(args: argparse.Namespace) -> dict:
                       and dtype != torch.float32)
     if "skipped" in outcome:
         return {**report, **outcome}
-    speed, used = outcome["result"]
+    speed, faults, used = outcome["result"]
     peak = workers.all_sum(peak_memory_mb(device), device)  # all processes' peaks together
     teardown(workers)
-    return {**report, "tokens_per_s": speed, "padding_share": padding_share(used), "peak_mb": peak,
+    return {**report, "tokens_per_s": speed, "faults_per_step": faults, "padding_share": padding_share(used),
+            "peak_mb": peak,
             "parameters": sum(p.numel() for p in model.parameters()), "train_sentences": len(splits["train"]),
             "vocab": len(tokenizer), "batch_size": settings.batch_size}
 
@@ -388,7 +397,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="configs/ptb.yaml", help="textvae YAML config (default configs/ptb.yaml)")
     parser.add_argument("--steps", type=int, default=200, help="timed training steps (default 200)")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed steps before timing (default 10)")
+    parser.add_argument("--warmup", type=int, default=300, help="untimed steps before timing (default 300)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="measure every variant this many times, taking turns; report the median (default 1)")
     parser.add_argument("--precision", help="measure textvae in this precision only (fp32 | bf16 | fp16 | auto)")
@@ -435,7 +444,8 @@ def main() -> None:
             continue
         ratio = run["tokens_per_s"] / reference["tokens_per_s"]
         print(f"{name:24}{run['tokens_per_s']:9.0f} target tokens/s  x{ratio:.2f} of reference  "
-              f"padding {run['padding_share']:6.1%}  peak RSS {run['peak_mb']:6.0f} MB  {run['parameters']:,} parameters")
+              f"padding {run['padding_share']:6.1%}  peak RSS {run['peak_mb']:6.0f} MB  "
+              f"{run['faults_per_step']:6.0f} page faults/step  {run['parameters']:,} parameters")
     if not args.precision and "fp16" not in runs:
         print(f"{'textvae fp16':24} skipped: not run on a CPU by default (ask with --precision fp16)")
     chosen = runs[chosen_name]
