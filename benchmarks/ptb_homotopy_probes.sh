@@ -72,11 +72,11 @@ declare -A PROBES=(
   # or p19's LSTMs of 1024 (p22)
   [p20_weight_decay03]="$P12 train.optimizer=adamw train.weight_decay=0.3"
   [p21_latent512_wd]="$P12 model.latent_size=512 train.optimizer=adamw train.weight_decay=0.1"
-  # p21 whose LR falls linearly to 0 over the last third of STEPS (train.lr_cooldown): after 20 epochs p21's
+  # p21 whose LR falls linearly to 0 over the last 28.57% of STEPS (train.lr_cooldown): after 20 epochs p21's
   # validation reconstruction still fell 0.5-1 nat an epoch, too slowly for its plateau rule ever to halve the LR.
   # Meant to start from a copy of p21's 20-epoch run dir (cp -r runs/probes/p21_latent512_wd
-  # runs/probes/p23_p21_cooldown) with STEPS = 39450: the LR then falls from 0.001 to 0 over epochs 21-30
-  [p23_p21_cooldown]="$P12 model.latent_size=512 train.optimizer=adamw train.weight_decay=0.1 train.lr_cooldown=0.3333"
+  # runs/probes/p23_p21_cooldown) with STEPS = 36820: the LR then falls from 0.001 to 0 over epochs 21-28
+  [p23_p21_cooldown]="$P12 model.latent_size=512 train.optimizer=adamw train.weight_decay=0.1 train.lr_cooldown=0.2857"
   [p22_wide1024_wd]="$P12 model.latent_size=512 model.encoder_hidden_size=1024 model.decoder_hidden_size=1024
     model.decoder_dropout=0.5 model.embedding_dropout=0.5 train.optimizer=adamw train.weight_decay=0.1"
 )
