@@ -16,8 +16,9 @@ faults per timed step, so a warm-up too short shows (benchmarks/RESULTS.md):
     and dropout come from the config (configs/ptb.yaml: 256/256/32, 0.5 in and out). It runs under
     textvae's allocator setting (textvae.runtime.keep_freed_memory: one mallopt call any script can make;
     under glibc's default its >32 MB logits are mapped and unmapped every step), so the baseline is the
-    strongest we can write, not the published code as it ships. It runs in fp32 (the published code has no mixed precision); when textvae runs in
-    bf16 or fp16 the same loop under that autocast is measured too (`same_precision_ratio`);
+    strongest we can write, not the published code as it ships. It runs in fp32 (the published code has
+    no mixed precision); when textvae runs in bf16 or fp16 the same loop under that autocast is measured
+    too (`same_precision_ratio`);
   * plain: the straightforward loop a user writes in a script: random batches from the same split, each
     padded to its longest sentence (~51% padding), logits at every position,
     cross_entropy(ignore_index=pad), torch.optim.Adam with its defaults (`plain_ratio`);
@@ -323,8 +324,7 @@ def measure_variant(args: argparse.Namespace) -> dict:
     peak = workers.all_sum(peak_memory_mb(device), device)  # all processes' peaks together
     teardown(workers)
     return {**report, "tokens_per_s": speed, "faults_per_step": faults, "padding_share": padding_share(used),
-            "peak_mb": peak,
-            "parameters": sum(p.numel() for p in model.parameters()), "train_sentences": len(splits["train"]),
+            "peak_mb": peak, "parameters": sum(p.numel() for p in model.parameters()), "train_sentences": len(splits["train"]),
             "vocab": len(tokenizer), "batch_size": settings.batch_size}
 
 
