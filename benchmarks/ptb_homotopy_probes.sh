@@ -24,6 +24,8 @@ P5="model.encoder_hidden_size=512 model.decoder_hidden_size=512 model.latent_siz
 P7="$P5 model.bag_of_words_weight=1.0"
 # p12: p7 with PyTorch's default initialisation (configs/ptb_homotopy.yaml)
 P12="$P7 model.weight_init_range=0.0 model.embedding_init_range=0.0"
+# p21: p12 with a 512-d z and AdamW's weight decay 0.1 (configs/ptb_homotopy.yaml with p23's LR cool-down)
+P21="$P12 model.latent_size=512 train.optimizer=adamw train.weight_decay=0.1"
 declare -A PROBES=(
   [p1_adam]=""
   [p2_nodrop]="$NO_DROPOUT"
@@ -71,14 +73,14 @@ declare -A PROBES=(
   # after 7 (on a GPU, benchmarks/ptb_homotopy_probes_gpu.sh), stronger (p20, 0.3) and with p14's 512-d z (p21)
   # or p19's LSTMs of 1024 (p22)
   [p20_weight_decay03]="$P12 train.optimizer=adamw train.weight_decay=0.3"
-  [p21_latent512_wd]="$P12 model.latent_size=512 train.optimizer=adamw train.weight_decay=0.1"
+  [p21_latent512_wd]="$P21"
+  [p22_wide1024_wd]="$P12 model.latent_size=512 model.encoder_hidden_size=1024 model.decoder_hidden_size=1024
+    model.decoder_dropout=0.5 model.embedding_dropout=0.5 train.optimizer=adamw train.weight_decay=0.1"
   # p21 whose LR falls linearly to 0 over the last 28.57% of STEPS (train.lr_cooldown): after 20 epochs p21's
   # validation reconstruction still fell 0.5-1 nat an epoch, too slowly for its plateau rule ever to halve the LR.
   # Meant to start from a copy of p21's 20-epoch run dir (cp -r runs/probes/p21_latent512_wd
   # runs/probes/p23_p21_cooldown) with STEPS = 36820: the LR then falls from 0.001 to 0 over epochs 21-28
-  [p23_p21_cooldown]="$P12 model.latent_size=512 train.optimizer=adamw train.weight_decay=0.1 train.lr_cooldown=0.2857"
-  [p22_wide1024_wd]="$P12 model.latent_size=512 model.encoder_hidden_size=1024 model.decoder_hidden_size=1024
-    model.decoder_dropout=0.5 model.embedding_dropout=0.5 train.optimizer=adamw train.weight_decay=0.1"
+  [p23_p21_cooldown]="$P21 train.lr_cooldown=0.2857"
 )
 NAMES=("$@"); [ ${#NAMES[@]} -gt 0 ] || NAMES=(p1_adam p2_nodrop p3_lat64_bi p4_lat64_bi_drop)
 if [ -n "${DRY_RUN:-}" ]; then

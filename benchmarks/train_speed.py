@@ -324,8 +324,8 @@ def measure_variant(args: argparse.Namespace) -> dict:
     peak = workers.all_sum(peak_memory_mb(device), device)  # all processes' peaks together
     teardown(workers)
     return {**report, "tokens_per_s": speed, "faults_per_step": faults, "padding_share": padding_share(used),
-            "peak_mb": peak, "parameters": sum(p.numel() for p in model.parameters()), "train_sentences": len(splits["train"]),
-            "vocab": len(tokenizer), "batch_size": settings.batch_size}
+            "peak_mb": peak, "parameters": sum(p.numel() for p in model.parameters()),
+            "train_sentences": len(splits["train"]), "vocab": len(tokenizer), "batch_size": settings.batch_size}
 
 
 def peak_memory_mb(device: torch.device) -> float:
