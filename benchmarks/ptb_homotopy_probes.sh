@@ -81,6 +81,9 @@ declare -A PROBES=(
   # Meant to start from a copy of p21's 20-epoch run dir (cp -r runs/probes/p21_latent512_wd
   # runs/probes/p23_p21_cooldown) with STEPS = 36820: the LR then falls from 0.001 to 0 over epochs 21-28
   [p23_p21_cooldown]="$P21 train.lr_cooldown=0.2857"
+  # p23 with twice the cool-down: from a copy of p21's 20-epoch run dir with STEPS = 47340, the LR falls from 0.001
+  # to 0 over epochs 21-36 (p23's validation reconstruction still fell 0.5-1.5 nats an epoch at its end)
+  [p24_p21_long_cooldown]="$P21 train.lr_cooldown=0.4444"
 )
 NAMES=("$@"); [ ${#NAMES[@]} -gt 0 ] || NAMES=(p1_adam p2_nodrop p3_lat64_bi p4_lat64_bi_drop)
 if [ -n "${DRY_RUN:-}" ]; then
