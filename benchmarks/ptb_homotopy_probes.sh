@@ -84,6 +84,9 @@ declare -A PROBES=(
   # p23 with twice the cool-down: from a copy of p21's 20-epoch run dir with STEPS = 47340, the LR falls from 0.001
   # to 0 over epochs 21-36 (p23's validation reconstruction still fell 0.5-1.5 nats an epoch at its end)
   [p24_p21_long_cooldown]="$P21 train.lr_cooldown=0.4444"
+  # p23 trained on with a second cool-down (a warm restart, Loshchilov & Hutter 2017): from a copy of p23's 28-epoch
+  # run dir with STEPS = 52600, the LR jumps to 0.0005 and falls linearly to 0 over epochs 29-40
+  [p25_p23_second_cooldown]="$P21 train.lr=0.0005 train.lr_cooldown=0.3"
 )
 NAMES=("$@"); [ ${#NAMES[@]} -gt 0 ] || NAMES=(p1_adam p2_nodrop p3_lat64_bi p4_lat64_bi_drop)
 if [ -n "${DRY_RUN:-}" ]; then
