@@ -87,6 +87,12 @@ declare -A PROBES=(
   # p23 trained on with a second cool-down (a warm restart, Loshchilov & Hutter 2017): from a copy of p23's 28-epoch
   # run dir with STEPS = 52600, the LR jumps to 0.0005 and falls linearly to 0 over epochs 29-40
   [p25_p23_second_cooldown]="$P21 train.lr=0.0005 train.lr_cooldown=0.3"
+  # p24's 16-epoch cool-down after a longer constant-LR phase: from a copy of p21's 20-epoch run dir with STEPS = 60490
+  # (46 epochs), the LR stays at 0.001 to epoch 30 and falls linearly to 0 over epochs 31-46
+  [p26_p21_30_long_cooldown]="$P21 train.lr_cooldown=0.3478"
+  # p24 with dropout 0.5 in and out (p24 ends at a training reconstruction of ~15 nats, with dropout on, against 36.4
+  # on validation: it overfits), from scratch with STEPS = 47340 (p24's schedule)
+  [p27_p24_dropout05]="$P21 train.lr_cooldown=0.4444 model.decoder_dropout=0.5 model.embedding_dropout=0.5"
 )
 NAMES=("$@"); [ ${#NAMES[@]} -gt 0 ] || NAMES=(p1_adam p2_nodrop p3_lat64_bi p4_lat64_bi_drop)
 if [ -n "${DRY_RUN:-}" ]; then
