@@ -24,8 +24,10 @@ P5="model.encoder_hidden_size=512 model.decoder_hidden_size=512 model.latent_siz
 P7="$P5 model.bag_of_words_weight=1.0"
 # p12: p7 with PyTorch's default initialisation (configs/ptb_homotopy.yaml)
 P12="$P7 model.weight_init_range=0.0 model.embedding_init_range=0.0"
-# p21: p12 with a 512-d z and AdamW's weight decay 0.1 (configs/ptb_homotopy.yaml with p23's LR cool-down)
+# p21: p12 with a 512-d z and AdamW's weight decay 0.1; p24: p21 with a 16-epoch LR cool-down at STEPS 47340
+# (configs/ptb_homotopy.yaml)
 P21="$P12 model.latent_size=512 train.optimizer=adamw train.weight_decay=0.1"
+P24="$P21 train.lr_cooldown=0.4444"
 declare -A PROBES=(
   [p1_adam]=""
   [p2_nodrop]="$NO_DROPOUT"
@@ -83,7 +85,7 @@ declare -A PROBES=(
   [p23_p21_cooldown]="$P21 train.lr_cooldown=0.2857"
   # p23 with twice the cool-down: from a copy of p21's 20-epoch run dir with STEPS = 47340, the LR falls from 0.001
   # to 0 over epochs 21-36 (p23's validation reconstruction still fell 0.5-1.5 nats an epoch at its end)
-  [p24_p21_long_cooldown]="$P21 train.lr_cooldown=0.4444"
+  [p24_p21_long_cooldown]="$P24"
   # p23 trained on with a second cool-down (a warm restart, Loshchilov & Hutter 2017): from a copy of p23's 28-epoch
   # run dir with STEPS = 52600, the LR jumps to 0.0005 and falls linearly to 0 over epochs 29-40
   [p25_p23_second_cooldown]="$P21 train.lr=0.0005 train.lr_cooldown=0.3"
@@ -92,7 +94,7 @@ declare -A PROBES=(
   [p26_p21_30_long_cooldown]="$P21 train.lr_cooldown=0.3478"
   # p24 with dropout 0.5 in and out (p24 ends at a training reconstruction of ~15 nats, with dropout on, against 36.4
   # on validation: it overfits), from scratch with STEPS = 47340 (p24's schedule)
-  [p27_p24_dropout05]="$P21 train.lr_cooldown=0.4444 model.decoder_dropout=0.5 model.embedding_dropout=0.5"
+  [p27_p24_dropout05]="$P24 model.decoder_dropout=0.5 model.embedding_dropout=0.5"
 )
 NAMES=("$@"); [ ${#NAMES[@]} -gt 0 ] || NAMES=(p1_adam p2_nodrop p3_lat64_bi p4_lat64_bi_drop)
 if [ -n "${DRY_RUN:-}" ]; then
