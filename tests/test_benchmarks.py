@@ -196,6 +196,20 @@ def test_matmul_speed_prints_rates_for_both_precisions_and_layouts() -> None:
     assert match and float(match.group(3)) > 0
 
 
+def test_score_passes_speed_times_every_pass_in_both_dtypes() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "score_passes_speed.py"), "--rows", "64", "--vocab", "500",
+         "--repeats", "3"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    for dtype in ("torch.float32", "torch.bfloat16"):
+        assert sum(line.startswith(dtype) for line in lines) == 3, result.stdout
+    match = re.fullmatch(r"exp_bf16_over_fp32=(\S+) sum_bf16_over_fp32=(\S+) scale_bf16_over_fp32=(\S+) "
+                         r"conversions_ms=(\d+\.\d{3})", lines[-1])
+    assert match, f"unexpected last line: {lines[-1]!r}"
+    assert float(match.group(4)) > 0
+
+
 def test_transformer_vs_lstm_trains_both_for_the_budget_and_tables_their_own_results(tmp_path: Path) -> None:
     lstm, transformer = tmp_path / "lstm.yaml", tmp_path / "transformer.yaml"
     lstm.write_text(TINY_CONFIG, encoding="utf-8")
