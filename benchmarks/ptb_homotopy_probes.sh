@@ -24,8 +24,8 @@ P5="model.encoder_hidden_size=512 model.decoder_hidden_size=512 model.latent_siz
 P7="$P5 model.bag_of_words_weight=1.0"
 # p12: p7 with PyTorch's default initialisation (configs/ptb_homotopy.yaml)
 P12="$P7 model.weight_init_range=0.0 model.embedding_init_range=0.0"
-# p21: p12 with a 512-d z and AdamW's weight decay 0.1; p24: p21 with a 16-epoch LR cool-down at STEPS 47340
-# (configs/ptb_homotopy.yaml)
+# p21: p12 with a 512-d z and AdamW's weight decay 0.1; p24: p21 with a 16-epoch LR cool-down at STEPS 47340;
+# p26 (configs/ptb_homotopy.yaml): p21 with 30 constant-LR epochs and the same cool-down at STEPS 60490
 P21="$P12 model.latent_size=512 train.optimizer=adamw train.weight_decay=0.1"
 P24="$P21 train.lr_cooldown=0.4444"
 declare -A PROBES=(
