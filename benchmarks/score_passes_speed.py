@@ -13,8 +13,9 @@ Run: python benchmarks/score_passes_speed.py [--rows 736 --vocab 10002 --repeats
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
-import time
+import timeit
 from pathlib import Path
 
 import torch
@@ -27,12 +28,7 @@ from textvae.runtime import keep_freed_memory
 def milliseconds(work, repeats: int) -> float:
     """Median time of `work()` in ms over `repeats` calls, after two untimed ones."""
     work(), work()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2] * 1e3
+    return statistics.median(timeit.repeat(work, number=1, repeat=repeats)) * 1e3
 
 
 def main() -> None:
