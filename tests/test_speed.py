@@ -14,7 +14,7 @@ from textvae import runtime
 from textvae.training import threads as thread_choice
 from textvae.config import TrainConfig
 from textvae.errors import TextVAEError
-from textvae.modeling import output_loss
+from textvae.modeling import cpu_kernels, output_loss
 from textvae.modeling.output_loss import projected_token_nll
 from textvae.training import build_optimizer
 
@@ -33,6 +33,17 @@ def gradients(loss: torch.Tensor, *tensors: torch.Tensor) -> list[torch.Tensor]:
     return list(torch.autograd.grad(loss, tensors))
 
 
+@pytest.fixture(params=["kernels", "torch"])
+def output_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The output layer's two CPU paths: the fused C++ kernels (cpu_kernels.py) and torch's operations."""
+    if request.param == "torch":
+        monkeypatch.setattr(output_loss, "kernels_for", lambda device, dtype: None)
+    elif cpu_kernels.softmax_kernels() is None:
+        pytest.skip("the C++ kernels could not be built on this machine (no compiler or ninja)")
+    return request.param
+
+
+@pytest.mark.usefixtures("output_path")
 @pytest.mark.parametrize("with_bias", [True, False])
 def test_fused_output_loss_matches_cross_entropy_of_linear(with_bias: bool) -> None:
     states, weight, bias, targets, upstream = random_problem()
@@ -46,6 +57,7 @@ def test_fused_output_loss_matches_cross_entropy_of_linear(with_bias: bool) -> N
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.usefixtures("output_path")
 def test_fused_output_loss_without_gradients_goes_in_slices(monkeypatch: pytest.MonkeyPatch) -> None:
     states, weight, bias, targets, _ = random_problem(rows=50)
     expected = F.cross_entropy(F.linear(states, weight, bias), targets, reduction="none")
@@ -55,6 +67,7 @@ def test_fused_output_loss_without_gradients_goes_in_slices(monkeypatch: pytest.
     torch.testing.assert_close(sliced, expected.detach(), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.usefixtures("output_path")
 def test_fused_output_loss_without_gradients_rescores_rows_beyond_exp_range(monkeypatch: pytest.MonkeyPatch) -> None:
     states, weight, bias, targets, _ = random_problem(rows=50)
     with torch.no_grad():
@@ -67,6 +80,7 @@ def test_fused_output_loss_without_gradients_rescores_rows_beyond_exp_range(monk
     torch.testing.assert_close(sliced, expected.detach(), rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.usefixtures("output_path")
 def test_fused_output_loss_under_bf16_autocast_stays_close_and_returns_fp32() -> None:
     states, weight, bias, targets, upstream = random_problem()
     expected = F.cross_entropy(F.linear(states, weight, bias), targets, reduction="none")
@@ -232,6 +246,7 @@ def test_unshifted_exponentials_rescore_the_columns_that_overflow_or_underflow()
     torch.testing.assert_close(exponentials / normaliser, (scores - log_normaliser).exp(), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.usefixtures("output_path")
 def test_fused_output_loss_under_bf16_autocast_survives_scores_beyond_exp_range() -> None:
     states, weight, bias, targets, upstream = random_problem()
     with torch.no_grad():

@@ -9,7 +9,9 @@ result to the two weight products. Without gradients (evaluation) rows go throug
 memory stays bounded however many IW samples a batch holds. Scores are laid out vocabulary-major,
 (vocab, rows) = W hᵀ: on CPU that product ran 1.4–1.7× faster than h Wᵀ (benchmarks/matmul_speed.py).
 The matrix products run in the compute dtype (bf16/fp16 under mixed precision); the exponentials,
-their sums and the losses are always fp32.
+their sums and the losses are always fp32. On CPU the passes over the scores run as fused C++ kernels
+(cpu_kernels.py): one read in the forward, one read and write in the backward, in the products' dtype; where
+those cannot be built, torch's operations do the same arithmetic.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .cpu_kernels import kernels_for
 
 EVAL_ROWS_PER_SLICE = 512  # rows scored at a time without gradients (20 MB for a 10k vocabulary: stays in cache)
 
@@ -28,12 +32,15 @@ def compute_dtype_for(device: torch.device, parameter_dtype: torch.dtype) -> tor
     return parameter_dtype
 
 
-def _scores(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
-    """Vocabulary scores W hᵀ + b, (vocab, rows), in fp32."""
+def _scores(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype,
+            in_fp32: bool = True) -> torch.Tensor:
+    """Vocabulary scores W hᵀ + b, (vocab, rows), in fp32 (or, `in_fp32` False, in `dtype`)."""
     hidden_t, weight = hidden.to(dtype).t(), weight.to(dtype)
     if bias is None:
-        return (weight @ hidden_t).float()
-    return torch.addmm(bias.to(dtype).unsqueeze(1), weight, hidden_t).float()
+        scores = weight @ hidden_t
+    else:
+        scores = torch.addmm(bias.to(dtype).unsqueeze(1), weight, hidden_t)
+    return scores.float() if in_fp32 else scores
 
 
 SAFE_NORMALISER = 1e-30  # below it a column's exponentials may have underflowed (every score under about −69)
@@ -66,6 +73,23 @@ def _scored_token_nll(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Te
                                        lambda columns: _scores(hidden[columns], weight, bias, dtype))
 
 
+def _token_nll_by_kernel(kernels, scores: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """(−log softmax[target] per column, each column's shift and Σ exp(scores − shift), the target scores in
+    fp32) of vocabulary-major `scores` in their own dtype, by the fused kernel; `scores` are left as they are.
+    The shift is 0 but for a column whose unshifted sum overflowed or underflowed, which is shifted by its
+    maximum (as _token_nll_and_exponentials does)."""
+    target_scores = scores.gather(0, targets.unsqueeze(0)).squeeze(0).float()
+    normaliser = kernels.column_exp_sums(scores)
+    shift = torch.zeros_like(normaliser)
+    unsafe = ~(normaliser.isfinite() & (normaliser >= SAFE_NORMALISER))
+    if unsafe.any():
+        columns = unsafe.nonzero().squeeze(1)
+        rescored = scores[:, columns].float()
+        shift[columns] = rescored.amax(dim=0)
+        normaliser[columns] = rescored.sub_(shift[columns]).exp_().sum(dim=0)
+    return normaliser.log() + shift - target_scores, shift, normaliser, target_scores
+
+
 class _ProjectedCrossEntropy(torch.autograd.Function):
     """Autograd for −log softmax(hidden Wᵀ + b)[target] that saves one (vocab, rows) matrix: the unnormalised
     exponentials of the scores (with their column sums)."""
@@ -73,27 +97,43 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden, weight, bias, targets, compute_dtype):
         ctx.dtypes = hidden.dtype, weight.dtype
+        ctx.kernels = kernels_for(hidden.device, compute_dtype)
         with torch.autocast(hidden.device.type, enabled=False):
             # converted once: the backward's products reuse them
             hidden, weight = hidden.to(compute_dtype), weight.to(compute_dtype)
-            nll, exponentials, normaliser = _scored_token_nll(hidden, weight, bias, targets, compute_dtype)
-        ctx.save_for_backward(hidden, weight, targets, exponentials, normaliser)
+            if ctx.kernels is None:
+                nll, exponentials, normaliser = _scored_token_nll(hidden, weight, bias, targets, compute_dtype)
+                ctx.save_for_backward(hidden, weight, targets, exponentials, normaliser)
+            else:  # the scores are kept in the products' dtype; the backward's kernel exponentiates them again
+                scores = _scores(hidden, weight, bias, compute_dtype, in_fp32=False)
+                nll, shift, normaliser, target_scores = _token_nll_by_kernel(ctx.kernels, scores, targets)
+                ctx.save_for_backward(hidden, weight, targets, scores, normaliser, shift, target_scores)
         ctx.compute_dtype, ctx.has_bias = compute_dtype, bias is not None
         return nll
 
     @staticmethod
     def backward(ctx, grad_nll):
-        hidden, weight, targets, gradient, normaliser = ctx.saved_tensors
+        hidden, weight, targets, gradient, normaliser, *kernel_saved = ctx.saved_tensors
         dtype, (hidden_dtype, weight_dtype) = ctx.compute_dtype, ctx.dtypes
+        wants_bias = ctx.has_bias and ctx.needs_input_grad[2]
         with torch.autocast(hidden.device.type, enabled=False):
-            # d nll / d scores = softmax − one_hot(target), scaled by the incoming gradient; the softmax is
-            # exponentials / normaliser, so the division joins the scaling pass (all in place)
-            columns = torch.arange(targets.size(0), device=targets.device)
-            gradient[targets, columns] -= normaliser
-            gradient.mul_(grad_nll / normaliser)
-            # the bias gradient from the fp32 values (the same tensor in fp32), not a copy back from bf16/fp16
-            grad_bias = gradient.sum(1).to(weight_dtype) if ctx.has_bias and ctx.needs_input_grad[2] else None
-            grad_scores = gradient.to(dtype)  # (vocab, rows)
+            if ctx.kernels is None:
+                # d nll / d scores = softmax − one_hot(target), scaled by the incoming gradient; the softmax is
+                # exponentials / normaliser, so the division joins the scaling pass (all in place)
+                columns = torch.arange(targets.size(0), device=targets.device)
+                gradient[targets, columns] -= normaliser
+                gradient.mul_(grad_nll / normaliser)
+                # the bias gradient from the fp32 values (the same tensor in fp32), not a copy back from bf16/fp16
+                grad_bias = gradient.sum(1).to(weight_dtype) if wants_bias else None
+                grad_scores = gradient.to(dtype)  # (vocab, rows)
+            else:  # the same arithmetic in one pass, written over the saved scores
+                shift, target_scores = kernel_saved
+                upstream = grad_nll.float().contiguous()
+                bias_sums = torch.empty(gradient.size(0) if wants_bias else 0)
+                ctx.kernels.softmax_gradient_(gradient, shift, upstream / normaliser, targets.int(), target_scores,
+                                              upstream, bias_sums)
+                grad_bias = bias_sums.to(weight_dtype) if wants_bias else None
+                grad_scores = gradient
             # (Wᵀ G)ᵀ rather than Gᵀ W: the product that reads G in its own layout is the faster one on CPU
             grad_hidden = (weight.t() @ grad_scores).t().to(hidden_dtype) if ctx.needs_input_grad[0] else None
             grad_weight = (grad_scores @ hidden).to(weight_dtype) if ctx.needs_input_grad[1] else None
@@ -106,13 +146,17 @@ def projected_token_nll(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.
     dtype = compute_dtype_for(hidden.device, weight.dtype)
     if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
         return _ProjectedCrossEntropy.apply(hidden, weight, bias, targets, dtype)
-    pieces = []
+    pieces, kernels = [], kernels_for(hidden.device, dtype)
     with torch.autocast(hidden.device.type, enabled=False):
         # converted once, not in every slice (a 10k-word bf16 weight costs about as much as a slice's product)
         weight, bias = weight.to(dtype), None if bias is None else bias.to(dtype)
         for start in range(0, hidden.size(0), EVAL_ROWS_PER_SLICE):
             rows = slice(start, start + EVAL_ROWS_PER_SLICE)
-            pieces.append(_scored_token_nll(hidden[rows], weight, bias, targets[rows], dtype)[0])
+            if kernels is None:
+                pieces.append(_scored_token_nll(hidden[rows], weight, bias, targets[rows], dtype)[0])
+            else:
+                scores = _scores(hidden[rows], weight, bias, dtype, in_fp32=False)
+                pieces.append(_token_nll_by_kernel(kernels, scores, targets[rows])[0])
     return torch.cat(pieces) if pieces else hidden.new_zeros(0, dtype=torch.float32)
 
 

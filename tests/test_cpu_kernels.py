@@ -1,0 +1,107 @@
+"""Tests for the fused CPU softmax kernels (textvae/modeling/csrc/softmax_columns.cpp) against torch's arithmetic."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from textvae.modeling import cpu_kernels
+
+
+@pytest.fixture(scope="module")
+def kernels():
+    built = cpu_kernels.softmax_kernels()
+    if built is None:
+        pytest.skip("the C++ kernels could not be built on this machine (no compiler or ninja); "
+                    "the output layer's torch path is tested in test_speed.py")
+    return built
+
+
+# column counts around the 16-lane blocks (the short last block goes through a padded copy); vocabularies
+# below and above the parallel grain (64 rows)
+SHAPES = [(5, 1), (40, 15), (97, 16), (130, 17), (301, 37)]
+
+
+@pytest.mark.parametrize("vocab,columns", SHAPES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_column_sums_equal_torch_exp_sums(kernels, vocab: int, columns: int, dtype: torch.dtype) -> None:
+    generator = torch.Generator().manual_seed(vocab)
+    scores = (torch.randn(vocab, columns, generator=generator) * 5).to(dtype)
+    expected = scores.double().exp().sum(0).float()
+    torch.testing.assert_close(kernels.column_exp_sums(scores), expected, rtol=2e-6, atol=0)
+
+
+def test_exp_is_accurate_to_a_few_ulp_over_fp32s_range(kernels) -> None:
+    values = torch.linspace(-86.9, 87.9, 200_003).unsqueeze(0)  # one score per column: the sum is exp itself
+    got, want = kernels.column_exp_sums(values).double(), values.squeeze(0).double().exp()
+    assert ((got - want).abs() / want).max().item() < 3e-7
+
+
+def test_beyond_exps_range_the_sum_is_inf_or_zero_and_nan_stays_nan(kernels) -> None:
+    scores = torch.zeros(3, 4)
+    scores[:, 1] = torch.tensor([1.0, 95.0, 2.0])  # overflows: the caller rescores this column shifted
+    scores[:, 2] = -120.0  # underflows to zero: rescored too
+    scores[0, 3] = float("nan")
+    sums = kernels.column_exp_sums(scores)
+    assert sums[0] == 3.0 and sums[1] == float("inf") and sums[2] == 0.0 and sums[3].isnan()
+
+
+@pytest.mark.parametrize("vocab,columns", SHAPES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gradient_equals_autograds_of_cross_entropy(kernels, vocab: int, columns: int, dtype: torch.dtype) -> None:
+    generator = torch.Generator().manual_seed(columns)
+    scores = (torch.randn(vocab, columns, generator=generator) * 3).to(dtype)
+    targets = torch.randint(0, vocab, (columns,), generator=generator)
+    upstream = torch.rand(columns, generator=generator)
+    exact = scores.float().requires_grad_()
+    (F.cross_entropy(exact.t(), targets, reduction="none") * upstream).sum().backward()
+    shift = torch.zeros(columns)
+    shift[::2] = scores.float()[:, ::2].amax(0)  # a shifted column gives the same softmax
+    normaliser = (scores.float() - shift).exp().sum(0)
+    target_scores = scores.gather(0, targets.unsqueeze(0)).squeeze(0).float()
+    bias_grad = torch.empty(vocab)
+    gradient = scores.clone()
+    kernels.softmax_gradient_(gradient, shift, upstream / normaliser, targets.int(), target_scores, upstream, bias_grad)
+    # written in the scores' dtype, rounded once from the fp32 value
+    torch.testing.assert_close(gradient, exact.grad.to(dtype), rtol=1e-5 if dtype == torch.float32 else 0, atol=1e-6)
+    torch.testing.assert_close(bias_grad, exact.grad.sum(1), rtol=1e-5, atol=1e-6)  # from the fp32 values
+
+
+def test_gradient_refuses_a_target_outside_the_vocabulary(kernels) -> None:
+    scores, ones = torch.zeros(4, 2), torch.ones(2)
+    with pytest.raises(RuntimeError, match="target 4 is outside the vocabulary of 4"):
+        kernels.softmax_gradient_(scores, ones * 0, ones, torch.tensor([1, 4], dtype=torch.int32), ones, ones,
+                                  torch.empty(0))
+
+
+def test_the_switch_turns_the_kernels_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(cpu_kernels.SWITCH_VARIABLE, "0")
+    cpu_kernels.softmax_kernels.cache_clear()
+    try:
+        assert cpu_kernels.softmax_kernels() is None
+        assert cpu_kernels.kernels_for(torch.device("cpu"), torch.float32) is None
+    finally:
+        monkeypatch.delenv(cpu_kernels.SWITCH_VARIABLE)
+        cpu_kernels.softmax_kernels.cache_clear()
+
+
+def test_the_kernels_apply_to_cpu_fp32_and_bf16_only(kernels) -> None:
+    assert cpu_kernels.kernels_for(torch.device("cpu"), torch.bfloat16) is kernels
+    assert cpu_kernels.kernels_for(torch.device("cpu"), torch.float16) is None
+    assert cpu_kernels.kernels_for(torch.device("cuda"), torch.float32) is None
+
+
+def test_a_build_that_fails_is_a_warning_and_the_torch_path(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    from torch.utils import cpp_extension
+
+    def no_compiler(**_):
+        raise RuntimeError("Ninja is required to load C++ extensions\nmore detail")
+
+    monkeypatch.setattr(cpp_extension, "load", no_compiler)
+    cpu_kernels.softmax_kernels.cache_clear()
+    try:
+        assert cpu_kernels.softmax_kernels() is None
+    finally:
+        cpu_kernels.softmax_kernels.cache_clear()
+    assert "could not be built (Ninja is required to load C++ extensions)" in caplog.text
