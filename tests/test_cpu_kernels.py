@@ -92,12 +92,13 @@ def test_the_kernels_apply_to_cpu_fp32_and_bf16_only(kernels) -> None:
     assert cpu_kernels.kernels_for(torch.device("cuda"), torch.float32) is None
 
 
-def test_a_build_that_fails_is_a_warning_and_the_torch_path(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+def test_a_build_that_fails_is_a_warning_and_the_torch_path(monkeypatch: pytest.MonkeyPatch, tmp_path, caplog) -> None:
     from torch.utils import cpp_extension
 
     def no_compiler(**_):
         raise RuntimeError("Ninja is required to load C++ extensions\nmore detail")
 
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))  # no earlier build there: it must build
     monkeypatch.setattr(cpp_extension, "load", no_compiler)
     cpu_kernels.softmax_kernels.cache_clear()
     try:
@@ -105,3 +106,17 @@ def test_a_build_that_fails_is_a_warning_and_the_torch_path(monkeypatch: pytest.
     finally:
         cpu_kernels.softmax_kernels.cache_clear()
     assert "could not be built (Ninja is required to load C++ extensions)" in caplog.text
+
+
+def test_a_build_is_reused_from_its_directory(kernels, monkeypatch: pytest.MonkeyPatch) -> None:
+    from torch.utils import cpp_extension
+
+    name = cpu_kernels.build_name()
+    assert (cpu_kernels.build_directory(name) / f"{name}.so").is_file()
+    monkeypatch.setattr(cpp_extension, "load", lambda **_: pytest.fail("an existing build is imported, not rebuilt"))
+    cpu_kernels.softmax_kernels.cache_clear()
+    try:
+        again = cpu_kernels.softmax_kernels()
+    finally:
+        cpu_kernels.softmax_kernels.cache_clear()
+    assert again.column_exp_sums(torch.zeros(3, 2)).tolist() == [3.0, 3.0]
