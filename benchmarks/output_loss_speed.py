@@ -37,7 +37,8 @@ def load_revision(revision: str):
                             capture_output=True, text=True, check=True).stdout
     path = Path(tempfile.mkdtemp()) / "output_loss_baseline.py"
     path.write_text(source, encoding="utf-8")
-    spec = importlib.util.spec_from_file_location("output_loss_baseline", path)
+    # named inside textvae.modeling, so the file's relative imports (`from .cpu_kernels import ...`) resolve
+    spec = importlib.util.spec_from_file_location("textvae.modeling.output_loss_baseline", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

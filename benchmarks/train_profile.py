@@ -38,7 +38,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's textvae, not another install
 
 from textvae import training
-from textvae.training import step as training_steps
+from textvae.training import sparse_gradients, step as training_steps
 from textvae.training.setup import model_as_trained
 from textvae.data import load_splits
 from textvae.runtime import select_device
@@ -102,7 +102,8 @@ def labelled_functions():
     patch(vae, "kl_per_dimension", "KL/loss")
     patch(training_steps, "elbo_loss", "KL/loss")  # looked up in step.py's namespace at call time
     patch(torch.nn.utils, "clip_grad_norm_", "clip")
-    patch(training_steps, "clipped_norm", "clip")  # with sparse embedding gradients (plain SGD)
+    patch(sparse_gradients, "clipped_norm", "clip")  # with sparse embedding gradients (plain SGD; its step stays
+    # the optimizer's: the clip factor goes into the learning rate, sparse_gradients.step_with_clipping)
     patch(TextVAE, "zero_grad", "optimizer")
     try:
         yield

@@ -15,7 +15,7 @@ from ..modeling import TextVAE
 from ..runtime import autocast
 from .distributed import Workers
 from .objectives import Loss, elbo_loss, kl_weight, word_dropout
-from .sparse_gradients import clipped_norm
+from .sparse_gradients import step_with_clipping
 
 
 class Diverged(TextVAEError):
@@ -104,6 +104,10 @@ def training_step(model: TextVAE, optimizer: torch.optim.Optimizer, token_ids: t
             if id(parameter) not in kept:
                 parameter.grad = None
         updated = [parameter for parameter in updated if id(parameter) in kept]
+    if any(parameter.grad is not None and parameter.grad.is_sparse for parameter in updated):
+        # embeddings under plain SGD (sparse_gradients.py; never with fp16's scaler): clipping joins the step
+        loss.grad_norm = step_with_clipping(optimizer, updated, settings.grad_clip)
+        return loss
     if scaler is not None:
         scaler.unscale_(optimizer)
     loss.grad_norm = gradient_norm(updated, settings.grad_clip)
@@ -119,8 +123,6 @@ def gradient_norm(parameters: list[torch.nn.Parameter], clip: float) -> torch.Te
     """The gradients' total L2 norm before clipping (logged as grad_norm); with `clip` > 0 they are then
     clipped to that norm."""
     grads = [parameter.grad for parameter in parameters if parameter.grad is not None]
-    if any(grad.is_sparse for grad in grads):  # embeddings under plain SGD (sparse_gradients.py)
-        return clipped_norm(parameters, clip)
     if clip:
         return torch.nn.utils.clip_grad_norm_(parameters, clip)
     if not grads:
