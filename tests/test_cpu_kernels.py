@@ -29,12 +29,15 @@ def test_column_sums_equal_torch_exp_sums(kernels, vocab: int, columns: int, dty
     generator = torch.Generator().manual_seed(vocab)
     scores = (torch.randn(vocab, columns, generator=generator) * 5).to(dtype)
     expected = scores.double().exp().sum(0).float()
-    torch.testing.assert_close(kernels.column_exp_sums(scores), expected, rtol=2e-6, atol=0)
+    torch.testing.assert_close(kernels.column_exp_sums(scores, torch.empty(0)), expected, rtol=2e-6, atol=0)
+    bias = torch.randn(vocab, generator=generator)  # added to each row in fp32
+    expected = (scores.double() + bias.double().unsqueeze(1)).exp().sum(0).float()
+    torch.testing.assert_close(kernels.column_exp_sums(scores, bias), expected, rtol=2e-6, atol=0)
 
 
 def test_exp_is_accurate_to_a_few_ulp_over_fp32s_range(kernels) -> None:
     values = torch.linspace(-86.9, 87.9, 200_003).unsqueeze(0)  # one score per column: the sum is exp itself
-    got, want = kernels.column_exp_sums(values).double(), values.squeeze(0).double().exp()
+    got, want = kernels.column_exp_sums(values, torch.empty(0)).double(), values.squeeze(0).double().exp()
     assert ((got - want).abs() / want).max().item() < 3e-7
 
 
@@ -43,7 +46,7 @@ def test_beyond_exps_range_the_sum_is_inf_or_zero_and_nan_stays_nan(kernels) -> 
     scores[:, 1] = torch.tensor([1.0, 95.0, 2.0])  # overflows: the caller rescores this column shifted
     scores[:, 2] = -120.0  # underflows to zero: rescored too
     scores[0, 3] = float("nan")
-    sums = kernels.column_exp_sums(scores)
+    sums = kernels.column_exp_sums(scores, torch.empty(0))
     assert sums[0] == 3.0 and sums[1] == float("inf") and sums[2] == 0.0 and sums[3].isnan()
 
 
@@ -52,17 +55,19 @@ def test_beyond_exps_range_the_sum_is_inf_or_zero_and_nan_stays_nan(kernels) -> 
 def test_gradient_equals_autograds_of_cross_entropy(kernels, vocab: int, columns: int, dtype: torch.dtype) -> None:
     generator = torch.Generator().manual_seed(columns)
     scores = (torch.randn(vocab, columns, generator=generator) * 3).to(dtype)
+    bias = torch.randn(vocab, generator=generator)
     targets = torch.randint(0, vocab, (columns,), generator=generator)
     upstream = torch.rand(columns, generator=generator)
-    exact = scores.float().requires_grad_()
+    exact = (scores.float() + bias.unsqueeze(1)).requires_grad_()
     (F.cross_entropy(exact.t(), targets, reduction="none") * upstream).sum().backward()
     shift = torch.zeros(columns)
-    shift[::2] = scores.float()[:, ::2].amax(0)  # a shifted column gives the same softmax
-    normaliser = (scores.float() - shift).exp().sum(0)
-    target_scores = scores.gather(0, targets.unsqueeze(0)).squeeze(0).float()
+    shift[::2] = exact.detach()[:, ::2].amax(0)  # a shifted column gives the same softmax
+    normaliser = (exact.detach() - shift).exp().sum(0)
+    target_scores = exact.detach().gather(0, targets.unsqueeze(0)).squeeze(0)
     bias_grad = torch.empty(vocab)
     gradient = scores.clone()
-    kernels.softmax_gradient_(gradient, shift, upstream / normaliser, targets.int(), target_scores, upstream, bias_grad)
+    kernels.softmax_gradient_(gradient, bias, shift, upstream / normaliser, targets.int(), target_scores, upstream,
+                              bias_grad)
     # written in the scores' dtype, rounded once from the fp32 value
     torch.testing.assert_close(gradient, exact.grad.to(dtype), rtol=1e-5 if dtype == torch.float32 else 0, atol=1e-6)
     torch.testing.assert_close(bias_grad, exact.grad.sum(1), rtol=1e-5, atol=1e-6)  # from the fp32 values
@@ -71,8 +76,8 @@ def test_gradient_equals_autograds_of_cross_entropy(kernels, vocab: int, columns
 def test_gradient_refuses_a_target_outside_the_vocabulary(kernels) -> None:
     scores, ones = torch.zeros(4, 2), torch.ones(2)
     with pytest.raises(RuntimeError, match="target 4 is outside the vocabulary of 4"):
-        kernels.softmax_gradient_(scores, ones * 0, ones, torch.tensor([1, 4], dtype=torch.int32), ones, ones,
-                                  torch.empty(0))
+        kernels.softmax_gradient_(scores, torch.empty(0), ones * 0, ones, torch.tensor([1, 4], dtype=torch.int32),
+                                  ones, ones, torch.empty(0))
 
 
 def test_the_switch_turns_the_kernels_off(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -119,4 +124,4 @@ def test_a_build_is_reused_from_its_directory(kernels, monkeypatch: pytest.Monke
         again = cpu_kernels.softmax_kernels()
     finally:
         cpu_kernels.softmax_kernels.cache_clear()
-    assert again.column_exp_sums(torch.zeros(3, 2)).tolist() == [3.0, 3.0]
+    assert again.column_exp_sums(torch.zeros(3, 2), torch.empty(0)).tolist() == [3.0, 3.0]

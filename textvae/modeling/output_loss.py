@@ -73,21 +73,32 @@ def _scored_token_nll(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Te
                                        lambda columns: _scores(hidden[columns], weight, bias, dtype))
 
 
-def _token_nll_by_kernel(kernels, scores: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """(−log softmax[target] per column, each column's shift and Σ exp(scores − shift), the target scores in
-    fp32) of vocabulary-major `scores` in their own dtype, by the fused kernel; `scores` are left as they are.
-    The shift is 0 but for a column whose unshifted sum overflowed or underflowed, which is shifted by its
-    maximum (as _token_nll_and_exponentials does)."""
+def _token_nll_by_kernel(kernels, scores: torch.Tensor, bias: torch.Tensor,
+                         targets: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """(−log softmax[target] per column, each column's shift and Σ exp(scores + bias − shift), the target scores
+    with their bias in fp32) of vocabulary-major `scores` (W hᵀ, in the products' dtype) and an fp32 `bias` (vocab,
+    or empty), by the fused kernel; `scores` are left as they are. The shift is 0 but for a column whose unshifted
+    sum overflowed or underflowed, which is shifted by its maximum (as _token_nll_and_exponentials does)."""
     target_scores = scores.gather(0, targets.unsqueeze(0)).squeeze(0).float()
-    normaliser = kernels.column_exp_sums(scores)
+    if bias.numel():
+        target_scores += bias[targets]
+    normaliser = kernels.column_exp_sums(scores, bias)
     shift = torch.zeros_like(normaliser)
     unsafe = ~(normaliser.isfinite() & (normaliser >= SAFE_NORMALISER))
     if unsafe.any():
         columns = unsafe.nonzero().squeeze(1)
         rescored = scores[:, columns].float()
+        if bias.numel():
+            rescored += bias.unsqueeze(1)
         shift[columns] = rescored.amax(dim=0)
         normaliser[columns] = rescored.sub_(shift[columns]).exp_().sum(dim=0)
     return normaliser.log() + shift - target_scores, shift, normaliser, target_scores
+
+
+def _kernel_bias(bias: torch.Tensor | None) -> torch.Tensor:
+    """The bias as the kernels take it: fp32, contiguous, empty for none (it is added in fp32, not rounded to the
+    products' dtype)."""
+    return torch.empty(0) if bias is None else bias.detach().float().contiguous()
 
 
 class _ProjectedCrossEntropy(torch.autograd.Function):
@@ -105,9 +116,9 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
                 nll, exponentials, normaliser = _scored_token_nll(hidden, weight, bias, targets, compute_dtype)
                 ctx.save_for_backward(hidden, weight, targets, exponentials, normaliser)
             else:  # the scores are kept in the products' dtype; the backward's kernel exponentiates them again
-                scores = _scores(hidden, weight, bias, compute_dtype, in_fp32=False)
-                nll, shift, normaliser, target_scores = _token_nll_by_kernel(ctx.kernels, scores, targets)
-                ctx.save_for_backward(hidden, weight, targets, scores, normaliser, shift, target_scores)
+                scores, kernel_bias = _scores(hidden, weight, None, compute_dtype, in_fp32=False), _kernel_bias(bias)
+                nll, shift, normaliser, target_scores = _token_nll_by_kernel(ctx.kernels, scores, kernel_bias, targets)
+                ctx.save_for_backward(hidden, weight, targets, scores, normaliser, shift, target_scores, kernel_bias)
         ctx.compute_dtype, ctx.has_bias = compute_dtype, bias is not None
         return nll
 
@@ -127,11 +138,11 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
                 grad_bias = gradient.sum(1).to(weight_dtype) if wants_bias else None
                 grad_scores = gradient.to(dtype)  # (vocab, rows)
             else:  # the same arithmetic in one pass, written over the saved scores
-                shift, target_scores = kernel_saved
+                shift, target_scores, kernel_bias = kernel_saved
                 upstream = grad_nll.float().contiguous()
                 bias_sums = torch.empty(gradient.size(0) if wants_bias else 0)
-                ctx.kernels.softmax_gradient_(gradient, shift, upstream / normaliser, targets.int(), target_scores,
-                                              upstream, bias_sums)
+                ctx.kernels.softmax_gradient_(gradient, kernel_bias, shift, upstream / normaliser, targets.int(),
+                                              target_scores, upstream, bias_sums)
                 grad_bias = bias_sums.to(weight_dtype) if wants_bias else None
                 grad_scores = gradient
             # (Wᵀ G)ᵀ rather than Gᵀ W: the product that reads G in its own layout is the faster one on CPU
@@ -147,6 +158,7 @@ def projected_token_nll(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.
     if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
         return _ProjectedCrossEntropy.apply(hidden, weight, bias, targets, dtype)
     pieces, kernels = [], kernels_for(hidden.device, dtype)
+    kernel_bias = _kernel_bias(bias)
     with torch.autocast(hidden.device.type, enabled=False):
         # converted once, not in every slice (a 10k-word bf16 weight costs about as much as a slice's product)
         weight, bias = weight.to(dtype), None if bias is None else bias.to(dtype)
@@ -155,8 +167,8 @@ def projected_token_nll(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.
             if kernels is None:
                 pieces.append(_scored_token_nll(hidden[rows], weight, bias, targets[rows], dtype)[0])
             else:
-                scores = _scores(hidden[rows], weight, bias, dtype, in_fp32=False)
-                pieces.append(_token_nll_by_kernel(kernels, scores, targets[rows])[0])
+                scores = _scores(hidden[rows], weight, None, dtype, in_fp32=False)
+                pieces.append(_token_nll_by_kernel(kernels, scores, kernel_bias, targets[rows])[0])
     return torch.cat(pieces) if pieces else hidden.new_zeros(0, dtype=torch.float32)
 
 

@@ -89,14 +89,15 @@ inline Floats first(int64_t count) {  // 1 in the first `count` lanes, 0 after
 int64_t padded(int64_t columns) { return (columns + kWidth - 1) / kWidth * kWidth; }
 
 template <typename T>
-void exp_column_sums(const T* scores, int64_t vocab, int64_t columns, float* sums) {
+void exp_column_sums(const T* scores, const float* bias, int64_t vocab, int64_t columns, float* sums) {
   const int threads = at::get_num_threads();
   std::vector<float> partial(size_t(threads) * padded(columns), 0.0f);
   at::parallel_for(0, vocab, kGrain, [&](int64_t begin, int64_t end) {
     float* sum = partial.data() + size_t(at::get_thread_num()) * padded(columns);
     for (int64_t word = begin; word < end; ++word) {
+      const Floats word_bias = splat(bias ? bias[word] : 0.0f);
       for_each_block(const_cast<T*>(scores + word * columns), columns, [&](T* block, int64_t column, int64_t count) {
-        Floats e = exp_of(load(block));
+        Floats e = exp_of(load(block) + word_bias);
         if (count < kWidth) e *= first(count);
         store(sum + column, load(sum + column) + e);
       });
@@ -110,16 +111,19 @@ void exp_column_sums(const T* scores, int64_t vocab, int64_t columns, float* sum
 }
 
 template <typename T>
-void softmax_gradient(T* scores, int64_t vocab, int64_t columns, const float* shift, const float* scale,
+void softmax_gradient(T* scores, const float* bias, int64_t vocab, int64_t columns, const float* shift,
+                      const float* scale,
                       const int32_t* targets, const float* target_scores, const float* upstream, float* bias_grad) {
   std::vector<float> shift_padded(padded(columns), 0.0f), scale_padded(padded(columns), 0.0f);
   std::memcpy(shift_padded.data(), shift, columns * sizeof(float));
   std::memcpy(scale_padded.data(), scale, columns * sizeof(float));
   at::parallel_for(0, vocab, kGrain, [&](int64_t begin, int64_t end) {
     for (int64_t word = begin; word < end; ++word) {
+      const Floats word_bias = splat(bias ? bias[word] : 0.0f);
       Floats row_sum = {};
       for_each_block(scores + word * columns, columns, [&](T* block, int64_t column, int64_t count) {
-        Floats g = exp_of(load(block) - load(shift_padded.data() + column)) * load(scale_padded.data() + column);
+        Floats g = exp_of(load(block) + word_bias - load(shift_padded.data() + column)) *
+                   load(scale_padded.data() + column);
         if (count < kWidth) g *= first(count);
         store(block, g);
         row_sum += g;
@@ -155,29 +159,36 @@ float* float_data(const torch::Tensor& tensor, int64_t size) {
 
 }  // namespace
 
-// Σ_v exp(scores[v, c]) for every column c, in fp32 (no shift: the caller rescores a column that overflowed).
-torch::Tensor column_exp_sums(const torch::Tensor& scores) {
+// Σ_v exp(scores[v, c] + bias[v]) for every column c, in fp32 (`bias`: vocab floats, or empty for none; no
+// shift: the caller rescores a column that overflowed). The bias joins here rather than in the product, which
+// would write it over the whole matrix before multiplying.
+torch::Tensor column_exp_sums(const torch::Tensor& scores, const torch::Tensor& bias) {
   check_scores(scores);
   const int64_t vocab = scores.size(0), columns = scores.size(1);
+  const float* bias_data = bias.numel() ? float_data(bias, vocab) : nullptr;
   torch::Tensor sums = torch::empty({columns}, scores.options().dtype(torch::kFloat));
   if (scores.scalar_type() == torch::kBFloat16)
-    exp_column_sums(reinterpret_cast<const uint16_t*>(scores.data_ptr()), vocab, columns, sums.data_ptr<float>());
+    exp_column_sums(reinterpret_cast<const uint16_t*>(scores.data_ptr()), bias_data, vocab, columns,
+                    sums.data_ptr<float>());
   else
-    exp_column_sums(scores.data_ptr<float>(), vocab, columns, sums.data_ptr<float>());
+    exp_column_sums(scores.data_ptr<float>(), bias_data, vocab, columns, sums.data_ptr<float>());
   return sums;
 }
 
-// Overwrites `scores` with the gradient of Σ_c upstream[c] · (−log softmax(scores[:, c])[targets[c]]):
-// exp(scores − shift) · scale − upstream · one_hot(targets), where scale = upstream / Σ exp(scores − shift).
-// `bias_grad` (vocab floats, or empty) receives the gradient's row sums, taken in fp32 before any rounding.
-void softmax_gradient_(torch::Tensor& scores, const torch::Tensor& shift, const torch::Tensor& scale,
+// Overwrites `scores` with the gradient of Σ_c upstream[c] · (−log softmax(scores[:, c] + bias)[targets[c]]):
+// exp(scores + bias − shift) · scale − upstream · one_hot(targets), where scale = upstream / Σ exp(scores + bias
+// − shift) and target_scores = scores[target] + bias[target] in fp32. `bias_grad` (vocab floats, or empty)
+// receives the gradient's row sums, taken in fp32 before any rounding.
+void softmax_gradient_(torch::Tensor& scores, const torch::Tensor& bias, const torch::Tensor& shift,
+                       const torch::Tensor& scale,
                        const torch::Tensor& targets, const torch::Tensor& target_scores, const torch::Tensor& upstream,
                        torch::Tensor& bias_grad) {
   check_scores(scores);
   const int64_t vocab = scores.size(0), columns = scores.size(1);
   TORCH_CHECK(targets.scalar_type() == torch::kInt && targets.is_contiguous() && targets.numel() == columns,
               "targets must be a contiguous int32 tensor with one entry per column");
-  float* bias = bias_grad.numel() ? float_data(bias_grad, vocab) : nullptr;
+  float* bias_sums = bias_grad.numel() ? float_data(bias_grad, vocab) : nullptr;
+  const float* bias_data = bias.numel() ? float_data(bias, vocab) : nullptr;
   const float *shift_data = float_data(shift, columns), *scale_data = float_data(scale, columns),
               *target_data = float_data(target_scores, columns), *upstream_data = float_data(upstream, columns);
   const int32_t* target_words = targets.data_ptr<int32_t>();
@@ -185,11 +196,11 @@ void softmax_gradient_(torch::Tensor& scores, const torch::Tensor& shift, const 
     TORCH_CHECK(target_words[column] >= 0 && target_words[column] < vocab, "target ", target_words[column],
                 " is outside the vocabulary of ", vocab);
   if (scores.scalar_type() == torch::kBFloat16)
-    softmax_gradient(reinterpret_cast<uint16_t*>(scores.data_ptr()), vocab, columns, shift_data, scale_data,
-                     target_words, target_data, upstream_data, bias);
+    softmax_gradient(reinterpret_cast<uint16_t*>(scores.data_ptr()), bias_data, vocab, columns, shift_data,
+                     scale_data, target_words, target_data, upstream_data, bias_sums);
   else
-    softmax_gradient(scores.data_ptr<float>(), vocab, columns, shift_data, scale_data, target_words, target_data,
-                     upstream_data, bias);
+    softmax_gradient(scores.data_ptr<float>(), bias_data, vocab, columns, shift_data, scale_data, target_words,
+                     target_data, upstream_data, bias_sums);
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
