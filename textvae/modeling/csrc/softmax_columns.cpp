@@ -2,8 +2,8 @@
 // one write in the backward, in the scores' own dtype (fp32 or bf16), the arithmetic in fp32.
 //
 // Scores are vocabulary-major, (vocab, rows), row-major: each of the `rows` columns is one token's softmax.
-// Written with GCC/Clang vector extensions (16 floats), which compile to AVX-512, AVX2 or NEON as the machine
-// has them; built and loaded by textvae/modeling/cpu_kernels.py.
+// Written with GCC/Clang vector extensions (one register of floats), which compile to AVX-512, AVX2 or NEON as the
+// machine has them; built and loaded by textvae/modeling/cpu_kernels.py.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
@@ -15,7 +15,13 @@
 
 namespace {
 
+// one vector register of floats: 16 with AVX-512, else 8 (AVX2, NEON pairs); wider vectors than the machine has
+// are split by the compiler, and on AVX2 that split code ran several times slower
+#if defined(__AVX512F__)
 constexpr int64_t kWidth = 16;
+#else
+constexpr int64_t kWidth = 8;
+#endif
 constexpr int64_t kGrain = 64;  // vocabulary rows per parallel task
 typedef float Floats __attribute__((vector_size(kWidth * 4)));
 typedef uint32_t Bits __attribute__((vector_size(kWidth * 4)));
