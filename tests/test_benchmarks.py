@@ -210,6 +210,24 @@ def test_score_passes_speed_times_every_pass_in_both_dtypes() -> None:
     assert float(match.group(4)) > 0
 
 
+def test_softmax_kernel_speed_compares_both_passes_in_both_dtypes() -> None:
+    from textvae.modeling import cpu_kernels
+
+    if cpu_kernels.softmax_kernels() is None:
+        pytest.skip("the C++ kernels could not be built on this machine (no compiler or ninja)")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "softmax_kernel_speed.py"), "--rows", "40", "--vocab", "300",
+         "--repeats", "3"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    for dtype in ("fp32", "bf16"):
+        assert sum(line.startswith(dtype) for line in lines) == 2, result.stdout
+    match = re.fullmatch(r"march=native fp32_forward_speedup=(\S+) fp32_backward_speedup=(\S+) "
+                         r"bf16_forward_speedup=(\S+) bf16_backward_speedup=(\S+)", lines[-1])
+    assert match, f"unexpected last line: {lines[-1]!r}"
+    assert all(float(value) > 0 for value in match.groups())
+
+
 def test_transformer_vs_lstm_trains_both_for_the_budget_and_tables_their_own_results(tmp_path: Path) -> None:
     lstm, transformer = tmp_path / "lstm.yaml", tmp_path / "transformer.yaml"
     lstm.write_text(TINY_CONFIG, encoding="utf-8")

@@ -3,7 +3,8 @@
 On CPU the output layer's matrix products run fast in bf16 (AMX), and what is left is memory traffic: the
 score matrix (vocabulary × tokens, 29 MB in fp32 at PTB's batch) went through about eight elementwise passes
 per step (convert, exponentiate, sum, subtract the targets, scale, sum for the bias, convert back). The C++
-kernels read it once in the forward and once in the backward, in the products' own dtype. They are compiled
+kernels read it once in the forward and once in the backward, in the products' own dtype (bf16: see
+KERNEL_DTYPES). They are compiled
 with torch.utils.cpp_extension on first use (about 25 s, then kept under ~/.cache/torch_extensions/textvae,
 one build per source, torch version and CPU); without a compiler, or with TEXTVAE_CPU_KERNELS=0, the output layer falls
 back to torch's elementwise operations (the same values, slower).
@@ -84,8 +85,14 @@ def softmax_kernels():
         return None
 
 
+# The products' dtypes the output layer uses the kernels for. They also take fp32 scores, but there they were no
+# faster than torch's operations (benchmarks/softmax_kernel_speed.py: forward 1.17x, backward 0.85x on an AVX-512
+# CPU, slower on AVX2 code), so fp32 training, and every CPU where `auto` means fp32, keeps torch's path.
+KERNEL_DTYPES = (torch.bfloat16,)
+
+
 def kernels_for(scores_device: torch.device, dtype: torch.dtype):
-    """The kernels where they apply (CPU, fp32 or bf16 products), else None."""
-    if scores_device.type != "cpu" or dtype not in (torch.float32, torch.bfloat16):
+    """The kernels where they apply (CPU, products in KERNEL_DTYPES), else None."""
+    if scores_device.type != "cpu" or dtype not in KERNEL_DTYPES:
         return None
     return softmax_kernels()

@@ -9,9 +9,9 @@ result to the two weight products. Without gradients (evaluation) rows go throug
 memory stays bounded however many IW samples a batch holds. Scores are laid out vocabulary-major,
 (vocab, rows) = W hᵀ: on CPU that product ran 1.4–1.7× faster than h Wᵀ (benchmarks/matmul_speed.py).
 The matrix products run in the compute dtype (bf16/fp16 under mixed precision); the exponentials,
-their sums and the losses are always fp32. On CPU the passes over the scores run as fused C++ kernels
-(cpu_kernels.py): one read in the forward, one read and write in the backward, in the products' dtype; where
-those cannot be built, torch's operations do the same arithmetic.
+their sums and the losses are always fp32. On CPU with bf16 products the passes over the scores run as fused
+C++ kernels (cpu_kernels.py): one read in the forward, one read and write in the backward, in bf16; where those
+cannot be built, and in fp32, torch's operations do the same arithmetic.
 """
 
 from __future__ import annotations
