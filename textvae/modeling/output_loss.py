@@ -103,7 +103,8 @@ def _kernel_bias(bias: torch.Tensor | None) -> torch.Tensor:
 
 class _ProjectedCrossEntropy(torch.autograd.Function):
     """Autograd for −log softmax(hidden Wᵀ + b)[target] that saves one (vocab, rows) matrix: the unnormalised
-    exponentials of the scores (with their column sums)."""
+    exponentials of the scores in fp32 (with their column sums), or, with the CPU kernels, the bf16 scores
+    themselves (the backward's kernel exponentiates them again)."""
 
     @staticmethod
     def forward(ctx, hidden, weight, bias, targets, compute_dtype):

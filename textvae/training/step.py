@@ -104,8 +104,9 @@ def training_step(model: TextVAE, optimizer: torch.optim.Optimizer, token_ids: t
             if id(parameter) not in kept:
                 parameter.grad = None
         updated = [parameter for parameter in updated if id(parameter) in kept]
-    if any(parameter.grad is not None and parameter.grad.is_sparse for parameter in updated):
-        # embeddings under plain SGD (sparse_gradients.py; never with fp16's scaler): clipping joins the step
+    if scaler is None and any(parameter.grad is not None and parameter.grad.is_sparse for parameter in updated):
+        # embeddings under plain SGD (sparse_gradients.py, which leaves them dense under fp16's scaler): clipping
+        # joins the step
         loss.grad_norm = step_with_clipping(optimizer, updated, settings.grad_clip)
         return loss
     if scaler is not None:
