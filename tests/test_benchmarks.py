@@ -196,17 +196,26 @@ def test_matmul_speed_prints_rates_for_both_precisions_and_layouts() -> None:
     assert match and float(match.group(3)) > 0
 
 
-def test_score_passes_speed_times_every_pass_in_both_dtypes() -> None:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "score_passes_speed.py"), "--rows", "64", "--vocab", "500",
-         "--repeats", "3"], capture_output=True, text=True, timeout=120)
+def summary_of(script: str, arguments: list[str], prefixes: tuple[str, ...], lines_each: int,
+               last_line: str) -> re.Match:
+    """Run `benchmarks/<script>` with `arguments`; check that it succeeded and printed `lines_each` lines starting
+    with each of `prefixes`; the match of its last line against the regular expression `last_line`."""
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *arguments], capture_output=True,
+                            text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.strip().splitlines()
-    for dtype in ("torch.float32", "torch.bfloat16"):
-        assert sum(line.startswith(dtype) for line in lines) == 3, result.stdout
-    match = re.fullmatch(r"exp_bf16_over_fp32=(\S+) sum_bf16_over_fp32=(\S+) scale_bf16_over_fp32=(\S+) "
-                         r"conversions_ms=(\d+\.\d{3})", lines[-1])
+    for prefix in prefixes:
+        assert sum(line.startswith(prefix) for line in lines) == lines_each, result.stdout
+    match = re.fullmatch(last_line, lines[-1])
     assert match, f"unexpected last line: {lines[-1]!r}"
+    return match
+
+
+def test_score_passes_speed_times_every_pass_in_both_dtypes() -> None:
+    match = summary_of("score_passes_speed.py", ["--rows", "64", "--vocab", "500", "--repeats", "3"],
+                       ("torch.float32", "torch.bfloat16"), 3,
+                       r"exp_bf16_over_fp32=(\S+) sum_bf16_over_fp32=(\S+) scale_bf16_over_fp32=(\S+) "
+                       r"conversions_ms=(\d+\.\d{3})")
     assert float(match.group(4)) > 0
 
 
@@ -215,16 +224,10 @@ def test_softmax_kernel_speed_compares_both_passes_in_both_dtypes() -> None:
 
     if cpu_kernels.softmax_kernels() is None:
         pytest.skip("the C++ kernels could not be built on this machine (no compiler or ninja)")
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "softmax_kernel_speed.py"), "--rows", "40", "--vocab", "300",
-         "--repeats", "3"], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
-    lines = result.stdout.strip().splitlines()
-    for dtype in ("fp32", "bf16"):
-        assert sum(line.startswith(dtype) for line in lines) == 2, result.stdout
-    match = re.fullmatch(r"march=native fp32_forward_speedup=(\S+) fp32_backward_speedup=(\S+) "
-                         r"bf16_forward_speedup=(\S+) bf16_backward_speedup=(\S+)", lines[-1])
-    assert match, f"unexpected last line: {lines[-1]!r}"
+    match = summary_of("softmax_kernel_speed.py", ["--rows", "40", "--vocab", "300", "--repeats", "3"],
+                       ("fp32", "bf16"), 2,
+                       r"march=native fp32_forward_speedup=(\S+) fp32_backward_speedup=(\S+) "
+                       r"bf16_forward_speedup=(\S+) bf16_backward_speedup=(\S+)")
     assert all(float(value) > 0 for value in match.groups())
 
 
