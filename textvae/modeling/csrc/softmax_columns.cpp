@@ -1,5 +1,6 @@
 // The output layer's softmax passes on CPU, fused: one read of the score matrix in the forward, one read and
-// one write in the backward, in the scores' own dtype (fp32 or bf16), the arithmetic in fp32.
+// one write in the backward, in the scores' own dtype (fp32 or bf16; textvae uses them for bf16 products, where
+// they beat torch's operations: cpu_kernels.KERNEL_DTYPES), the arithmetic in fp32.
 //
 // Scores are vocabulary-major, (vocab, rows), row-major: each of the `rows` columns is one token's softmax.
 // Written with GCC/Clang vector extensions (one register of floats), which compile to AVX-512, AVX2 or NEON as the
