@@ -3,9 +3,9 @@
 Times, at PTB's training shape, the forward's passes over the (vocab, rows) score matrix (torch: convert to fp32,
 exponentiate, sum each column; kernel: column_exp_sums) and the backward's (torch: subtract the one-hot targets,
 scale, sum the rows for the bias, convert to the products' dtype; kernel: softmax_gradient_), for scores in fp32
-and in bf16. The backward passes work in place, so each call starts from a fresh copy of the scores, timed alone
-and subtracted. --march builds the kernels for another instruction set than this CPU's (e.g. haswell: AVX2 code
-on an AVX-512 machine) into a scratch directory; the default is the build textvae itself uses. Last line:
+and in bf16. Passes that work in place start from a fresh copy of the scores, made outside the timed part.
+--march builds the kernels for another instruction set than this CPU's (e.g. haswell: AVX2 code on an AVX-512
+machine) into a scratch directory; the default is the build textvae itself uses. Last line:
   march=M fp32_forward_speedup=X fp32_backward_speedup=X bf16_forward_speedup=X bf16_backward_speedup=X
 (torch's time over the kernel's: above 1 means the kernel is faster).
 Run: python benchmarks/softmax_kernel_speed.py [--march haswell] [--rows 736 --vocab 10002 --repeats 30]
@@ -28,10 +28,11 @@ from textvae.modeling import cpu_kernels
 from textvae.runtime import keep_freed_memory
 
 
-def milliseconds(work, repeats: int) -> float:
-    """Median time of `work()` in ms over `repeats` calls, after two untimed ones."""
-    work(), work()
-    return statistics.median(timeit.repeat(work, number=1, repeat=repeats)) * 1e3
+def median_ms(timed, repeats: int) -> float:
+    """Median in ms of what `timed()` returns (the seconds its own timed part took) over `repeats` calls, after
+    two untimed ones."""
+    timed(), timed()
+    return statistics.median(timed() for _ in range(repeats)) * 1e3
 
 
 def kernels_for_march(march: str):
@@ -70,8 +71,16 @@ def main() -> None:
         target_scores = scores.gather(0, targets.unsqueeze(0)).squeeze(0).float()
 
         def torch_forward():
-            exponentials = scores.float() if dtype != torch.float32 else scores.clone()  # fp32 path: exp_ in place
-            return exponentials.exp_().sum(0)
+            source = scores.clone()  # the fp32 path exponentiates the product's output in place: a fresh copy
+            start = timeit.default_timer()
+            exponentials = source.float() if dtype != torch.float32 else source
+            exponentials.exp_().sum(0)
+            return timeit.default_timer() - start
+
+        def kernel_forward():
+            start = timeit.default_timer()
+            kernels.column_exp_sums(scores, no_bias)
+            return timeit.default_timer() - start
 
         def torch_backward():
             gradient = scores.float() if dtype != torch.float32 else scores.clone()
@@ -89,11 +98,8 @@ def main() -> None:
                                       torch.empty(args.vocab))
             return timeit.default_timer() - start
 
-        copy = milliseconds(scores.clone, args.repeats) if dtype == torch.float32 else 0.0
-        forward = (milliseconds(torch_forward, args.repeats) - copy,
-                   milliseconds(lambda: kernels.column_exp_sums(scores, no_bias), args.repeats))
-        backward = (statistics.median(torch_backward() for _ in range(args.repeats)) * 1e3,
-                    statistics.median(kernel_backward() for _ in range(args.repeats)) * 1e3)
+        forward = (median_ms(torch_forward, args.repeats), median_ms(kernel_forward, args.repeats))
+        backward = (median_ms(torch_backward, args.repeats), median_ms(kernel_backward, args.repeats))
         name = "fp32" if dtype == torch.float32 else "bf16"
         print(f"{name}  forward  torch {forward[0]:7.3f} ms  kernel {forward[1]:7.3f} ms")
         print(f"{name}  backward torch {backward[0]:7.3f} ms  kernel {backward[1]:7.3f} ms")

@@ -86,8 +86,8 @@ def softmax_kernels():
 
 
 # The products' dtypes the output layer uses the kernels for. They also take fp32 scores, but there they were no
-# faster than torch's operations (benchmarks/softmax_kernel_speed.py: forward 1.17x, backward 0.85x on an AVX-512
-# CPU, slower on AVX2 code), so fp32 training, and every CPU where `auto` means fp32, keeps torch's path.
+# faster than torch's operations (benchmarks/softmax_kernel_speed.py: forward 0.99-1.15x, backward 0.82x on an
+# AVX-512 CPU, slower on AVX2 code), so fp32 training, and every CPU where `auto` means fp32, keeps torch's path.
 KERNEL_DTYPES = (torch.bfloat16,)
 
 
