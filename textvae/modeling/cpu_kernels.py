@@ -4,10 +4,9 @@ On CPU the output layer's matrix products run fast in bf16 (AMX), and what is le
 score matrix (vocabulary × tokens, 29 MB in fp32 at PTB's batch) went through about eight elementwise passes
 per step (convert, exponentiate, sum, subtract the targets, scale, sum for the bias, convert back). The C++
 kernels read it once in the forward and once in the backward, in the products' own dtype (bf16: see
-KERNEL_DTYPES). They are compiled
-with torch.utils.cpp_extension on first use (about 25 s, then kept under ~/.cache/torch_extensions/textvae,
-one build per source, torch version and CPU); without a compiler, or with TEXTVAE_CPU_KERNELS=0, the output layer falls
-back to torch's elementwise operations (the same values, slower).
+KERNEL_DTYPES). They are compiled with torch.utils.cpp_extension on first use (about 25 s, then kept under
+~/.cache/torch_extensions/textvae, one build per source, torch version and CPU); without a compiler, or with
+TEXTVAE_CPU_KERNELS=0, the output layer falls back to torch's elementwise operations (the same values, slower).
 """
 
 from __future__ import annotations
@@ -47,8 +46,8 @@ def build_directory(name: str) -> Path:
 
 
 def _import_built(name: str, directory: Path):
-    """The extension built earlier in `directory`, imported without torch's build check (which starts the
-    compiler and takes about 2 s in every process), or None where there is none."""
+    """The extension built earlier in `directory`, imported as it is, or None where there is none. (torch's
+    `load` would check the compiler and run ninja again in every process before importing it.)"""
     library = directory / f"{name}.so"
     if not library.is_file():
         return None
