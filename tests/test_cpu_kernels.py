@@ -18,7 +18,7 @@ def kernels():
     return built
 
 
-# column counts around the 16-lane blocks (the short last block goes through a padded copy); vocabularies
+# column counts around the 8- and 16-lane blocks (the short last block goes through a padded copy); vocabularies
 # below and above the parallel grain (64 rows)
 SHAPES = [(5, 1), (40, 15), (97, 16), (130, 17), (301, 37)]
 
@@ -28,8 +28,10 @@ SHAPES = [(5, 1), (40, 15), (97, 16), (130, 17), (301, 37)]
 def test_column_sums_equal_torch_exp_sums(kernels, vocab: int, columns: int, dtype: torch.dtype) -> None:
     generator = torch.Generator().manual_seed(vocab)
     scores = (torch.randn(vocab, columns, generator=generator) * 5).to(dtype)
+    original = scores.clone()
     expected = scores.double().exp().sum(0).float()
     torch.testing.assert_close(kernels.column_exp_sums(scores, torch.empty(0)), expected, rtol=2e-6, atol=0)
+    assert torch.equal(scores, original)  # read only: the backward exponentiates the same scores again
     bias = torch.randn(vocab, generator=generator)  # added to each row in fp32
     expected = (scores.double() + bias.double().unsqueeze(1)).exp().sum(0).float()
     torch.testing.assert_close(kernels.column_exp_sums(scores, bias), expected, rtol=2e-6, atol=0)

@@ -74,16 +74,16 @@ inline Floats exp_of(Floats x) {
 }
 
 // f(pointer, first column, columns) over one row in blocks of kWidth; the last, short block goes through a
-// zero-padded copy (f must leave the padding's contribution out).
+// zero-padded copy (f must leave the padding's contribution out), copied back unless the row is read-only.
 template <typename T, typename F>
 inline void for_each_block(T* row, int64_t columns, F f) {
   int64_t column = 0;
   for (; column + kWidth <= columns; column += kWidth) f(row + column, column, kWidth);
   if (column < columns) {
-    T padded[kWidth] = {};
+    std::remove_const_t<T> padded[kWidth] = {};
     std::memcpy(padded, row + column, (columns - column) * sizeof(T));
     f(padded, column, columns - column);
-    std::memcpy(row + column, padded, (columns - column) * sizeof(T));
+    if constexpr (!std::is_const_v<T>) std::memcpy(row + column, padded, (columns - column) * sizeof(T));
   }
 }
 
@@ -103,7 +103,7 @@ void exp_column_sums(const T* scores, const float* bias, int64_t vocab, int64_t 
     float* sum = partial.data() + size_t(at::get_thread_num()) * padded(columns);
     for (int64_t word = begin; word < end; ++word) {
       const Floats word_bias = splat(bias ? bias[word] : 0.0f);
-      for_each_block(const_cast<T*>(scores + word * columns), columns, [&](T* block, int64_t column, int64_t count) {
+      for_each_block(scores + word * columns, columns, [&](const T* block, int64_t column, int64_t count) {
         Floats e = exp_of(load(block) + word_bias);
         if (count < kWidth) e *= first(count);
         store(sum + column, load(sum + column) + e);
@@ -119,8 +119,8 @@ void exp_column_sums(const T* scores, const float* bias, int64_t vocab, int64_t 
 
 template <typename T>
 void softmax_gradient(T* scores, const float* bias, int64_t vocab, int64_t columns, const float* shift,
-                      const float* scale,
-                      const int32_t* targets, const float* target_scores, const float* upstream, float* bias_grad) {
+                      const float* scale, const int32_t* targets, const float* target_scores, const float* upstream,
+                      float* bias_grad) {
   std::vector<float> shift_padded(padded(columns), 0.0f), scale_padded(padded(columns), 0.0f);
   std::memcpy(shift_padded.data(), shift, columns * sizeof(float));
   std::memcpy(scale_padded.data(), scale, columns * sizeof(float));
@@ -187,9 +187,8 @@ torch::Tensor column_exp_sums(const torch::Tensor& scores, const torch::Tensor& 
 // − shift) and target_scores = scores[target] + bias[target] in fp32. `bias_grad` (vocab floats, or empty)
 // receives the gradient's row sums, taken in fp32 before any rounding.
 void softmax_gradient_(torch::Tensor& scores, const torch::Tensor& bias, const torch::Tensor& shift,
-                       const torch::Tensor& scale,
-                       const torch::Tensor& targets, const torch::Tensor& target_scores, const torch::Tensor& upstream,
-                       torch::Tensor& bias_grad) {
+                       const torch::Tensor& scale, const torch::Tensor& targets, const torch::Tensor& target_scores,
+                       const torch::Tensor& upstream, torch::Tensor& bias_grad) {
   check_scores(scores);
   const int64_t vocab = scores.size(0), columns = scores.size(1);
   TORCH_CHECK(targets.scalar_type() == torch::kInt && targets.is_contiguous() && targets.numel() == columns,
