@@ -102,7 +102,7 @@ def labelled_functions():
     patch(vae, "kl_per_dimension", "KL/loss")
     patch(training_steps, "elbo_loss", "KL/loss")  # looked up in step.py's namespace at call time
     patch(torch.nn.utils, "clip_grad_norm_", "clip")
-    patch(sparse_gradients, "clipped_norm", "clip")  # with sparse embedding gradients (plain SGD; its step stays
+    patch(sparse_gradients, "total_gradient_norm", "clip")  # with sparse embedding gradients (plain SGD; its step stays
     # the optimizer's: the clip factor goes into the learning rate, sparse_gradients.step_with_clipping)
     patch(TextVAE, "zero_grad", "optimizer")
     try:

@@ -11,7 +11,8 @@ from conftest import batch_of, tiny_model
 
 from textvae.config import TrainConfig
 from textvae.training.setup import model_as_trained
-from textvae.training.sparse_gradients import clipped_norm, sparse_gradients_apply, use_sparse_embedding_gradients
+from textvae.training.sparse_gradients import (sparse_gradients_apply, step_with_clipping, total_gradient_norm,
+                                               use_sparse_embedding_gradients)
 from textvae.training.step import training_step
 
 SPECIAL = {"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2, "unk_token_id": 3}
@@ -50,25 +51,32 @@ def test_plain_sgd_makes_the_same_update_with_sparse_embedding_gradients(clip):
 
 
 def test_the_clipping_norm_is_torchs_on_dense_gradients_and_counts_a_repeated_row_once():
+    """The norm is clip_grad_norm_'s, and the clipped SGD step (lr 1) moves each weight by the gradient
+    clip_grad_norm_ leaves."""
     torch.manual_seed(0)
     weights = [torch.nn.Parameter(torch.randn(5, 3)) for _ in range(2)]
     for weight in weights:
         weight.grad = torch.randn(5, 3)
-    expected_grads = [weight.grad.clone() for weight in weights]
     reference = [torch.nn.Parameter(w.detach().clone()) for w in weights]
-    for parameter, grad in zip(reference, expected_grads):
-        parameter.grad = grad.clone()
+    for parameter, weight in zip(reference, weights):
+        parameter.grad = weight.grad.clone()
     expected = torch.nn.utils.clip_grad_norm_(reference, 1.0)
-    assert clipped_norm(weights, 1.0) == pytest.approx(float(expected), rel=1e-6)
+    assert total_gradient_norm(weights) == pytest.approx(float(expected), rel=1e-6)
+    assert step_with_clipping(torch.optim.SGD(weights, lr=1.0), weights, 1.0) == pytest.approx(float(expected),
+                                                                                               rel=1e-6)
     for weight, parameter in zip(weights, reference):
-        torch.testing.assert_close(weight.grad, parameter.grad)
+        torch.testing.assert_close(weight.detach(), parameter.detach() - parameter.grad)
     # a sparse gradient naming row 1 twice is the dense gradient with the two rows summed
     table = torch.nn.Parameter(torch.zeros(4, 2))
     table.grad = torch.sparse_coo_tensor([[1, 3, 1]], torch.tensor([[3.0, 0.0], [0.0, 1.0], [1.0, 0.0]]), (4, 2),
                                          check_invariants=True)
-    assert clipped_norm([table], 0.0) == pytest.approx((16.0 + 1.0) ** 0.5)
-    assert clipped_norm([table], 1.0) == pytest.approx(17.0 ** 0.5)
-    torch.testing.assert_close(table.grad.to_dense().norm(), torch.tensor(1.0), atol=1e-5, rtol=0)
+    assert total_gradient_norm([table]) == pytest.approx((16.0 + 1.0) ** 0.5)
+    optimizer = torch.optim.SGD([table], lr=1.0)
+    assert step_with_clipping(optimizer, [table], 1.0) == pytest.approx(17.0 ** 0.5)
+    torch.testing.assert_close(table.detach().norm(), torch.tensor(1.0), atol=1e-5, rtol=0)  # moved by norm 1
+    assert optimizer.param_groups[0]["lr"] == 1.0  # the clip factor was for that step alone
+    with pytest.raises(ValueError, match="plain SGD"):
+        step_with_clipping(torch.optim.SGD([table], lr=1.0, momentum=0.9), [table], 1.0)
 
 
 @pytest.mark.parametrize(("overrides", "on"), [

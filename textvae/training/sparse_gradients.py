@@ -35,11 +35,9 @@ def use_sparse_embedding_gradients(model: nn.Module) -> int:
     return len(tables)
 
 
-def clipped_norm(parameters: list[nn.Parameter], clip: float, scale_gradients: bool = True) -> torch.Tensor:
-    """The total L2 norm of the parameters' gradients, sparse ones included, before clipping; with `clip` > 0 every
-    gradient is then scaled by clip_factor(norm, clip), as torch.nn.utils.clip_grad_norm_ (which does not take
-    sparse gradients) scales dense ones, unless `scale_gradients` is False (the caller folds the factor into the
-    step: step_with_clipping). Sparse gradients are coalesced first (a row used twice is one row)."""
+def total_gradient_norm(parameters: list[nn.Parameter]) -> torch.Tensor:
+    """The total L2 norm of the parameters' gradients, sparse ones included (torch.nn.utils.clip_grad_norm_ does
+    not take them). Sparse gradients are coalesced first (a row used twice is one row)."""
     dense, sparse_values = [], []
     for parameter in parameters:
         if parameter.grad is None:
@@ -53,14 +51,7 @@ def clipped_norm(parameters: list[nn.Parameter], clip: float, scale_gradients: b
     squares += [values.float().square().sum() for values in sparse_values]
     if not squares:
         return torch.zeros(())
-    total = torch.stack(squares).sum().sqrt()
-    if clip and scale_gradients:
-        scale = clip_factor(total, clip)
-        if dense:
-            torch._foreach_mul_(dense, scale.to(dense[0].dtype))
-        for values in sparse_values:
-            values.mul_(scale.to(values.dtype))
-    return total
+    return torch.stack(squares).sum().sqrt()
 
 
 def clip_factor(norm: torch.Tensor, clip: float) -> torch.Tensor:
@@ -69,14 +60,14 @@ def clip_factor(norm: torch.Tensor, clip: float) -> torch.Tensor:
 
 
 def step_with_clipping(optimizer: torch.optim.Optimizer, parameters: list[nn.Parameter], clip: float) -> torch.Tensor:
-    """Clip the gradients to total norm `clip` (0: no clipping) and take plain SGD's step; the norm before
-    clipping. Plain SGD moves each weight by −lr · gradient, so the clipped step is the step at learning rate
-    lr · clip_factor: the factor goes into the learning rate for this one step instead of a pass over every
-    gradient (the output layer's alone is 10 MB at PTB's size)."""
-    for group in optimizer.param_groups:
-        if group.get("momentum", 0.0) or group.get("weight_decay", 0.0) or not isinstance(optimizer, torch.optim.SGD):
-            raise ValueError("step_with_clipping is plain SGD's (no momentum, no weight decay)")
-    norm = clipped_norm(parameters, clip, scale_gradients=False)
+    """Clip the gradients, sparse ones included, to total norm `clip` (0: no clipping) as clip_grad_norm_ would,
+    and take plain SGD's step; the norm before clipping. Plain SGD moves each weight by −lr · gradient, so the
+    clipped step is the step at learning rate lr · clip_factor: the factor goes into the learning rate for this one
+    step instead of a pass over every gradient (the output layer's alone is 10 MB at PTB's size)."""
+    if not isinstance(optimizer, torch.optim.SGD) or any(group["momentum"] or group["weight_decay"]
+                                                         for group in optimizer.param_groups):
+        raise ValueError("step_with_clipping is plain SGD's (no momentum, no weight decay)")
+    norm = total_gradient_norm(parameters)
     factor = float(clip_factor(norm, clip)) if clip else 1.0
     learning_rates = [group["lr"] for group in optimizer.param_groups]
     try:

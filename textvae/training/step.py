@@ -15,7 +15,7 @@ from ..modeling import TextVAE
 from ..runtime import autocast
 from .distributed import Workers
 from .objectives import Loss, elbo_loss, kl_weight, word_dropout
-from .sparse_gradients import step_with_clipping
+from .sparse_gradients import step_with_clipping, total_gradient_norm
 
 
 class Diverged(TextVAEError):
@@ -123,12 +123,9 @@ def training_step(model: TextVAE, optimizer: torch.optim.Optimizer, token_ids: t
 def gradient_norm(parameters: list[torch.nn.Parameter], clip: float) -> torch.Tensor:
     """The gradients' total L2 norm before clipping (logged as grad_norm); with `clip` > 0 they are then
     clipped to that norm."""
-    grads = [parameter.grad for parameter in parameters if parameter.grad is not None]
     if clip:
         return torch.nn.utils.clip_grad_norm_(parameters, clip)
-    if not grads:
-        return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(grad.float()) for grad in grads]))
+    return total_gradient_norm(parameters)
 
 
 WINDOW_SUMS = ("objective", "rec", "kl")  # per-sentence figures summed over the sentences of a log window
