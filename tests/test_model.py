@@ -41,6 +41,30 @@ def test_a_sentence_scores_the_same_alone_and_in_a_padded_batch(sides):
         assert torch.allclose(alone.mean[0], together.mean[row], atol=1e-5)
 
 
+@pytest.mark.parametrize("pooling", ["final", "mean", "max"])
+@pytest.mark.parametrize("bag_of_words_bias", [False, True])
+def test_an_unpadded_batch_takes_the_short_way_to_the_same_loss_and_gradients(pooling, bag_of_words_bias):
+    """A batch of one length skips packing in the encoder and the gather of real positions before the output
+    layer (length-bucketed training batches mostly are such); the same batch with a padding column appended goes
+    the long way. Loss, posterior and every gradient agree."""
+    sentences = [[5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16]]
+    extra = dict(bag_of_words_weight=1.0, bag_of_words_bias=True) if bag_of_words_bias else {}
+    model = tiny_model(encoder_layers=2, encoder_bidirectional=True, lstm_encoder_pooling=pooling, **extra)
+    batch = batch_of(sentences)
+    padded = torch.cat([batch.token_ids, torch.zeros(len(sentences), 1, dtype=torch.long)], dim=1)
+    results = []
+    for token_ids in (batch.token_ids, padded):
+        model.zero_grad()
+        output = model(token_ids, batch.lengths, sample_z=False)
+        output.rec_nll.sum().backward()
+        results.append((output.rec_nll.detach(), output.mean.detach(),
+                        [parameter.grad.clone() for parameter in model.parameters() if parameter.grad is not None]))
+    (short_nll, short_mean, short_grads), (long_nll, long_mean, long_grads) = results
+    assert torch.allclose(short_nll, long_nll, atol=1e-5) and torch.allclose(short_mean, long_mean, atol=1e-6)
+    assert len(short_grads) == len(long_grads) > 0
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(short_grads, long_grads))
+
+
 def test_kl_matches_torch_distributions():
     torch.manual_seed(1)
     mean, logvar = torch.randn(5, 7), torch.randn(5, 7)

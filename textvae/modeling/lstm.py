@@ -38,13 +38,19 @@ class LSTMEncoder(nn.Module):
     def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Summaries (batch, summary_size) of right-padded `token_ids` with true `lengths`."""
         embedded = self.dropout(self.embedding(token_ids))
-        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        packed_states, (final_hidden, _) = self.lstm(packed)
+        lengths = lengths.cpu()
+        if bool((lengths == token_ids.size(1)).all()):  # no padding (length-bucketed batches mostly): packing
+            states, (final_hidden, _) = self.lstm(embedded)  # would only cost time
+        else:
+            packed = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
+            packed_states, (final_hidden, _) = self.lstm(packed)
+            states = None
         batch = token_ids.size(0)
         if self.pooling == "final":
             top_layer = final_hidden.view(self.layers, self.directions, batch, -1)[-1]  # (directions, batch, hidden)
             return top_layer.transpose(0, 1).reshape(batch, self.summary_size)
-        states, _ = pad_packed_sequence(packed_states, batch_first=True)  # (batch, longest, summary_size)
+        if states is None:
+            states, _ = pad_packed_sequence(packed_states, batch_first=True)  # (batch, longest, summary_size)
         lengths = lengths.to(states.device).unsqueeze(1)  # (batch, 1)
         real = (torch.arange(states.size(1), device=states.device).unsqueeze(0) < lengths).unsqueeze(2)
         if self.pooling == "max":

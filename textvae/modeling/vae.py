@@ -163,8 +163,13 @@ class TextVAE(PreTrainedModel):
         target_lengths = target_lengths.to(hidden.device)
         positions = torch.arange(targets.size(1), device=hidden.device)
         real = positions.unsqueeze(0) < target_lengths.unsqueeze(1)
-        sentence_of_token = real.nonzero()[:, 0]
+        unpadded = bool(real.all())  # length-bucketed batches mostly are: rows by reshape, no gather and scatter
+        sentence_of_token = (torch.arange(targets.size(0), device=hidden.device).repeat_interleave(targets.size(1))
+                             if unpadded else real.nonzero()[:, 0])
         added_scores = (z[sentence_of_token], self.bag_of_words.output) if self.biases_scores_with(z) else None
+        if unpadded:
+            token_nll = self.decoder.token_nll(hidden.reshape(-1, hidden.size(-1)), targets.reshape(-1), added_scores)
+            return token_nll.view(targets.shape).sum(dim=1), target_lengths
         token_nll = self.decoder.token_nll(hidden[real], targets[real], added_scores)
         rec_nll = torch.zeros(targets.size(0), device=hidden.device, dtype=token_nll.dtype)
         rec_nll.index_add_(0, sentence_of_token, token_nll)
