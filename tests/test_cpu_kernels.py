@@ -31,10 +31,17 @@ def test_column_sums_equal_torch_exp_sums(kernels, vocab: int, columns: int, dty
     original = scores.clone()
     expected = scores.double().exp().sum(0).float()
     torch.testing.assert_close(kernels.column_exp_sums(scores, torch.empty(0)), expected, rtol=2e-6, atol=0)
-    assert torch.equal(scores, original)  # read only: the backward exponentiates the same scores again
+    assert torch.equal(scores, original)  # read only (evaluation)
     bias = torch.randn(vocab, generator=generator)  # added to each row in fp32
-    expected = (scores.double() + bias.double().unsqueeze(1)).exp().sum(0).float()
+    exponentials = (scores.double() + bias.double().unsqueeze(1)).exp()
+    expected = exponentials.sum(0).float()
     torch.testing.assert_close(kernels.column_exp_sums(scores, bias), expected, rtol=2e-6, atol=0)
+    # training's forward: the same sums, and each exponential written over its score in the scores' dtype
+    written = scores.clone()
+    torch.testing.assert_close(kernels.exp_column_sums_(written, bias), expected, rtol=2e-6, atol=0)
+    ulp = 3e-7 if dtype == torch.float32 else 2**-8  # bf16: rounded once (half an ulp) from an exp within 2 fp32 ulp
+    of_fp32_arguments = (scores.float() + bias.unsqueeze(1)).double().exp()  # the kernel adds the bias in fp32
+    torch.testing.assert_close(written.double(), of_fp32_arguments, rtol=ulp, atol=0)
 
 
 def test_exp_is_accurate_to_a_few_ulp_over_fp32s_range(kernels) -> None:
@@ -67,19 +74,29 @@ def test_gradient_equals_autograds_of_cross_entropy(kernels, vocab: int, columns
     normaliser = (exact.detach() - shift).exp().sum(0)
     target_scores = exact.detach().gather(0, targets.unsqueeze(0)).squeeze(0)
     bias_grad = torch.empty(vocab)
-    gradient = scores.clone()
-    kernels.softmax_gradient_(gradient, bias, shift, upstream / normaliser, targets.int(), target_scores, upstream,
+    gradient = (exact.detach() - shift).exp().to(dtype)  # the exponentials the forward's kernel leaves
+    kernels.softmax_gradient_(gradient, shift, upstream / normaliser, targets.int(), target_scores, upstream,
                               bias_grad)
-    # written in the scores' dtype, rounded once from the fp32 value
-    torch.testing.assert_close(gradient, exact.grad.to(dtype), rtol=1e-5 if dtype == torch.float32 else 0, atol=1e-6)
-    torch.testing.assert_close(bias_grad, exact.grad.sum(1), rtol=1e-5, atol=1e-6)  # from the fp32 values
+    # written in the scores' dtype: in bf16 the exponential was rounded once and the gradient once more (each
+    # within half an ulp, 2^-8 relative), the targets' entries once, from their fp32 scores
+    rounding = 1e-5 if dtype == torch.float32 else 2**-7
+    torch.testing.assert_close(gradient.float(), exact.grad, rtol=rounding, atol=1e-6)
+    target_entries = gradient[targets, torch.arange(columns)]
+    expected_targets = exact.grad[targets, torch.arange(columns)].to(dtype)
+    torch.testing.assert_close(target_entries, expected_targets, rtol=1e-5 if dtype == torch.float32 else 0,
+                               atol=1e-6)
+    # the row sums, in fp32 from the (rounded) exponentials before the gradient's rounding: each softmax term
+    # within its rounding of the exponential, the targets' −upstream exact
+    softmax_part = exact.grad.sum(1) + torch.zeros(vocab).index_add_(0, targets, upstream)
+    bound = (1e-5 if dtype == torch.float32 else 2**-8) * softmax_part + 1e-6
+    assert ((bias_grad - exact.grad.sum(1)).abs() <= bound).all()
 
 
 def test_gradient_refuses_a_target_outside_the_vocabulary(kernels) -> None:
     scores, ones = torch.zeros(4, 2), torch.ones(2)
     with pytest.raises(RuntimeError, match="target 4 is outside the vocabulary of 4"):
-        kernels.softmax_gradient_(scores, torch.empty(0), ones * 0, ones, torch.tensor([1, 4], dtype=torch.int32),
-                                  ones, ones, torch.empty(0))
+        kernels.softmax_gradient_(scores, ones * 0, ones, torch.tensor([1, 4], dtype=torch.int32), ones, ones,
+                                  torch.empty(0))
 
 
 def test_the_switch_turns_the_kernels_off(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -114,8 +114,13 @@ def test_demo_recipe_learns_an_informative_latent(demo_run):
     path = vae.interpolate(first, second, steps=7)
     assert [path[0], path[-1]] == vae.reconstruct([first, second])
     assert len(set(path)) >= 3  # passes through sentences in between, not a jump
+    # every stop resembles an end: nearer one of them than the ends are to each other. (Not "no step longer than
+    # the whole way": a path through a discrete space switches from one end's sentences to the other's
+    # somewhere, and that step can be as long as the sentences on either side - 9 words against the ends' 8 for
+    # one thread's arithmetic of this recipe, "the happy dogs gladly caught the ball on the farm ." -> "will the
+    # clerk send the letter ?")
     whole = word_edit_distance(path[0], path[-1])
-    assert all(word_edit_distance(a, b) <= whole for a, b in zip(path, path[1:]))
+    assert all(min(word_edit_distance(stop, path[0]), word_edit_distance(stop, path[-1])) < whole for stop in path)
 
 
 def demo_reconstructions(run) -> tuple[float, float, list]:

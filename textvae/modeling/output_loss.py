@@ -10,8 +10,9 @@ memory stays bounded however many IW samples a batch holds. Scores are laid out 
 (vocab, rows) = W hᵀ: on CPU that product ran 1.4–1.7× faster than h Wᵀ (benchmarks/matmul_speed.py).
 The matrix products run in the compute dtype (bf16/fp16 under mixed precision); the exponentials,
 their sums and the losses are always fp32. On CPU with bf16 products the passes over the scores run as fused
-C++ kernels (cpu_kernels.py): one read in the forward, one read and write in the backward, in bf16; where those
-cannot be built, and in fp32, torch's operations do the same arithmetic.
+C++ kernels (cpu_kernels.py), in bf16: the forward's exponentiates each score once, sums in fp32 and writes the
+exponential over it; the backward's scales those in place (no second exponential). Where the kernels cannot be
+built, and in fp32, torch's operations do the same arithmetic.
 """
 
 from __future__ import annotations
@@ -73,25 +74,30 @@ def _scored_token_nll(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Te
                                        lambda columns: _scores(hidden[columns], weight, bias, dtype))
 
 
-def _token_nll_by_kernel(kernels, scores: torch.Tensor, bias: torch.Tensor,
-                         targets: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def _token_nll_by_kernel(kernels, scores: torch.Tensor, bias: torch.Tensor, targets: torch.Tensor,
+                         rescore=None) -> tuple[torch.Tensor, ...]:
     """(−log softmax[target] per column, each column's shift and Σ exp(scores + bias − shift), the target scores
     with their bias in fp32) of vocabulary-major `scores` (W hᵀ, in the products' dtype) and an fp32 `bias` (vocab,
-    or empty), by the fused kernel; `scores` are left as they are. The shift is 0 but for a column whose unshifted
-    sum overflowed or underflowed, which is shifted by its maximum (as _token_nll_and_exponentials does)."""
+    or empty), by the fused kernel. The shift is 0 but for a column whose unshifted sum overflowed or underflowed,
+    which is shifted by its maximum (as _token_nll_and_exponentials does). Without `rescore` the scores are left
+    as they are; with it (training) they are overwritten by exp(scores + bias − shift), rounded to their dtype, for
+    the backward, and `rescore(columns)` gives such a column's scores (W hᵀ, fp32) again."""
     target_scores = scores.gather(0, targets.unsqueeze(0)).squeeze(0).float()
     if bias.numel():
         target_scores += bias[targets]
-    normaliser = kernels.column_exp_sums(scores, bias)
+    normaliser = (kernels.column_exp_sums if rescore is None else kernels.exp_column_sums_)(scores, bias)
     shift = torch.zeros_like(normaliser)
     unsafe = ~(normaliser.isfinite() & (normaliser >= SAFE_NORMALISER))
     if unsafe.any():
         columns = unsafe.nonzero().squeeze(1)
-        rescored = scores[:, columns].float()
+        rescored = scores[:, columns].float() if rescore is None else rescore(columns)
         if bias.numel():
             rescored += bias.unsqueeze(1)
         shift[columns] = rescored.amax(dim=0)
-        normaliser[columns] = rescored.sub_(shift[columns]).exp_().sum(dim=0)
+        exponentials = rescored.sub_(shift[columns]).exp_()
+        normaliser[columns] = exponentials.sum(dim=0)
+        if rescore is not None:
+            scores[:, columns] = exponentials.to(scores.dtype)
     return normaliser.log() + shift - target_scores, shift, normaliser, target_scores
 
 
@@ -103,8 +109,8 @@ def _kernel_bias(bias: torch.Tensor | None) -> torch.Tensor:
 
 class _ProjectedCrossEntropy(torch.autograd.Function):
     """Autograd for −log softmax(hidden Wᵀ + b)[target] that saves one (vocab, rows) matrix: the unnormalised
-    exponentials of the scores in fp32 (with their column sums), or, with the CPU kernels, the bf16 scores
-    themselves (the backward's kernel exponentiates them again)."""
+    exponentials of the scores (with their column sums), in fp32, or with the CPU kernels in the products' dtype
+    (bf16: rounded once there, and once more as the gradient the backward writes over them)."""
 
     @staticmethod
     def forward(ctx, hidden, weight, bias, targets, compute_dtype):
@@ -116,10 +122,12 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
             if ctx.kernels is None:
                 nll, exponentials, normaliser = _scored_token_nll(hidden, weight, bias, targets, compute_dtype)
                 ctx.save_for_backward(hidden, weight, targets, exponentials, normaliser)
-            else:  # the scores are kept in the products' dtype; the backward's kernel exponentiates them again
-                scores, kernel_bias = _scores(hidden, weight, None, compute_dtype, in_fp32=False), _kernel_bias(bias)
-                nll, shift, normaliser, target_scores = _token_nll_by_kernel(ctx.kernels, scores, kernel_bias, targets)
-                ctx.save_for_backward(hidden, weight, targets, scores, normaliser, shift, target_scores, kernel_bias)
+            else:  # the exponentials are kept over the scores, in the products' dtype
+                scores = _scores(hidden, weight, None, compute_dtype, in_fp32=False)
+                nll, shift, normaliser, target_scores = _token_nll_by_kernel(
+                    ctx.kernels, scores, _kernel_bias(bias), targets,
+                    rescore=lambda columns: _scores(hidden[columns], weight, None, compute_dtype))
+                ctx.save_for_backward(hidden, weight, targets, scores, normaliser, shift, target_scores)
         ctx.compute_dtype, ctx.has_bias = compute_dtype, bias is not None
         return nll
 
@@ -138,12 +146,12 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
                 # the bias gradient from the fp32 values (the same tensor in fp32), not a copy back from bf16/fp16
                 grad_bias = gradient.sum(1).to(weight_dtype) if wants_bias else None
                 grad_scores = gradient.to(dtype)  # (vocab, rows)
-            else:  # the same arithmetic in one pass, written over the saved scores
-                shift, target_scores, kernel_bias = kernel_saved
+            else:  # the same arithmetic in one pass, written over the saved exponentials
+                shift, target_scores = kernel_saved
                 upstream = grad_nll.float().contiguous()
                 bias_sums = torch.empty(gradient.size(0) if wants_bias else 0)
-                ctx.kernels.softmax_gradient_(gradient, kernel_bias, shift, upstream / normaliser, targets.int(),
-                                              target_scores, upstream, bias_sums)
+                ctx.kernels.softmax_gradient_(gradient, shift, upstream / normaliser, targets.int(), target_scores,
+                                              upstream, bias_sums)
                 grad_bias = bias_sums.to(weight_dtype) if wants_bias else None
                 grad_scores = gradient
             # (Wᵀ G)ᵀ rather than Gᵀ W: the product that reads G in its own layout is the faster one on CPU

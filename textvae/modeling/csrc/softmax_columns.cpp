@@ -1,6 +1,7 @@
-// The output layer's softmax passes on CPU, fused: one read of the score matrix in the forward, one read and
-// one write in the backward, in the scores' own dtype (fp32 or bf16; textvae uses them for bf16 products, where
-// they beat torch's operations: cpu_kernels.KERNEL_DTYPES), the arithmetic in fp32.
+// The output layer's softmax passes on CPU, fused, in the scores' own dtype (fp32 or bf16; textvae uses them for
+// bf16 products, where they beat torch's operations: cpu_kernels.KERNEL_DTYPES), the arithmetic in fp32. The
+// forward reads each score once, adds its bias, exponentiates, sums each column and (in training) writes the
+// exponential over the score; the backward reads and writes each once more, scaling instead of exponentiating.
 //
 // Scores are vocabulary-major, (vocab, rows), row-major: each of the `rows` columns is one token's softmax.
 // Written with GCC/Clang vector extensions (one register of floats), which compile to AVX-512, AVX2 or NEON as the
@@ -95,17 +96,19 @@ inline Floats first(int64_t count) {  // 1 in the first `count` lanes, 0 after
 
 int64_t padded(int64_t columns) { return (columns + kWidth - 1) / kWidth * kWidth; }
 
+// T is const for a read-only pass; otherwise each exponential, rounded to T, is written over its score
 template <typename T>
-void exp_column_sums(const T* scores, const float* bias, int64_t vocab, int64_t columns, float* sums) {
+void exp_column_sums(T* scores, const float* bias, int64_t vocab, int64_t columns, float* sums) {
   const int threads = at::get_num_threads();
   std::vector<float> partial(size_t(threads) * padded(columns), 0.0f);
   at::parallel_for(0, vocab, kGrain, [&](int64_t begin, int64_t end) {
     float* sum = partial.data() + size_t(at::get_thread_num()) * padded(columns);
     for (int64_t word = begin; word < end; ++word) {
       const Floats word_bias = splat(bias ? bias[word] : 0.0f);
-      for_each_block(scores + word * columns, columns, [&](const T* block, int64_t column, int64_t count) {
+      for_each_block(scores + word * columns, columns, [&](T* block, int64_t column, int64_t count) {
         Floats e = exp_of(load(block) + word_bias);
         if (count < kWidth) e *= first(count);
+        if constexpr (!std::is_const_v<T>) store(block, e);
         store(sum + column, load(sum + column) + e);
       });
     }
@@ -118,19 +121,15 @@ void exp_column_sums(const T* scores, const float* bias, int64_t vocab, int64_t 
 }
 
 template <typename T>
-void softmax_gradient(T* scores, const float* bias, int64_t vocab, int64_t columns, const float* shift,
-                      const float* scale, const int32_t* targets, const float* target_scores, const float* upstream,
-                      float* bias_grad) {
-  std::vector<float> shift_padded(padded(columns), 0.0f), scale_padded(padded(columns), 0.0f);
-  std::memcpy(shift_padded.data(), shift, columns * sizeof(float));
+void gradient_from_exps(T* exps, int64_t vocab, int64_t columns, const float* shift, const float* scale,
+                        const int32_t* targets, const float* target_scores, const float* upstream, float* bias_grad) {
+  std::vector<float> scale_padded(padded(columns), 0.0f);
   std::memcpy(scale_padded.data(), scale, columns * sizeof(float));
   at::parallel_for(0, vocab, kGrain, [&](int64_t begin, int64_t end) {
     for (int64_t word = begin; word < end; ++word) {
-      const Floats word_bias = splat(bias ? bias[word] : 0.0f);
       Floats row_sum = {};
-      for_each_block(scores + word * columns, columns, [&](T* block, int64_t column, int64_t count) {
-        Floats g = exp_of(load(block) + word_bias - load(shift_padded.data() + column)) *
-                   load(scale_padded.data() + column);
+      for_each_block(exps + word * columns, columns, [&](T* block, int64_t column, int64_t count) {
+        Floats g = load(block) * load(scale_padded.data() + column);
         if (count < kWidth) g *= first(count);
         store(block, g);
         row_sum += g;
@@ -146,7 +145,7 @@ void softmax_gradient(T* scores, const float* bias, int64_t vocab, int64_t colum
   for (int64_t column = 0; column < columns; ++column) {
     const int64_t word = targets[column];
     const float value = std::exp(target_scores[column] - shift[column]) * scale[column] - upstream[column];
-    store_one(scores + word * columns + column, value);
+    store_one(exps + word * columns + column, value);
     if (bias_grad) bias_grad[word] -= upstream[column];
   }
 }
@@ -168,7 +167,7 @@ float* float_data(const torch::Tensor& tensor, int64_t size) {
 
 // Σ_v exp(scores[v, c] + bias[v]) for every column c, in fp32 (`bias`: vocab floats, or empty for none; no
 // shift: the caller rescores a column that overflowed). The bias joins here rather than in the product, which
-// would write it over the whole matrix before multiplying.
+// would write it over the whole matrix before multiplying. `scores` are left as they are (evaluation).
 torch::Tensor column_exp_sums(const torch::Tensor& scores, const torch::Tensor& bias) {
   check_scores(scores);
   const int64_t vocab = scores.size(0), columns = scores.size(1);
@@ -178,38 +177,55 @@ torch::Tensor column_exp_sums(const torch::Tensor& scores, const torch::Tensor& 
     exp_column_sums(reinterpret_cast<const uint16_t*>(scores.data_ptr()), bias_data, vocab, columns,
                     sums.data_ptr<float>());
   else
+    exp_column_sums(static_cast<const float*>(scores.data_ptr<float>()), bias_data, vocab, columns,
+                    sums.data_ptr<float>());
+  return sums;
+}
+
+// column_exp_sums that also writes each exp(scores + bias) over its score, rounded to the scores' dtype (training:
+// the backward scales them instead of exponentiating again).
+torch::Tensor exp_column_sums_(torch::Tensor& scores, const torch::Tensor& bias) {
+  check_scores(scores);
+  const int64_t vocab = scores.size(0), columns = scores.size(1);
+  const float* bias_data = bias.numel() ? float_data(bias, vocab) : nullptr;
+  torch::Tensor sums = torch::empty({columns}, scores.options().dtype(torch::kFloat));
+  if (scores.scalar_type() == torch::kBFloat16)
+    exp_column_sums(reinterpret_cast<uint16_t*>(scores.data_ptr()), bias_data, vocab, columns,
+                    sums.data_ptr<float>());
+  else
     exp_column_sums(scores.data_ptr<float>(), bias_data, vocab, columns, sums.data_ptr<float>());
   return sums;
 }
 
-// Overwrites `scores` with the gradient of Σ_c upstream[c] · (−log softmax(scores[:, c] + bias)[targets[c]]):
-// exp(scores + bias − shift) · scale − upstream · one_hot(targets), where scale = upstream / Σ exp(scores + bias
-// − shift) and target_scores = scores[target] + bias[target] in fp32. `bias_grad` (vocab floats, or empty)
-// receives the gradient's row sums, taken in fp32 before any rounding.
-void softmax_gradient_(torch::Tensor& scores, const torch::Tensor& bias, const torch::Tensor& shift,
-                       const torch::Tensor& scale, const torch::Tensor& targets, const torch::Tensor& target_scores,
+// Overwrites `exps` (exp(scores + bias − shift) per column, as exp_column_sums_ left them) with the gradient of
+// Σ_c upstream[c] · (−log softmax(scores[:, c] + bias)[targets[c]]): exps · scale − upstream · one_hot(targets),
+// where scale = upstream / Σ exps and target_scores = scores[target] + bias[target] in fp32 (the target's entry
+// comes from it, not from the rounded exponential). `bias_grad` (vocab floats, or empty) receives the gradient's
+// row sums, taken in fp32 before rounding.
+void softmax_gradient_(torch::Tensor& exps, const torch::Tensor& shift, const torch::Tensor& scale,
+                       const torch::Tensor& targets, const torch::Tensor& target_scores,
                        const torch::Tensor& upstream, torch::Tensor& bias_grad) {
-  check_scores(scores);
-  const int64_t vocab = scores.size(0), columns = scores.size(1);
+  check_scores(exps);
+  const int64_t vocab = exps.size(0), columns = exps.size(1);
   TORCH_CHECK(targets.scalar_type() == torch::kInt && targets.is_contiguous() && targets.numel() == columns,
               "targets must be a contiguous int32 tensor with one entry per column");
   float* bias_sums = bias_grad.numel() ? float_data(bias_grad, vocab) : nullptr;
-  const float* bias_data = bias.numel() ? float_data(bias, vocab) : nullptr;
   const float *shift_data = float_data(shift, columns), *scale_data = float_data(scale, columns),
               *target_data = float_data(target_scores, columns), *upstream_data = float_data(upstream, columns);
   const int32_t* target_words = targets.data_ptr<int32_t>();
   for (int64_t column = 0; column < columns; ++column)
     TORCH_CHECK(target_words[column] >= 0 && target_words[column] < vocab, "target ", target_words[column],
                 " is outside the vocabulary of ", vocab);
-  if (scores.scalar_type() == torch::kBFloat16)
-    softmax_gradient(reinterpret_cast<uint16_t*>(scores.data_ptr()), bias_data, vocab, columns, shift_data,
-                     scale_data, target_words, target_data, upstream_data, bias_sums);
+  if (exps.scalar_type() == torch::kBFloat16)
+    gradient_from_exps(reinterpret_cast<uint16_t*>(exps.data_ptr()), vocab, columns, shift_data, scale_data,
+                       target_words, target_data, upstream_data, bias_sums);
   else
-    softmax_gradient(scores.data_ptr<float>(), bias_data, vocab, columns, shift_data, scale_data, target_words,
-                     target_data, upstream_data, bias_sums);
+    gradient_from_exps(exps.data_ptr<float>(), vocab, columns, shift_data, scale_data, target_words, target_data,
+                       upstream_data, bias_sums);
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   module.def("column_exp_sums", &column_exp_sums, "Σ exp over each column of (vocab, rows) scores, in fp32");
-  module.def("softmax_gradient_", &softmax_gradient_, "the softmax cross-entropy gradient, over the scores");
+  module.def("exp_column_sums_", &exp_column_sums_, "column_exp_sums, writing the exponentials over the scores");
+  module.def("softmax_gradient_", &softmax_gradient_, "the softmax cross-entropy gradient, over the exponentials");
 }
