@@ -3,8 +3,8 @@
 On CPU the output layer's matrix products run fast in bf16 (AMX), and what is left is memory traffic: the
 score matrix (vocabulary × tokens, 29 MB in fp32 at PTB's batch) went through about eight elementwise passes
 per step (convert, exponentiate, sum, subtract the targets, scale, sum for the bias, convert back). The C++
-kernels read it once in the forward and once in the backward, in the products' own dtype (bf16: see
-KERNEL_DTYPES). They are compiled with torch.utils.cpp_extension on first use (about 25 s, then kept under
+kernels read it once in the forward (in training writing the exponentials over it) and once in the backward, in
+the products' own dtype (bf16, and fp32 on a CPU with AVX-512: see KERNEL_DTYPES). They are compiled with torch.utils.cpp_extension on first use (about 25 s, then kept under
 ~/.cache/torch_extensions/textvae, one build per source, torch version and CPU); without a compiler, or with
 TEXTVAE_CPU_KERNELS=0, the output layer falls back to torch's elementwise operations (the same values, slower).
 """
@@ -84,10 +84,11 @@ def softmax_kernels():
         return None
 
 
-# The products' dtypes the output layer uses the kernels for. They also take fp32 scores, but there they were no
-# faster than torch's operations (benchmarks/softmax_kernel_speed.py: forward 0.99-1.15x, backward 0.82x on an
-# AVX-512 CPU, slower on AVX2 code), so fp32 training, and every CPU where `auto` means fp32, keeps torch's path.
-KERNEL_DTYPES = (torch.bfloat16,)
+# The products' dtypes the output layer uses the kernels for: bf16, and fp32 on a CPU with AVX-512, where since the
+# backward scales the forward's exponentials they beat torch's operations in fp32 too (benchmarks/
+# softmax_kernel_speed.py on an AMX Xeon: forward 1.45x, backward 2.1x). Not measured on an AVX2-only CPU (where
+# `auto` means fp32 and 8-float vectors would run), so fp32 keeps torch's path there.
+KERNEL_DTYPES = (torch.bfloat16, torch.float32) if "avx512f" in cpu_flags() else (torch.bfloat16,)
 
 
 def kernels_for(scores_device: torch.device, dtype: torch.dtype):
