@@ -293,3 +293,11 @@ def test_train_memory_repeats_a_corpus_to_the_counts_asked(tmp_path: Path) -> No
     sentences = (target / "train.txt").read_text(encoding="utf-8").splitlines()
     assert len(sentences) == 50 and all(5 <= len(sentence.split()) <= 45 for sentence in sentences)
     assert {word for sentence in sentences for word in sentence.split()} <= {f"w{n}" for n in range(7)}
+
+
+def test_dropout_speed_times_the_three_masks_in_one_run() -> None:
+    match = summary_of("dropout_speed.py", ["--shape", "4", "8", "--repeats", "2", "--rounds", "1"],
+                       ("integer ", "uniform ", "torch "), 1,
+                       r"dtype=fp32 integer_ms=(\S+) uniform_ms=(\S+) torch_ms=(\S+) "
+                       r"speedup_over_uniform=(\S+) speedup_over_torch=(\S+)")
+    assert all(float(value) > 0 for value in match.groups())

@@ -86,7 +86,7 @@ def softmax_kernels():
 
 # The products' dtypes the output layer uses the kernels for: bf16, and fp32 on a CPU with AVX-512, where since the
 # backward scales the forward's exponentials they beat torch's operations in fp32 too (benchmarks/
-# softmax_kernel_speed.py on an AMX Xeon: forward 1.45x, backward 2.1x). Not measured on an AVX2-only CPU (where
+# softmax_kernel_speed.py on an AMX Xeon: forward 1.05-1.45x, backward 2.1x). Not measured on an AVX2-only CPU (where
 # `auto` means fp32 and 8-float vectors would run), so fp32 keeps torch's path there.
 KERNEL_DTYPES = (torch.bfloat16, torch.float32) if "avx512f" in cpu_flags() else (torch.bfloat16,)
 

@@ -1,7 +1,7 @@
-"""Dropout whose mask on a CPU comes from 15-bit random integers, four per 64-bit draw: torch's dropout draws the
-mask with bernoulli_, and uniform floats compared with p (an earlier version here) take one 32-bit draw per unit,
-which for the PTB recipe's activations (736 × 256, with the backward) cost about twice as long (the per-step
-effect is in benchmarks/RESULTS.md). Each unit is kept with probability 1 − p′ and scaled by 1 / (1 − p′)
+"""Dropout whose mask on a CPU comes from 15-bit random integers, four per 64-bit draw of torch's generator: torch's
+dropout draws the mask with bernoulli_, and uniform floats compared with p (an earlier version here) take one
+32-bit draw per unit; both cost more for the PTB recipe's activations (benchmarks/dropout_speed.py, figures in
+benchmarks/RESULTS.md). Each unit is kept with probability 1 − p′ and scaled by 1 / (1 − p′)
 (Srivastava et al. 2014), where p′ is p rounded to a multiple of 2⁻¹⁵ (at most 1.5 · 10⁻⁵ away: 0.5 stays 0.5,
 0.3 becomes 0.299988), so the expectation is the input exactly. Elsewhere (CUDA) torch's fused kernel stays."""
 
