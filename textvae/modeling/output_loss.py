@@ -9,10 +9,10 @@ result to the two weight products. Without gradients (evaluation) rows go throug
 memory stays bounded however many IW samples a batch holds. Scores are laid out vocabulary-major,
 (vocab, rows) = W hᵀ: on CPU that product ran 1.4–1.7× faster than h Wᵀ (benchmarks/matmul_speed.py).
 The matrix products run in the compute dtype (bf16/fp16 under mixed precision); the exponentials,
-their sums and the losses are always fp32. On CPU with bf16 products the passes over the scores run as fused
-C++ kernels (cpu_kernels.py), in bf16: the forward's exponentiates each score once, sums in fp32 and writes the
-exponential over it; the backward's scales those in place (no second exponential). Where the kernels cannot be
-built, and in fp32, torch's operations do the same arithmetic.
+their sums and the losses are always fp32. On CPU the passes over the scores run as fused C++ kernels
+(cpu_kernels.py) in the products' dtype (bf16, and fp32 on CPUs with AVX-512): the forward's exponentiates each
+score once, sums in fp32 and writes the exponential over it; the backward's scales those in place (no second
+exponential). Where the kernels cannot be built, or do not apply, torch's operations do the same arithmetic.
 """
 
 from __future__ import annotations
