@@ -35,9 +35,9 @@ def gradients(loss: torch.Tensor, *tensors: torch.Tensor) -> list[torch.Tensor]:
 
 @pytest.fixture(params=["kernels", "torch"])
 def output_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The output layer's two CPU paths: the fused C++ kernels (cpu_kernels.py; here for fp32 products too, which
-    training leaves to torch, so that the fp32 tests' tight tolerances check the kernels' autograd) and torch's
-    operations."""
+    """The output layer's two CPU paths: the fused C++ kernels (cpu_kernels.py; here for fp32 products on any CPU,
+    where training uses them only with AVX-512, so that the fp32 tests' tight tolerances check the kernels'
+    autograd) and torch's operations."""
     if request.param == "torch":
         monkeypatch.setattr(output_loss, "kernels_for", lambda device, dtype: None)
     elif cpu_kernels.softmax_kernels() is None:
