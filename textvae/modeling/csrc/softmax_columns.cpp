@@ -1,5 +1,5 @@
-// The output layer's softmax passes on CPU, fused, in the scores' own dtype (fp32 or bf16; textvae uses them for
-// bf16 products, where they beat torch's operations: cpu_kernels.KERNEL_DTYPES), the arithmetic in fp32. The
+// The output layer's softmax passes on CPU, fused, in the scores' own dtype (fp32 or bf16; which products textvae
+// uses them for: cpu_kernels.KERNEL_DTYPES), the arithmetic in fp32. The
 // forward reads each score once, adds its bias, exponentiates, sums each column and (in training) writes the
 // exponential over the score; the backward reads and writes each once more, scaling instead of exponentiating.
 //
@@ -173,36 +173,38 @@ float* float_data(const torch::Tensor& tensor, int64_t size) {
 
 }  // namespace
 
-// Σ_v exp(scores[v, c] + bias[v]) for every column c, in fp32 (`bias`: vocab floats, or empty for none; no
-// shift: the caller rescores a column that overflowed). The bias joins here rather than in the product, which
-// would write it over the whole matrix before multiplying. `scores` are left as they are (evaluation).
-torch::Tensor column_exp_sums(const torch::Tensor& scores, const torch::Tensor& bias) {
+namespace {
+
+// exp_column_sums over `scores` in their dtype, read-only or (kWrite) writing the exponentials over them
+template <bool kWrite>
+torch::Tensor dispatch_exp_column_sums(const torch::Tensor& scores, const torch::Tensor& bias) {
   check_scores(scores);
   const int64_t vocab = scores.size(0), columns = scores.size(1);
   const float* bias_data = bias.numel() ? float_data(bias, vocab) : nullptr;
   torch::Tensor sums = torch::empty({columns}, scores.options().dtype(torch::kFloat));
+  using Half = std::conditional_t<kWrite, uint16_t, const uint16_t>;
+  using Float = std::conditional_t<kWrite, float, const float>;
   if (scores.scalar_type() == torch::kBFloat16)
-    exp_column_sums(reinterpret_cast<const uint16_t*>(scores.data_ptr()), bias_data, vocab, columns,
-                    sums.data_ptr<float>());
+    exp_column_sums(reinterpret_cast<Half*>(scores.data_ptr()), bias_data, vocab, columns, sums.data_ptr<float>());
   else
-    exp_column_sums(static_cast<const float*>(scores.data_ptr<float>()), bias_data, vocab, columns,
+    exp_column_sums(static_cast<Float*>(scores.data_ptr<float>()), bias_data, vocab, columns,
                     sums.data_ptr<float>());
   return sums;
+}
+
+}  // namespace
+
+// Σ_v exp(scores[v, c] + bias[v]) for every column c, in fp32 (`bias`: vocab floats, or empty for none; no
+// shift: the caller rescores a column that overflowed). The bias joins here rather than in the product, which
+// would write it over the whole matrix before multiplying. `scores` are left as they are (evaluation).
+torch::Tensor column_exp_sums(const torch::Tensor& scores, const torch::Tensor& bias) {
+  return dispatch_exp_column_sums<false>(scores, bias);
 }
 
 // column_exp_sums that also writes each exp(scores + bias) over its score, rounded to the scores' dtype (training:
 // the backward scales them instead of exponentiating again).
 torch::Tensor exp_column_sums_(torch::Tensor& scores, const torch::Tensor& bias) {
-  check_scores(scores);
-  const int64_t vocab = scores.size(0), columns = scores.size(1);
-  const float* bias_data = bias.numel() ? float_data(bias, vocab) : nullptr;
-  torch::Tensor sums = torch::empty({columns}, scores.options().dtype(torch::kFloat));
-  if (scores.scalar_type() == torch::kBFloat16)
-    exp_column_sums(reinterpret_cast<uint16_t*>(scores.data_ptr()), bias_data, vocab, columns,
-                    sums.data_ptr<float>());
-  else
-    exp_column_sums(scores.data_ptr<float>(), bias_data, vocab, columns, sums.data_ptr<float>());
-  return sums;
+  return dispatch_exp_column_sums<true>(scores, bias);
 }
 
 // Overwrites `exps` (exp(scores + bias − shift) per column, as exp_column_sums_ left them) with the gradient of
