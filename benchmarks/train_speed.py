@@ -27,6 +27,10 @@ faults per timed step, so a warm-up too short shows (benchmarks/RESULTS.md):
     untimed warm-up), exactly as `textvae.training.train` trains: length-bucketed batches, TextVAE with
     its fused output loss, the configured optimizer, the allocator setting of textvae.runtime,
     `training_step` (word dropout, ELBO loss with the KL schedule, gradient clipping, autocast).
+  * with --floor, the arithmetic floor in fp32 and in textvae's precision (`floor fp32`, benchmarks/step_floor.py):
+    only the two LSTMs forward and backward and the vocabulary layer's three products, on the reference's
+    batches; its ratio to the reference (`floor_ratio`, `floor_ratio_fp32`) bounds what any implementation
+    doing that arithmetic can reach against the reference on this machine;
   * with --processes N, textvae also as `torchrun --nproc_per_node N` trains it (`textvae fp32 ×N procs`):
     DistributedDataParallel over gloo, each process on its share of every global batch with the machine's
     threads split among them (one each on 2 cores), the update the same as one process's on the whole batch
@@ -39,7 +43,7 @@ Each variant runs in a fresh child process (with --rounds R, R times, the varian
 median run reported), so allocator settings, caches and peak memory
 (ru_maxrss of that process, data loading included) never leak from one into another. Last line:
   tokens_per_s=N reference_tokens_per_s=N ratio=X plain_tokens_per_s=N plain_ratio=X peak_rss_mb=N
-  reference_peak_rss_mb=N [same_precision_ratio=X] [precision=P padding_share=X]
+  reference_peak_rss_mb=N [same_precision_ratio=X] [floor_ratio=X floor_ratio_fp32=X] [precision=P padding_share=X]
 for the default precision (auto) or the one --precision names. Run from the repo root:
   python benchmarks/train_speed.py --config configs/ptb.yaml --steps 200
 """
@@ -78,6 +82,8 @@ from textvae.training.distributed import Workers, setup as setup_workers, teardo
 from textvae.training.setup import model_as_trained
 from textvae.data.loading import load_splits
 from textvae.runtime import select_device
+
+from step_floor import FloorModel, floor_step  # benchmarks/ is the script's own folder on sys.path
 
 
 def measure(step: Callable[[Batch], None], batches: Iterator[Batch], warmup: int, steps: int,
@@ -268,7 +274,7 @@ def research_step(model: ResearchVAE, optimizer, settings, device, dtype,
 # ---- one variant per process -----------------------------------------------------------------------
 
 def measure_variant(args: argparse.Namespace) -> dict:
-    """One variant ('plain', 'reference-<precision>' or a textvae precision name) in this process; its
+    """One variant ('plain', 'reference-<precision>', 'floor-<precision>' or a textvae precision name) in this process; its
     measurements as a dict. A precision that fails here, at the capability check or at run time, comes
     back as {'skipped': reason}."""
     datasets.disable_progress_bars()
@@ -305,6 +311,10 @@ def measure_variant(args: argparse.Namespace) -> dict:
         trained = DistributedDataParallel(model) if workers.distributed else model
         step = research_step(trained, torch.optim.SGD(model.parameters(), lr=PUBLISHED_LR), settings, device, dtype,
                              workers)
+        batches = equal_length_batches(splits["train"].token_ids, settings.batch_size, special, settings.seed)
+    elif kind == "floor":
+        model = FloorModel(vocabulary_size(tokenizer), model_config, dtype).to(device)
+        step = floor_step(model, device, dtype)
         batches = equal_length_batches(splits["train"].token_ids, settings.batch_size, special, settings.seed)
     else:
         model = TextVAE(model_config).to(device)
@@ -406,6 +416,8 @@ def main() -> None:
                         help="also measure textvae trained by this many DDP processes, as torchrun runs it (default 1: not)")
     parser.add_argument("--processes-reference", action="store_true",
                         help="with --processes, measure the reference in as many DDP processes too")
+    parser.add_argument("--floor", action="store_true",
+                        help="also time the arithmetic floor (LSTMs and output products alone) in fp32 and textvae's precision")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # internal: run one variant, print JSON
     parser.add_argument("--threads-per-process", type=int, default=1, help=argparse.SUPPRESS)  # internal
     args = parser.parse_args()
@@ -422,9 +434,10 @@ def main() -> None:
     names = precisions_to_measure(args.precision, auto, device)
     chosen_name = names[0] if args.precision else auto
     variants = ["plain", "reference-fp32", *names] + ([f"reference-{chosen_name}"] if chosen_name != "fp32" else [])
+    floors = [f"floor-{name}" for name in dict.fromkeys(["fp32", chosen_name])] if args.floor else []
     parallel = [f"{name}*{args.processes}" for name in names] if args.processes > 1 else []
     parallel += [f"reference-fp32*{args.processes}"] if parallel and args.processes_reference else []
-    measured = median_runs(args, variants + parallel)
+    measured = median_runs(args, variants + floors + parallel)
     plain, reference = measured["plain"], measured["reference-fp32"]
     runs = {name: measured[name] for name in names}
     same_precision = ({chosen_name: measured[f"reference-{chosen_name}"]}
@@ -437,7 +450,8 @@ def main() -> None:
             | {f"reference {name}": run for name, run in same_precision.items()}
             | {"plain loop fp32": plain}
             | {f"textvae {name}" + (" (auto)" if name == auto else ""): run for name, run in runs.items()}
-            | {describe_parallel(name): measured[name] for name in parallel})
+            | {describe_parallel(name): measured[name] for name in parallel}
+            | {f"floor {name.removeprefix('floor-')}": measured[name] for name in floors})
     for name, run in rows.items():
         if "skipped" in run:
             print(f"{name:24} skipped: {run['skipped']}")
@@ -461,6 +475,11 @@ def main() -> None:
     same = same_precision.get(chosen_name)
     if same and "skipped" not in same:
         summary["same_precision_ratio"] = f"{speed / same['tokens_per_s']:.2f}"
+    for name in floors:  # floor_ratio: in the summary's precision; floor_ratio_fp32 beside it when that differs
+        run, floor_name = measured[name], name.removeprefix("floor-")
+        key = "floor_ratio" if floor_name == chosen_name else f"floor_ratio_{floor_name}"
+        if "skipped" not in run:
+            summary[key] = f"{run['tokens_per_s'] / reference['tokens_per_s']:.2f}"
     if args.precision:
         summary |= {"precision": chosen["precision"], "padding_share": f"{chosen['padding_share']:.4f}"}
     for name in parallel:  # e.g. ratio_fp32_2_processes=X: against the single-process fp32 reference

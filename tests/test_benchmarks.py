@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import re
@@ -73,11 +72,35 @@ def test_train_speed_measures_textvae_and_the_reference_in_ddp_processes(tmp_pat
                - tokens["reference fp32 ×2 procs"] / tokens["reference fp32"]) < 0.02
 
 
+def test_train_speed_times_the_arithmetic_floor_beside_the_reference(tmp_path: Path) -> None:
+    """--floor adds the floor's row (LSTMs and output products alone) and its ratio to the reference."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_CONFIG, encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "train_speed.py"), "--config", str(config),
+         "--steps", "3", "--warmup", "1", "--precision", "fp32", "--floor"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    tokens = {match.group(1): float(match.group(2)) for match in
+              (re.match(r"(.+?)\s+(\d+) target tokens/s", line) for line in lines) if match}
+    summary = dict(item.split("=") for item in lines[-1].split())
+    assert "floor fp32" in tokens and "floor_ratio_fp32" not in summary, lines
+    assert abs(float(summary["floor_ratio"]) - tokens["floor fp32"] / tokens["reference fp32"]) < 0.02
+
+
+def test_floor_step_runs_both_lstms_backward_and_the_three_products() -> None:
+    step_floor = load_benchmark("step_floor")
+    c = argparse.Namespace(embedding_size=6, latent_size=2, encoder_hidden_size=5, decoder_hidden_size=4)
+    model = step_floor.FloorModel(11, c, torch.float32)
+    batch = argparse.Namespace(token_ids=torch.zeros(3, 7, dtype=torch.long))
+    step_floor.floor_step(model, torch.device("cpu"), torch.float32)(batch)
+    assert all(parameter.grad is not None and parameter.grad.abs().sum() > 0 for parameter in model.parameters())
+    assert model.output_weight.grad.shape == (11, 4)
+
+
 def load_train_speed():
-    spec = importlib.util.spec_from_file_location("train_speed", ROOT / "benchmarks" / "train_speed.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("train_speed")
 
 
 def test_train_speed_reports_a_precision_failing_at_run_time_as_skipped(monkeypatch) -> None:
