@@ -165,8 +165,10 @@ def breakdown(events) -> dict[str, float]:
     return totals
 
 
-def run(config, precision: str, steps: int, warmup: int, top_operators: int = 0) -> tuple[float, float, dict[str, float]] | str:
-    """(unprofiled ms/step, profiled ms/step, µs per part) for one precision, or why it could not run."""
+def run(config, precision: str, steps: int, warmup: int, top_operators: int = 0,
+        by_shape: bool = True) -> tuple[float, float, dict[str, float]] | str:
+    """(unprofiled ms/step, profiled ms/step, µs per part) for one precision, or why it could not run; with
+    `top_operators`, first prints that many operators' self times, grouped by input shapes or (`by_shape` False) by name."""
     settings = config.train
     device = select_device(settings.device)
     try:
@@ -204,7 +206,8 @@ def run(config, precision: str, steps: int, warmup: int, top_operators: int = 0)
             step()
         profiled = (time.perf_counter() - start) / steps * 1000
     if top_operators:
-        print(profiler.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=top_operators))
+        print(profiler.key_averages(group_by_input_shape=by_shape).table(sort_by="self_cpu_time_total",
+                                                                          row_limit=top_operators))
     return plain, profiled, breakdown(profiler.events())
 
 
@@ -216,6 +219,8 @@ def main() -> None:
     parser.add_argument("--precisions", default="fp32,bf16", help="comma-separated (default fp32,bf16)")
     parser.add_argument("--operators", type=int, default=0, metavar="N",
                         help="also print the N operators with the most self CPU time, per precision")
+    parser.add_argument("--operators-by", choices=("shape", "name"), default="shape",
+                        help="group --operators' table by operator and input shapes (default) or by operator name")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
     args = parser.parse_args()
     datasets.disable_progress_bars()
@@ -227,7 +232,7 @@ def main() -> None:
     print(f"config {args.config}, {torch.get_num_threads()} torch threads, {args.steps} profiled steps after "
           f"{args.warmup} + {args.steps} unprofiled ones")
     for precision in args.precisions.split(","):
-        outcome = run(config, precision, args.steps, args.warmup, args.operators)
+        outcome = run(config, precision, args.steps, args.warmup, args.operators, args.operators_by == "shape")
         if isinstance(outcome, str):
             print(f"{precision}: skipped: {outcome}")
             continue

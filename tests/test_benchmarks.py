@@ -99,6 +99,23 @@ def test_floor_step_runs_both_lstms_backward_and_the_three_products() -> None:
     assert model.output_weight.grad.shape == (11, 4)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("grouping", ["shape", "name"])
+def test_train_profile_breaks_a_step_into_parts_and_lists_operators(tmp_path: Path, grouping: str) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY_CONFIG, encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "train_profile.py"), "--config", str(config), "--steps", "3",
+         "--warmup", "1", "--precisions", "fp32", "--operators", "5", "--operators-by", grouping],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    shares = [float(match.group(1)) for match in (re.search(r"ms/step\s+([\d.]+)%$", line) for line in lines) if match]
+    assert len(shares) == 11 and abs(sum(shares) - 100) < 0.5, lines  # every part, the shares adding up
+    assert ("Input Shapes" in result.stdout) == (grouping == "shape")
+    assert re.fullmatch(r"fp32_ms_per_step=\d+\.\d", lines[-1])
+
+
 def load_train_speed():
     return load_benchmark("train_speed")
 
