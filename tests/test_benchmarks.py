@@ -28,14 +28,17 @@ train: {batch_size: 8, num_threads: 1, device: cpu}
 """
 
 
-@pytest.mark.slow
-def test_train_speed_prints_summary_line(tmp_path: Path) -> None:
+def run_on_tiny_config(tmp_path: Path, script: str, *arguments: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`benchmarks/<script> --config <TINY_CONFIG written to tmp_path> *arguments`, run in tmp_path."""
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY_CONFIG, encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "train_speed.py"), "--config", str(config),
-         "--steps", "3", "--warmup", "1", "--precision", "fp32"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--config", str(config), *arguments],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_train_speed_prints_summary_line(tmp_path: Path) -> None:
+    result = run_on_tiny_config(tmp_path, "train_speed.py", "--steps", "3", "--warmup", "1", "--precision", "fp32")
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.strip().splitlines()
     match = SUMMARY.fullmatch(lines[-1])
@@ -54,12 +57,8 @@ def test_train_speed_prints_summary_line(tmp_path: Path) -> None:
 def test_train_speed_measures_textvae_and_the_reference_in_ddp_processes(tmp_path: Path) -> None:
     """--processes 2 runs textvae (and, asked, the reference) as torchrun would, and puts their ratios against
     the single-process reference in the summary line."""
-    config = tmp_path / "tiny.yaml"
-    config.write_text(TINY_CONFIG, encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "train_speed.py"), "--config", str(config), "--steps", "3",
-         "--warmup", "1", "--precision", "fp32", "--processes", "2", "--processes-reference"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    result = run_on_tiny_config(tmp_path, "train_speed.py", "--steps", "3", "--warmup", "1", "--precision", "fp32",
+                                "--processes", "2", "--processes-reference")
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.strip().splitlines()
     tokens = {match.group(1): float(match.group(2)) for match in
@@ -74,12 +73,8 @@ def test_train_speed_measures_textvae_and_the_reference_in_ddp_processes(tmp_pat
 
 def test_train_speed_times_the_arithmetic_floor_beside_the_reference(tmp_path: Path) -> None:
     """--floor adds the floor's row (LSTMs and output products alone) and its ratio to the reference."""
-    config = tmp_path / "tiny.yaml"
-    config.write_text(TINY_CONFIG, encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "train_speed.py"), "--config", str(config),
-         "--steps", "3", "--warmup", "1", "--precision", "fp32", "--floor"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    result = run_on_tiny_config(tmp_path, "train_speed.py", "--steps", "3", "--warmup", "1", "--precision", "fp32",
+                                "--floor")
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.strip().splitlines()
     tokens = {match.group(1): float(match.group(2)) for match in
@@ -102,12 +97,8 @@ def test_floor_step_runs_both_lstms_backward_and_the_three_products() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("grouping", ["shape", "name"])
 def test_train_profile_breaks_a_step_into_parts_and_lists_operators(tmp_path: Path, grouping: str) -> None:
-    config = tmp_path / "tiny.yaml"
-    config.write_text(TINY_CONFIG, encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "train_profile.py"), "--config", str(config), "--steps", "3",
-         "--warmup", "1", "--precisions", "fp32", "--operators", "5", "--operators-by", grouping],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    result = run_on_tiny_config(tmp_path, "train_profile.py", "--steps", "3", "--warmup", "1", "--precisions", "fp32",
+                                "--operators", "5", "--operators-by", grouping)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.strip().splitlines()
     shares = [float(match.group(1)) for match in (re.search(r"ms/step\s+([\d.]+)%$", line) for line in lines) if match]
@@ -165,12 +156,7 @@ def test_train_speed_reference_batches_hold_one_length_each_and_cover_the_split_
 
 
 def test_aggressive_speed_prints_both_rates_and_their_ratio(tmp_path: Path) -> None:
-    config = tmp_path / "tiny.yaml"
-    config.write_text(TINY_CONFIG, encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "aggressive_speed.py"), "--config", str(config),
-         "--steps", "2", "--rounds", "2"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    result = run_on_tiny_config(tmp_path, "aggressive_speed.py", "--steps", "2", "--rounds", "2", timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     last = result.stdout.strip().splitlines()[-1]
     match = re.fullmatch(r"encoder_steps_per_s=(\d+\.\d\d) baseline_steps_per_s=(\d+\.\d\d) ratio=(\d+\.\d\d)", last)
