@@ -30,7 +30,7 @@ faults per timed step, so a warm-up too short shows (benchmarks/RESULTS.md):
   * with --floor, the arithmetic floor in fp32 and in textvae's precision (`floor fp32`, benchmarks/step_floor.py):
     only the two LSTMs forward and backward and the vocabulary layer's three products, on the reference's
     batches; its ratio to the reference (`floor_ratio`, `floor_ratio_fp32`) bounds what any implementation
-    doing that arithmetic can reach against the reference on this machine;
+    doing that arithmetic with torch's kernels can reach against the reference on this machine;
   * with --processes N, textvae also as `torchrun --nproc_per_node N` trains it (`textvae fp32 ×N procs`):
     DistributedDataParallel over gloo, each process on its share of every global batch with the machine's
     threads split among them (one each on 2 cores), the update the same as one process's on the whole batch

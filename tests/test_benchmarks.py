@@ -71,6 +71,7 @@ def test_train_speed_measures_textvae_and_the_reference_in_ddp_processes(tmp_pat
                - tokens["reference fp32 ×2 procs"] / tokens["reference fp32"]) < 0.02
 
 
+@pytest.mark.slow
 def test_train_speed_times_the_arithmetic_floor_beside_the_reference(tmp_path: Path) -> None:
     """--floor adds the floor's row (LSTMs and output products alone) and its ratio to the reference."""
     result = run_on_tiny_config(tmp_path, "train_speed.py", "--steps", "3", "--warmup", "1", "--precision", "fp32",
