@@ -274,8 +274,8 @@ def research_step(model: ResearchVAE, optimizer, settings, device, dtype,
 # ---- one variant per process -----------------------------------------------------------------------
 
 def measure_variant(args: argparse.Namespace) -> dict:
-    """One variant ('plain', 'reference-<precision>', 'floor-<precision>' or a textvae precision name) in this process; its
-    measurements as a dict. A precision that fails here, at the capability check or at run time, comes
+    """One variant ('plain', 'reference-<precision>', 'floor-<precision>' or a textvae precision name) in this
+    process; its measurements as a dict. A precision that fails here, at the capability check or at run time, comes
     back as {'skipped': reason}."""
     datasets.disable_progress_bars()
     config = load_config(args.config, args.overrides)
@@ -417,7 +417,8 @@ def main() -> None:
     parser.add_argument("--processes-reference", action="store_true",
                         help="with --processes, measure the reference in as many DDP processes too")
     parser.add_argument("--floor", action="store_true",
-                        help="also time the arithmetic floor (LSTMs and output products alone) in fp32 and textvae's precision")
+                        help="also time the arithmetic floor (LSTMs and output products alone) in fp32 and in "
+                             "textvae's precision")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # internal: run one variant, print JSON
     parser.add_argument("--threads-per-process", type=int, default=1, help=argparse.SUPPRESS)  # internal
     args = parser.parse_args()

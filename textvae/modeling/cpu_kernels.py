@@ -4,8 +4,9 @@ On CPU the output layer's matrix products run fast in bf16 (AMX), and what is le
 score matrix (vocabulary × tokens, 29 MB in fp32 at PTB's batch) went through about eight elementwise passes
 per step (convert, exponentiate, sum, subtract the targets, scale, sum for the bias, convert back). The C++
 kernels read it once in the forward (in training writing the exponentials over it) and once in the backward, in
-the products' own dtype (bf16, and fp32 on a CPU with AVX-512: see KERNEL_DTYPES). They are compiled with torch.utils.cpp_extension on first use (about 25 s, then kept under
-~/.cache/torch_extensions/textvae, one build per source, torch version and CPU); without a compiler, or with
+the products' own dtype (bf16, and fp32 on a CPU with AVX-512: see KERNEL_DTYPES). They are compiled with
+torch.utils.cpp_extension on first use (about 25 s, then kept under ~/.cache/torch_extensions/textvae, one
+build per source, torch version and CPU); without a compiler, or with
 TEXTVAE_CPU_KERNELS=0, the output layer falls back to torch's elementwise operations (the same values, slower).
 """
 

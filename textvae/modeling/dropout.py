@@ -1,6 +1,6 @@
-"""Dropout whose mask on a CPU comes from 15-bit random integers, four per 64-bit draw of torch's generator: torch's
-dropout draws the mask with bernoulli_, and uniform floats compared with p (an earlier version here) take one
-32-bit draw per unit; both cost more for the PTB recipe's activations (benchmarks/dropout_speed.py, figures in
+"""Dropout whose mask on a CPU comes from 15-bit random integers, four per 64-bit draw of torch's generator:
+torch's dropout draws the mask with bernoulli_, and uniform floats compared with p (an earlier version here) take
+one 32-bit draw per unit; both cost more for the PTB recipe's activations (benchmarks/dropout_speed.py, figures in
 benchmarks/RESULTS.md). Each unit is kept with probability 1 − p′ and scaled by 1 / (1 − p′)
 (Srivastava et al. 2014), where p′ is p rounded to a multiple of 2⁻¹⁵ (at most 1.5 · 10⁻⁵ away: 0.5 stays 0.5,
 0.3 becomes 0.299988), so the expectation is the input exactly. Elsewhere (CUDA) torch's fused kernel stays."""
@@ -15,7 +15,7 @@ LANE_BITS = 15  # random bits per unit: each 64-bit draw of torch's generator (6
 
 
 def keep_mask(shape: torch.Size, p: float, device: torch.device) -> tuple[torch.Tensor, float]:
-    """A boolean mask of `shape`, each unit True with probability 1 − p′, and p′ (p to a multiple of 2⁻¹⁵)."""
+    """A boolean mask of `shape`, each unit True with probability 1 − p′; and p′, p to a multiple of 2⁻¹⁵."""
     count = shape.numel()
     draws = torch.empty((count + 3) // 4, dtype=torch.int64, device=device).random_()  # uniform in [0, 2⁶³)
     units = draws.view(torch.int16)[:count].view(shape) & (2**LANE_BITS - 1)  # four 15-bit integers per draw

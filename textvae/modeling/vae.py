@@ -164,8 +164,7 @@ class TextVAE(PreTrainedModel):
         positions = torch.arange(targets.size(1), device=hidden.device)
         real = positions.unsqueeze(0) < target_lengths.unsqueeze(1)
         unpadded = bool(real.all())  # length-bucketed batches mostly are: rows by reshape, no gather and scatter
-        sentence_of_token = (torch.arange(targets.size(0), device=hidden.device).repeat_interleave(targets.size(1))
-                             if unpadded else real.nonzero()[:, 0])
+        sentence_of_token = real.nonzero()[:, 0]
         added_scores = (z[sentence_of_token], self.bag_of_words.output) if self.biases_scores_with(z) else None
         if unpadded:
             token_nll = self.decoder.token_nll(hidden.reshape(-1, hidden.size(-1)), targets.reshape(-1), added_scores)
